@@ -1,0 +1,391 @@
+//! The configuration tree: a YAML file in Loki's vocabulary, every key overridable by an
+//! environment variable, defaults that need no file at all.
+//!
+//! Environment overrides name the key path with `__` between levels under the `PARQUETRY`
+//! prefix: `PARQUETRY__SERVER__HTTP_LISTEN_PORT=3200`,
+//! `PARQUETRY__LIMITS_CONFIG__MAX_LINE_SIZE=1MB`, `PARQUETRY__AUTH_ENABLED=true`. Values are
+//! read as YAML scalars, so numbers, booleans and `[a, b]` lists work. Unknown keys, in the file
+//! or the environment, are errors rather than silently ignored.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::duration::{parse_bytes, parse_prometheus_or_go};
+
+pub const ENV_PREFIX: &str = "PARQUETRY__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole tree. Field names are Loki's where Loki has one.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// With auth on, every request needs `X-Scope-OrgID`; with it off everything runs as `fake`.
+    pub auth_enabled: bool,
+    pub server: ServerConfig,
+    pub common: CommonConfig,
+    pub storage: StorageConfig,
+    pub distributor: DistributorConfig,
+    pub limits_config: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            auth_enabled: false,
+            server: ServerConfig::default(),
+            common: CommonConfig::default(),
+            storage: StorageConfig::default(),
+            distributor: DistributorConfig::default(),
+            limits_config: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub http_listen_address: String,
+    pub http_listen_port: u16,
+    /// `debug`, `info`, `warn` or `error`.
+    pub log_level: String,
+    /// `logfmt` (human text) or `json`.
+    pub log_format: String,
+    /// Prefix under which the HTTP API is also served (for proxies that add one).
+    pub http_path_prefix: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            http_listen_address: "0.0.0.0".into(),
+            http_listen_port: 3100,
+            log_level: "info".into(),
+            log_format: "logfmt".into(),
+            http_path_prefix: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommonConfig {
+    /// Loki's data directory. When set and `storage.url` is not, data lives here.
+    pub path_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where objects live: a directory path, `file:///abs/path`, or `memory://`.
+    pub url: Option<String>,
+    /// Stream labels whose values partition object keys. The first one present on a stream
+    /// names its partition.
+    pub partition_labels: Vec<String>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: None,
+            partition_labels: vec!["service_name".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributorConfig {
+    /// Largest push body accepted, before decompression.
+    pub max_recv_msg_size: ByteSize,
+    /// Largest push body accepted after gzip/deflate decompression.
+    pub max_decompressed_size: ByteSize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        DistributorConfig {
+            max_recv_msg_size: ByteSize(100 << 20),
+            max_decompressed_size: ByteSize(5000 << 20),
+        }
+    }
+}
+
+/// Per-tenant limits, with Loki's names and defaults.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub reject_old_samples: bool,
+    pub reject_old_samples_max_age: LokiDuration,
+    pub creation_grace_period: LokiDuration,
+    pub max_line_size: ByteSize,
+    pub max_line_size_truncate: bool,
+    pub max_label_names_per_series: usize,
+    pub max_label_name_length: usize,
+    pub max_label_value_length: usize,
+    pub max_structured_metadata_size: ByteSize,
+    pub max_structured_metadata_entries_count: usize,
+    pub allow_structured_metadata: bool,
+    /// Labels tried in order to fill `service_name` when a stream lacks it.
+    pub discover_service_name: Vec<String>,
+    pub discover_log_levels: bool,
+    pub max_entries_limit_per_query: u64,
+    pub max_query_length: LokiDuration,
+    pub max_query_series: usize,
+    pub query_timeout: LokiDuration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            reject_old_samples: true,
+            reject_old_samples_max_age: LokiDuration::from_secs(168 * 3600),
+            creation_grace_period: LokiDuration::from_secs(600),
+            max_line_size: ByteSize(256 * 1024),
+            max_line_size_truncate: false,
+            max_label_names_per_series: 15,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            max_structured_metadata_size: ByteSize(64 * 1024),
+            max_structured_metadata_entries_count: 128,
+            allow_structured_metadata: true,
+            discover_service_name: [
+                "service",
+                "app",
+                "application",
+                "app_name",
+                "name",
+                "app_kubernetes_io_name",
+                "container",
+                "container_name",
+                "k8s_container_name",
+                "component",
+                "workload",
+                "job",
+                "k8s_job_name",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            discover_log_levels: true,
+            max_entries_limit_per_query: 5000,
+            max_query_length: LokiDuration::from_secs(721 * 3600),
+            max_query_series: 500,
+            query_timeout: LokiDuration::from_secs(60),
+        }
+    }
+}
+
+/// A duration written the Loki way in YAML (`168h`, `10m`, `1.5h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LokiDuration(pub Duration);
+
+impl LokiDuration {
+    pub const fn from_secs(s: u64) -> Self {
+        LokiDuration(Duration::from_secs(s))
+    }
+    pub fn as_nanos(&self) -> i64 {
+        self.0.as_nanos().min(i64::MAX as u128) as i64
+    }
+}
+
+impl fmt::Display for LokiDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::duration::format_prometheus(self.as_nanos()))
+    }
+}
+
+impl<'de> Deserialize<'de> for LokiDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        let s = match v {
+            serde_yaml::Value::String(s) => s,
+            serde_yaml::Value::Number(n) if n.as_u64() == Some(0) => "0".into(),
+            other => {
+                return Err(serde::de::Error::custom(format!(
+                    "expected a duration such as 10m or 168h, got {other:?}"
+                )));
+            }
+        };
+        let ns = parse_prometheus_or_go(&s).map_err(serde::de::Error::custom)?;
+        if ns < 0 {
+            return Err(serde::de::Error::custom(format!("negative duration {s:?}")));
+        }
+        Ok(LokiDuration(Duration::from_nanos(ns as u64)))
+    }
+}
+
+impl Serialize for LokiDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// A byte size written as a number of bytes or with a unit (`256KB`, `100MiB`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_yaml::Value::deserialize(d)?;
+        match v {
+            serde_yaml::Value::Number(n) => n
+                .as_u64()
+                .map(ByteSize)
+                .ok_or_else(|| serde::de::Error::custom(format!("invalid byte size {n}"))),
+            serde_yaml::Value::String(s) => parse_bytes(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a byte size such as 256KB, got {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+impl Config {
+    /// Reads an optional YAML file, then applies `PARQUETRY__…` overrides from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        Self::from_yaml_and_env(&text, env)
+    }
+
+    pub fn from_yaml_and_env(
+        yaml: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut root: serde_yaml::Value = if yaml.trim().is_empty() {
+            serde_yaml::Value::Mapping(Default::default())
+        } else {
+            serde_yaml::from_str(yaml).map_err(|e| ConfigError::Invalid(e.to_string()))?
+        };
+        if root.is_null() {
+            root = serde_yaml::Value::Mapping(Default::default());
+        }
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        for (k, v) in overrides {
+            let path: Vec<String> = k[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            let value: serde_yaml::Value =
+                serde_yaml::from_str(&v).unwrap_or_else(|_| serde_yaml::Value::String(v.clone()));
+            set_path(&mut root, &path, value)
+                .map_err(|e| ConfigError::Invalid(format!("{k}: {e}")))?;
+        }
+        serde_yaml::from_value(root).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The storage URL in effect: `storage.url`, else `common.path_prefix`, else `./data`.
+    pub fn storage_url(&self) -> String {
+        self.storage
+            .url
+            .clone()
+            .or_else(|| self.common.path_prefix.clone())
+            .unwrap_or_else(|| "./data".into())
+    }
+}
+
+fn set_path(
+    root: &mut serde_yaml::Value,
+    path: &[String],
+    value: serde_yaml::Value,
+) -> Result<(), String> {
+    let Some((first, rest)) = path.split_first() else {
+        return Err("empty key".into());
+    };
+    if root.is_null() {
+        *root = serde_yaml::Value::Mapping(Default::default());
+    }
+    let map = root
+        .as_mapping_mut()
+        .ok_or_else(|| format!("{first} is not inside a mapping"))?;
+    let key = serde_yaml::Value::String(first.clone());
+    if rest.is_empty() {
+        map.insert(key, value);
+        return Ok(());
+    }
+    let child = map
+        .entry(key)
+        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    set_path(child, rest, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_file() {
+        let c = Config::from_yaml_and_env("", []).unwrap();
+        assert_eq!(c.server.http_listen_port, 3100);
+        assert!(!c.auth_enabled);
+        assert_eq!(c.storage_url(), "./data");
+        assert_eq!(c.limits_config.max_line_size.0, 262_144);
+    }
+
+    #[test]
+    fn loki_vocabulary_and_env_overrides() {
+        let y = "auth_enabled: true\nserver:\n  http_listen_port: 3200\nlimits_config:\n  reject_old_samples_max_age: 24h\n  max_line_size: 1MB\n";
+        let c = Config::from_yaml_and_env(
+            y,
+            [
+                (
+                    "PARQUETRY__SERVER__HTTP_LISTEN_PORT".to_string(),
+                    "4000".to_string(),
+                ),
+                ("PARQUETRY__STORAGE__URL".into(), "/tmp/x".into()),
+                ("OTHER".into(), "ignored".into()),
+            ],
+        )
+        .unwrap();
+        assert!(c.auth_enabled);
+        assert_eq!(c.server.http_listen_port, 4000);
+        assert_eq!(
+            c.limits_config.reject_old_samples_max_age.0.as_secs(),
+            86_400
+        );
+        assert_eq!(c.limits_config.max_line_size.0, 1_000_000);
+        assert_eq!(c.storage_url(), "/tmp/x");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Config::from_yaml_and_env("limits_config:\n  nope: 1\n", []).unwrap_err();
+        assert!(e.to_string().contains("unknown field `nope`"), "{e}");
+        let e =
+            Config::from_yaml_and_env("", [("PARQUETRY__BOGUS".into(), "1".into())]).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}

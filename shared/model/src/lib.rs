@@ -1,0 +1,20 @@
+//! The vocabulary every other Parquetry crate shares: stream labels and their fingerprints,
+//! label matchers, tenant ids, Loki-style durations and byte sizes, limits and the typed
+//! configuration tree.
+//!
+//! Nothing here does I/O or depends on a heavy crate, so the LogQL parser and the ingest path
+//! can use it without building DataFusion.
+
+pub mod config;
+pub mod duration;
+pub mod labels;
+pub mod matcher;
+pub mod tenant;
+
+pub use config::{Config, Limits};
+pub use labels::{Label, Labels};
+pub use matcher::{MatchOp, Matcher, MatcherError};
+pub use tenant::{TenantError, validate_tenant_id};
+
+/// The tenant every request runs as when `auth_enabled` is false, as in Loki.
+pub const NO_AUTH_TENANT: &str = "fake";

@@ -1,0 +1,47 @@
+//! Storage: where log objects live, what they look like and how to find them again.
+//!
+//! Every byte goes through [`object_store`], so the same code runs on a local directory, in
+//! memory (tests) and, later, on S3. The crate owns
+//! - the key layout (`layout`): tenant / day / partition, time range in the file name, every
+//!   component escaped so nothing can leave its tenant's prefix;
+//! - the Parquet encoding of a push (`writer`): one object per (day, partition), rows sorted by
+//!   (stream, time), zstd, page statistics, a bloom filter on the stream fingerprint and a
+//!   stream catalog in the footer;
+//! - finding objects for a query (`Store::list`) and reading their stream catalogs without
+//!   touching line bytes (`catalog`).
+//!
+//! The format is specified in `docs/format.md`.
+
+pub mod catalog;
+pub mod layout;
+pub mod schema;
+pub mod writer;
+
+mod store;
+
+pub use catalog::{StreamCatalog, StreamInfo};
+pub use layout::{DataObject, ObjectKey};
+pub use store::{Store, WriteSummary};
+pub use writer::{LogEntry, StreamEntries};
+
+/// Errors from the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("invalid storage url {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("corrupt object {path}: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error("background task failed: {0}")]
+    Join(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Nanoseconds in a UTC day; objects never span two.
+pub const DAY_NS: i64 = 86_400 * 1_000_000_000;

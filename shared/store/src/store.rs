@@ -1,0 +1,341 @@
+//! [`Store`]: the handle the API and query layers hold.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use parquet::arrow::async_reader::MetadataFetch;
+use parquet::file::metadata::ParquetMetaDataReader;
+
+use crate::catalog::StreamCatalog;
+use crate::layout::{DataObject, ObjectKey, day_of, day_prefix};
+use crate::schema::CATALOG_KEY;
+use crate::writer::{StreamEntries, encode_objects};
+use crate::{DAY_NS, Result, StoreError};
+
+/// What one write stored.
+#[derive(Debug, Clone, Default)]
+pub struct WriteSummary {
+    pub objects: usize,
+    pub entries: u64,
+    pub bytes_written: u64,
+}
+
+/// Objects are immutable once written, so a footer read once is good forever; the cache is
+/// bounded by dropping everything when it grows past this many objects.
+const CATALOG_CACHE_MAX: usize = 100_000;
+
+/// The storage handle: an object store plus the layout rules.
+pub struct Store {
+    store: Arc<dyn ObjectStore>,
+    url: String,
+    partition_labels: Vec<String>,
+    catalogs: Mutex<HashMap<Path, Arc<StreamCatalog>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+impl Store {
+    /// Opens a store by URL: a directory path, `file:///abs/dir`, or `memory://`.
+    pub fn open(url: &str, partition_labels: Vec<String>) -> Result<Store> {
+        let bad = |reason: String| StoreError::BadUrl {
+            url: url.to_string(),
+            reason,
+        };
+        let store: Arc<dyn ObjectStore> = if url == "memory://" || url == "memory:" {
+            Arc::new(InMemory::new())
+        } else {
+            let dir = match url.strip_prefix("file://") {
+                Some(rest) => rest,
+                None if url.contains("://") => {
+                    return Err(bad("supported schemes are file:// and memory://".into()));
+                }
+                None => url,
+            };
+            std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+            let abs = std::fs::canonicalize(dir).map_err(|e| bad(e.to_string()))?;
+            Arc::new(LocalFileSystem::new_with_prefix(abs).map_err(|e| bad(e.to_string()))?)
+        };
+        Ok(Self::from_object_store(store, url, partition_labels))
+    }
+
+    pub fn from_object_store(
+        store: Arc<dyn ObjectStore>,
+        url: &str,
+        partition_labels: Vec<String>,
+    ) -> Store {
+        Store {
+            store,
+            url: url.to_string(),
+            partition_labels,
+            catalogs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn partition_labels(&self) -> &[String] {
+        &self.partition_labels
+    }
+
+    /// Stores validated streams: encodes one object per (day, partition) on a blocking thread,
+    /// then puts them all. Returns only when every object is durable; a failure part-way leaves
+    /// whole objects only, and a retried push is deduplicated at query time.
+    pub async fn write(&self, tenant: &str, streams: Vec<StreamEntries>) -> Result<WriteSummary> {
+        if streams.iter().all(|s| s.entries.is_empty()) {
+            return Ok(WriteSummary::default());
+        }
+        let tenant_owned = tenant.to_string();
+        let labels = self.partition_labels.clone();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let objects = tokio::task::spawn_blocking(move || {
+            encode_objects(&tenant_owned, streams, &labels, &id)
+        })
+        .await
+        .map_err(|e| StoreError::Join(e.to_string()))??;
+
+        let mut summary = WriteSummary {
+            objects: objects.len(),
+            ..Default::default()
+        };
+        let puts = objects.into_iter().map(|o| {
+            summary.entries += o.entries;
+            summary.bytes_written += o.data.len() as u64;
+            let path = o.key.to_path();
+            let store = self.store.clone();
+            async move {
+                // Create-only: keys are unique per write, so an existing key means a bug or a
+                // collision, and overwriting acknowledged data is never right.
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    ..Default::default()
+                };
+                store
+                    .put_opts(&path, PutPayload::from_bytes(o.data), opts)
+                    .await
+            }
+        });
+        futures::future::try_join_all(puts).await?;
+        Ok(summary)
+    }
+
+    /// Objects of `tenant` that may hold entries in `[start, end)`, pruned by the key alone.
+    /// `keep_partition` sees each object's partition values and can reject it.
+    pub async fn list(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        keep_partition: impl Fn(&[(String, String)]) -> bool,
+    ) -> Result<Vec<DataObject>> {
+        let mut out = Vec::new();
+        if end <= start {
+            return Ok(out);
+        }
+        let first_day = start.div_euclid(DAY_NS);
+        let last_day = (end - 1).div_euclid(DAY_NS);
+        for day in first_day..=last_day {
+            let prefix = day_prefix(tenant, &day_of(day * DAY_NS));
+            let mut listing = self.store.list(Some(&prefix));
+            while let Some(meta) = listing.try_next().await? {
+                let Some(key) = ObjectKey::parse(&meta.location) else {
+                    continue;
+                };
+                // The key must say what the prefix says: never trust a foreign file.
+                if key.tenant != tenant {
+                    continue;
+                }
+                let obj = DataObject {
+                    key,
+                    path: meta.location,
+                    size: meta.size,
+                };
+                if obj.overlaps(start, end) && keep_partition(&obj.key.partition) {
+                    out.push(obj);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The stream catalog of an object, from its footer (cached: objects are immutable).
+    pub async fn catalog(&self, obj: &DataObject) -> Result<Arc<StreamCatalog>> {
+        if let Some(c) = self.cached(&obj.path) {
+            return Ok(c);
+        }
+        let fetch = RangeFetch {
+            store: self.store.as_ref(),
+            path: &obj.path,
+        };
+        let meta = ParquetMetaDataReader::new()
+            .with_prefetch_hint(Some(64 * 1024))
+            .load_and_finish(fetch, obj.size)
+            .await?;
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: obj.path.to_string(),
+            reason,
+        };
+        let json = meta
+            .file_metadata()
+            .key_value_metadata()
+            .and_then(|kv| kv.iter().find(|k| k.key == CATALOG_KEY))
+            .and_then(|k| k.value.clone())
+            .ok_or_else(|| corrupt("no stream catalog in footer".into()))?;
+        let catalog =
+            Arc::new(StreamCatalog::from_json(&json).map_err(|e| corrupt(e.to_string()))?);
+        if let Ok(mut map) = self.catalogs.lock() {
+            if map.len() >= CATALOG_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(obj.path.clone(), catalog.clone());
+        }
+        Ok(catalog)
+    }
+
+    fn cached(&self, path: &Path) -> Option<Arc<StreamCatalog>> {
+        self.catalogs.lock().ok()?.get(path).cloned()
+    }
+
+    /// Catalogs of many objects, read concurrently.
+    pub async fn catalogs(&self, objects: &[DataObject]) -> Result<Vec<Arc<StreamCatalog>>> {
+        use futures::StreamExt;
+        futures::stream::iter(objects.iter().map(|o| self.catalog(o)))
+            .buffered(32)
+            .try_collect()
+            .await
+    }
+}
+
+/// Byte ranges of one object, for the footer reader.
+struct RangeFetch<'a> {
+    store: &'a dyn ObjectStore,
+    path: &'a Path,
+}
+
+impl MetadataFetch for RangeFetch<'_> {
+    fn fetch(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(self.path, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parquetry_model::Labels;
+
+    use super::*;
+    use crate::writer::LogEntry;
+
+    const T0: i64 = 1_700_000_000_000_000_000;
+
+    fn stream(svc: &str, n: i64, day_offset: i64) -> StreamEntries {
+        StreamEntries {
+            labels: Labels::from_pairs([("service_name", svc), ("env", "prod")]),
+            entries: (0..n)
+                .map(|i| LogEntry {
+                    ts_ns: T0 + day_offset * DAY_NS + (n - i) * 1_000,
+                    line: format!("line {i} of {svc}"),
+                    structured_metadata: vec![("trace_id".into(), format!("t{i}"))],
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn write_list_and_read_catalogs() {
+        let store = Store::open("memory://", vec!["service_name".into()]).unwrap();
+        let s = store
+            .write(
+                "fake",
+                vec![
+                    stream("api", 5, 0),
+                    stream("web", 3, 0),
+                    stream("api", 2, 1),
+                ],
+            )
+            .await
+            .unwrap();
+        // (day 0, api), (day 0, web), (day 1, api)
+        assert_eq!(s.objects, 3);
+        assert_eq!(s.entries, 10);
+
+        let all = store
+            .list("fake", T0 - DAY_NS, T0 + 2 * DAY_NS, |_| true)
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 3);
+        let api_day0 = store
+            .list("fake", T0, T0 + DAY_NS / 2, |p| p[0].1 == "api")
+            .await
+            .unwrap();
+        assert_eq!(api_day0.len(), 1);
+        let cat = store.catalog(&api_day0[0]).await.unwrap();
+        assert_eq!(cat.streams.len(), 1);
+        assert_eq!(cat.streams[0].entries, 5);
+        assert_eq!(cat.streams[0].labels["service_name"], "api");
+        assert_eq!(cat.streams[0].min_ts, T0 + 1_000);
+        // Other tenants see nothing; time ranges outside see nothing.
+        assert!(
+            store
+                .list("other", T0 - DAY_NS, T0 + 2 * DAY_NS, |_| true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            store
+                .list("fake", T0 + 10 * DAY_NS, T0 + 11 * DAY_NS, |_| true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn local_directory_keeps_escaped_keys_inside_the_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap(), vec!["service_name".into()]).unwrap();
+        store
+            .write("../evil", vec![stream("a/../../b", 2, 0)])
+            .await
+            .unwrap();
+        let found = store
+            .list("../evil", T0 - DAY_NS, T0 + DAY_NS, |_| true)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].key.partition[0].1, "a/../../b");
+        assert_eq!(
+            store.catalog(&found[0]).await.unwrap().streams[0].entries,
+            2
+        );
+        // Everything landed under the v1 tree of the store's directory.
+        let top: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(top, vec![std::ffi::OsString::from("v1")]);
+    }
+}
