@@ -29,7 +29,7 @@ pub enum ConfigError {
 }
 
 /// The whole tree. Field names are Loki's where Loki has one.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// With auth on, every request needs `X-Scope-OrgID`; with it off everything runs as `fake`.
@@ -39,19 +39,6 @@ pub struct Config {
     pub storage: StorageConfig,
     pub distributor: DistributorConfig,
     pub limits_config: Limits,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            auth_enabled: false,
-            server: ServerConfig::default(),
-            common: CommonConfig::default(),
-            storage: StorageConfig::default(),
-            distributor: DistributorConfig::default(),
-            limits_config: Limits::default(),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -387,5 +374,24 @@ mod tests {
         let e =
             Config::from_yaml_and_env("", [("PARQUETRY__BOGUS".into(), "1".into())]).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    /// The documented example must stay loadable and equal to the defaults.
+    #[test]
+    fn documented_example_is_the_defaults() {
+        let text = include_str!("../../../infra/examples/parquetry.yaml");
+        let c = Config::from_yaml_and_env(text, []).unwrap();
+        let d = Config::default();
+        assert_eq!(
+            serde_yaml::to_string(&c.limits_config).unwrap(),
+            serde_yaml::to_string(&d.limits_config).unwrap()
+        );
+        assert_eq!(c.server.http_listen_port, d.server.http_listen_port);
+        assert_eq!(c.storage_url(), "./data");
     }
 }

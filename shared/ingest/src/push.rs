@@ -1,0 +1,40 @@
+//! The decoded push request, independent of the wire format it arrived in.
+//!
+//! Protobuf, v1 JSON and v0 JSON all decode into these types, so validation is written once.
+//! Labels stay as raw text here because every format carries them as text in the end (v1 JSON
+//! maps are rendered to it) and Loki reports label parse failures against that text.
+
+/// One push request after body decoding, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushRequest {
+    pub streams: Vec<PushStream>,
+}
+
+/// One stream as sent: label text such as `{app="web"}` and its entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushStream {
+    /// Prometheus series text, not yet parsed.
+    pub labels: String,
+    pub entries: Vec<Entry>,
+}
+
+/// One log entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Entry {
+    /// Unix nanoseconds. Protobuf timestamps outside the `i64` nanosecond range (before 1677 or
+    /// after 2262) are clamped to its ends; validation then rejects them as too old or too new.
+    pub ts_ns: i64,
+    pub line: String,
+    /// Structured metadata pairs in the order sent.
+    pub structured_metadata: Vec<(String, String)>,
+}
+
+impl Entry {
+    /// Bytes of structured metadata as Loki counts them: names plus values.
+    pub fn structured_metadata_size(&self) -> usize {
+        self.structured_metadata
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum()
+    }
+}
