@@ -214,7 +214,10 @@ impl Store {
     /// Catalogs of many objects, read concurrently.
     pub async fn catalogs(&self, objects: &[DataObject]) -> Result<Vec<Arc<StreamCatalog>>> {
         use futures::StreamExt;
-        futures::stream::iter(objects.iter().map(|o| self.catalog(o)))
+        // Owned objects keep the futures free of a borrowed argument, which would make the
+        // whole request future fail to be `Send` for any lifetime.
+        futures::stream::iter(objects.to_vec())
+            .map(|o| async move { self.catalog(&o).await })
             .buffered(32)
             .try_collect()
             .await

@@ -1,0 +1,62 @@
+//! Query execution: LogQL planned onto Apache DataFusion over the stored Parquet objects.
+//!
+//! A query runs in three steps, each narrowing what the next one reads:
+//! 1. **Objects** — the key layout prunes by tenant, day, partition and time from a LIST alone.
+//! 2. **Streams** — the stream catalogs in the objects' footers are matched against the
+//!    selector, so only objects holding a matching stream remain, each with the exact set of
+//!    stream fingerprints to read.
+//! 3. **Rows** — a DataFusion plan over just those objects ([`table::LogTable`]) with the
+//!    stream, time and line-filter predicates pushed into the Parquet scan, so row groups and
+//!    pages are skipped by statistics and line bytes are decoded only for rows that pass the
+//!    cheap predicates. Log queries end in a top-k by time, never a full sort.
+//!
+//! Metadata endpoints (`labels`, `series`, `index/stats`) stop after step 2 and never read a
+//! line.
+
+pub mod logs;
+pub mod metadata;
+pub mod select;
+pub mod stats;
+pub mod table;
+
+use std::sync::Arc;
+
+use parquetry_store::Store;
+
+pub use logs::{Direction, LogQuery, LogResult, ResultEntry};
+pub use stats::QueryStats;
+
+/// Errors a query can end with. The API layer maps them to HTTP statuses in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query is valid LogQL but uses something this engine does not evaluate yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The query is well-formed but not acceptable (limits, semantics).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("storage: {0}")]
+    Store(#[from] parquetry_store::StoreError),
+    #[error("execution: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+pub type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+/// The query side of Parquetry: cheap to clone, shared by every request.
+#[derive(Clone, Debug)]
+pub struct QueryEngine {
+    store: Arc<Store>,
+}
+
+impl QueryEngine {
+    pub fn new(store: Arc<Store>) -> Self {
+        QueryEngine { store }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}

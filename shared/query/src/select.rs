@@ -1,0 +1,92 @@
+//! Steps 1 and 2 of every query: which objects, and which streams inside them.
+
+use std::collections::{BTreeSet, HashSet};
+
+use parquetry_model::{Matcher, matcher::matches_all};
+use parquetry_store::{DataObject, StreamInfo};
+
+use crate::stats::QueryStats;
+use crate::{QueryEngine, Result};
+
+/// One object to scan and the streams wanted from it.
+#[derive(Debug, Clone)]
+pub struct SelectedObject {
+    pub object: DataObject,
+    pub streams: Vec<StreamInfo>,
+}
+
+/// The outcome of selection.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub objects: Vec<SelectedObject>,
+}
+
+impl Selection {
+    /// Fingerprints of every selected stream.
+    pub fn fingerprints(&self) -> BTreeSet<u64> {
+        self.objects
+            .iter()
+            .flat_map(|o| o.streams.iter().map(|s| s.fingerprint))
+            .collect()
+    }
+
+    /// Distinct selected streams, first occurrence wins.
+    pub fn streams(&self) -> Vec<&StreamInfo> {
+        let mut seen = HashSet::new();
+        self.objects
+            .iter()
+            .flat_map(|o| o.streams.iter())
+            .filter(|s| seen.insert(s.fingerprint))
+            .collect()
+    }
+}
+
+impl QueryEngine {
+    /// Objects of `tenant` overlapping `[start, end)` and the streams in them that match every
+    /// matcher of at least one of `matcher_sets` (an empty list of sets selects everything).
+    pub async fn select(
+        &self,
+        tenant: &str,
+        matcher_sets: &[Vec<Matcher>],
+        start: i64,
+        end: i64,
+        stats: &mut QueryStats,
+    ) -> Result<Selection> {
+        let partition_labels = self.store().partition_labels().to_vec();
+        // A partition value is the label's value (empty when absent), so a matcher on a
+        // partition label can be decided from the key alone.
+        let keep = |part: &[(String, String)]| {
+            matcher_sets.is_empty()
+                || matcher_sets.iter().any(|set| {
+                    set.iter()
+                        .all(|m| match part.iter().find(|(n, _)| *n == m.name) {
+                            Some((_, v)) if partition_labels.contains(&m.name) => {
+                                m.matches_value(v)
+                            }
+                            _ => true,
+                        })
+                })
+        };
+        let objects = self.store().list(tenant, start, end, keep).await?;
+        stats.objects_considered += objects.len() as u64;
+        let catalogs = self.store().catalogs(&objects).await?;
+        let mut out = Selection::default();
+        for (object, catalog) in objects.into_iter().zip(catalogs) {
+            let streams: Vec<StreamInfo> = catalog
+                .streams
+                .iter()
+                .filter(|s| s.min_ts < end && s.max_ts >= start)
+                .filter(|s| {
+                    let labels = s.labels();
+                    matcher_sets.is_empty()
+                        || matcher_sets.iter().any(|set| matches_all(set, &labels))
+                })
+                .cloned()
+                .collect();
+            if !streams.is_empty() {
+                out.objects.push(SelectedObject { object, streams });
+            }
+        }
+        Ok(out)
+    }
+}

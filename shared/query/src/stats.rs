@@ -1,0 +1,25 @@
+//! True figures for the `stats` block of a response.
+
+/// What a query cost. Filled as the query runs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryStats {
+    /// Objects whose footers were consulted.
+    pub objects_considered: u64,
+    /// Objects the scan opened.
+    pub objects_scanned: u64,
+    /// Streams matching the selector.
+    pub streams: u64,
+    /// Compressed bytes of the objects scanned.
+    pub bytes_scanned: u64,
+    /// Line bytes in the matching streams within the time range, per the catalogs: what a
+    /// chunk store would have decompressed.
+    pub bytes_processed: u64,
+    /// Entries in the matching streams within the time range, per the catalogs.
+    pub lines_processed: u64,
+    /// Entries that passed the whole pipeline (before the limit).
+    pub post_filter_lines: u64,
+    /// Entries returned.
+    pub entries_returned: u64,
+    /// Wall time of the query, seconds.
+    pub exec_time_s: f64,
+}
