@@ -1,0 +1,285 @@
+//! Ingest benchmark: the release `parquetry serve` binary in its own process, fed snappy
+//! protobuf pushes over loopback HTTP, storing Parquet in a local directory; then metadata and
+//! query latency on what it stored.
+//!
+//! `cargo bench -p parquetry --bench ingest` (PARQUETRY_BENCH_MB sets the raw line volume,
+//! default 256; PARQUETRY_BENCH_STREAMS the stream count, default 1000).
+//!
+//! Reports raw line MB/s, entries/s, MB/s per core of server CPU actually used, bytes stored
+//! per raw byte, the server's peak RSS, and metadata/query latencies.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use parquetry_ingest::proto;
+use parquetry_loggen::{GenStream, LogGen};
+use prost::Message;
+
+const SEED: u64 = 42;
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn body(streams: &[GenStream]) -> Vec<u8> {
+    let req = proto::PushRequest {
+        streams: streams
+            .iter()
+            .map(|s| proto::StreamAdapter {
+                labels: s.label_text(),
+                entries: s
+                    .entries
+                    .iter()
+                    .map(|e| proto::EntryAdapter {
+                        timestamp: Some(proto::Timestamp {
+                            seconds: e.ts_ns / 1_000_000_000,
+                            nanos: (e.ts_ns % 1_000_000_000) as i32,
+                        }),
+                        line: e.line.clone(),
+                        structured_metadata: vec![proto::LabelPairAdapter {
+                            name: "trace_id".into(),
+                            value: e.trace_id.clone(),
+                        }],
+                        parsed: vec![],
+                    })
+                    .collect(),
+                hash: 0,
+            })
+            .collect(),
+        format: String::new(),
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&req.encode_to_vec())
+        .expect("snappy")
+}
+
+/// utime + stime of a process, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn dir_size(p: &std::path::Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                let (b, f) = dir_size(&path);
+                bytes += b;
+                files += f;
+            } else if let Ok(m) = e.metadata() {
+                bytes += m.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
+}
+
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn timed_get(c: &reqwest::Client, url: &str, q: &[(&str, String)]) -> (Duration, String) {
+    let t = Instant::now();
+    let r = c.get(url).query(q).send().await.expect("get");
+    assert!(r.status().is_success(), "{url}: {}", r.status());
+    let text = r.text().await.expect("body");
+    (t.elapsed(), text)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+async fn main() {
+    let target_mb = env_usize("PARQUETRY_BENCH_MB", 256);
+    let n_streams = env_usize("PARQUETRY_BENCH_STREAMS", 1000);
+    let per_stream_per_push = 5;
+
+    // Generate every body up front so the client costs almost nothing while we measure.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let approx_line = 200usize;
+    let total_lines = target_mb * 1_000_000 / approx_line;
+    let per_stream_total = (total_lines / n_streams).max(per_stream_per_push);
+    let span = 6 * 3_600 * 1_000_000_000i64;
+    let start = now - span - 600 * 1_000_000_000;
+    let mut generator = LogGen::new(SEED, n_streams, start, span / per_stream_total as i64);
+    let (mut bodies, mut raw_bytes, mut entries, mut proto_bytes) = (Vec::new(), 0u64, 0u64, 0u64);
+    while (raw_bytes as usize) < target_mb * 1_000_000 {
+        let batch = generator.batch(per_stream_per_push);
+        for s in &batch {
+            for e in &s.entries {
+                raw_bytes += e.line.len() as u64;
+                entries += 1;
+            }
+        }
+        let b = body(&batch);
+        proto_bytes += b.len() as u64;
+        bodies.push(b);
+    }
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_parquetry"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path())
+        .arg("--log.level=warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start parquetry");
+    let pid = child.id();
+    let _server = Server(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let c = reqwest::Client::new();
+    for _ in 0..100 {
+        if c.get(format!("{base}/ready")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let cpu0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    let push_url = format!("{base}/loki/api/v1/push");
+    let concurrency = 4;
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (c, url, queue) = (c.clone(), push_url.clone(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue").pop();
+                let Some(b) = next else { break };
+                let r = c
+                    .post(&url)
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(b)
+                    .send()
+                    .await
+                    .expect("push");
+                assert_eq!(
+                    r.status().as_u16(),
+                    204,
+                    "{}",
+                    r.text().await.unwrap_or_default()
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(pid) - cpu0;
+    let (stored, files) = dir_size(dir.path());
+    let rss = peak_rss_mib(pid);
+    let mb = raw_bytes as f64 / 1e6;
+
+    println!(
+        "## ingest (seed {SEED}, {n_streams} streams, {} pushes of {} entries)",
+        (entries as usize) / (n_streams * per_stream_per_push),
+        n_streams * per_stream_per_push
+    );
+    println!(
+        "raw line bytes        {mb:.1} MB ({entries} entries, protobuf+snappy on the wire {:.1} MB)",
+        proto_bytes as f64 / 1e6
+    );
+    println!("wall                  {wall:.2} s");
+    println!(
+        "throughput            {:.1} MB/s raw, {:.0} entries/s",
+        mb / wall,
+        entries as f64 / wall
+    );
+    println!(
+        "server CPU            {cpu:.2} s ({:.2} cores busy)",
+        cpu / wall
+    );
+    println!(
+        "per core              {:.1} MB/s raw per core-second of server CPU",
+        mb / cpu.max(1e-9)
+    );
+    println!(
+        "stored                {:.1} MB in {files} objects = {:.3} bytes per raw byte",
+        stored as f64 / 1e6,
+        stored as f64 / raw_bytes as f64
+    );
+    println!("peak RSS (server)     {rss:.0} MiB");
+
+    // Metadata over the whole stored day range: first call reads footers, later ones hit the
+    // catalog cache.
+    let range = vec![("start", (start - 1).to_string()), ("end", now.to_string())];
+    let labels_url = format!("{base}/loki/api/v1/labels");
+    let (cold, body) = timed_get(&c, &labels_url, &range).await;
+    let mut warm = Duration::MAX;
+    for _ in 0..5 {
+        warm = warm.min(timed_get(&c, &labels_url, &range).await.0);
+    }
+    let values_url = format!("{base}/loki/api/v1/label/pod/values");
+    let (values_warm, values) = timed_get(&c, &values_url, &range).await;
+    let n_values = serde_json::from_str::<serde_json::Value>(&values)
+        .ok()
+        .and_then(|v| v["data"].as_array().map(|a| a.len()))
+        .unwrap_or(0);
+    println!(
+        "labels                cold {:.1} ms, warm {:.1} ms ({body:.60})",
+        cold.as_secs_f64() * 1e3,
+        warm.as_secs_f64() * 1e3
+    );
+    println!(
+        "label/pod/values      warm {:.1} ms ({n_values} values)",
+        values_warm.as_secs_f64() * 1e3
+    );
+
+    let mut q = range.clone();
+    q.push((
+        "query",
+        r#"{service_name="checkout"} |= "no-such-token""#.into(),
+    ));
+    q.push(("limit", "100".into()));
+    let qurl = format!("{base}/loki/api/v1/query_range");
+    let (lat, body) = timed_get(&c, &qurl, &q).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let sum = &v["data"]["stats"]["summary"];
+    let scanned = v["data"]["stats"]["querier"]["store"]["chunk"]["compressedBytes"]
+        .as_u64()
+        .unwrap_or(0);
+    println!(
+        "needle miss (1 svc)   {:.0} ms, {:.1} MB of lines in range, {:.1} MB read from objects",
+        lat.as_secs_f64() * 1e3,
+        sum["totalBytesProcessed"].as_f64().unwrap_or(0.0) / 1e6,
+        scanned as f64 / 1e6
+    );
+    let mut q = range.clone();
+    q.push(("query", r#"{namespace="shop"}"#.into()));
+    q.push(("limit", "1000".into()));
+    let (lat, _) = timed_get(&c, &qurl, &q).await;
+    println!("newest 1000 (all)     {:.0} ms", lat.as_secs_f64() * 1e3);
+}

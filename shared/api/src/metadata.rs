@@ -1,0 +1,111 @@
+//! `labels`, `label/<name>/values`, `series` and `index/stats`: answered from stream catalogs,
+//! never from line bytes.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use parquetry_logql::parse_selector;
+use parquetry_model::Matcher;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::json;
+use crate::params::{Params, now_ns, range_params, time_range};
+use crate::request::QueryRequest;
+
+fn selector(s: &str) -> ApiResult<Vec<Matcher>> {
+    parse_selector(s).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// The optional `query` selector of `labels` and `label values`.
+fn optional_selector(p: &Params) -> ApiResult<Option<Vec<Matcher>>> {
+    p.get("query").map(selector).transpose()
+}
+
+/// `{"status":"success","data":[…]}`, or without `data` when empty, as Loki answers.
+fn names_response(values: &[String]) -> Response {
+    if values.is_empty() {
+        return json::response("{\"status\":\"success\"}".into());
+    }
+    let mut out = String::from("{\"status\":\"success\",\"data\":");
+    json::push_str_array(&mut out, values.iter().map(String::as_str));
+    out.push('}');
+    json::response(out)
+}
+
+pub async fn labels(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
+    let (start, end) = time_range(&req.params, now_ns())?;
+    let m = optional_selector(&req.params)?;
+    let names = state
+        .engine
+        .label_names(&req.tenant, m.as_deref(), start, end)
+        .await?;
+    Ok(names_response(&names))
+}
+
+pub async fn label_values(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    req: QueryRequest,
+) -> ApiResult<Response> {
+    let (start, end) = time_range(&req.params, now_ns())?;
+    let m = optional_selector(&req.params)?;
+    let values = state
+        .engine
+        .label_values(&req.tenant, &name, m.as_deref(), start, end)
+        .await?;
+    Ok(names_response(&values))
+}
+
+pub async fn series(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
+    let (start, end) = time_range(&req.params, now_ns())?;
+    let mut raw: Vec<&str> = req
+        .params
+        .all("match[]")
+        .iter()
+        .chain(req.params.all("match"))
+        .map(String::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    raw.sort_unstable();
+    raw.dedup();
+    let mut sets = Vec::with_capacity(raw.len());
+    for s in raw {
+        let m = selector(s)?;
+        // `{}` means every stream.
+        if m.is_empty() {
+            sets.clear();
+            break;
+        }
+        sets.push(m);
+    }
+    let series = state.engine.series(&req.tenant, &sets, start, end).await?;
+    let mut out = String::from("{\"status\":\"success\",\"data\":[");
+    for (i, labels) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json::push_map(
+            &mut out,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+    }
+    out.push_str("]}");
+    Ok(json::response(out))
+}
+
+pub async fn index_stats(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
+    let r = range_params(&req.params, now_ns())?;
+    let q = req
+        .params
+        .get("query")
+        .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))?;
+    let m = selector(q)?;
+    let s = state
+        .engine
+        .index_stats(&req.tenant, &m, r.start, r.end)
+        .await?;
+    Ok(json::response(format!(
+        "{{\"streams\":{},\"chunks\":{},\"bytes\":{},\"entries\":{}}}",
+        s.streams, s.chunks, s.bytes, s.entries
+    )))
+}

@@ -1,0 +1,131 @@
+//! Prometheus metrics of the API: requests by route and status, latency, ingest volume.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+    pub status_code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteOnly {
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RouteLabels, Counter>,
+    duration: Family<RouteOnly, Histogram>,
+    ingested_entries: Counter,
+    ingested_bytes: Counter,
+    stored_bytes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("parquetry");
+        let requests = Family::<RouteLabels, Counter>::default();
+        let duration = Family::<RouteOnly, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        let ingested_entries = Counter::default();
+        let ingested_bytes = Counter::default();
+        let stored_bytes = Counter::default();
+        registry.register(
+            "request",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "HTTP request latency by route",
+            duration.clone(),
+        );
+        registry.register(
+            "distributor_lines_received",
+            "Log entries accepted and stored",
+            ingested_entries.clone(),
+        );
+        registry.register(
+            "distributor_bytes_received",
+            "Log line bytes accepted and stored",
+            ingested_bytes.clone(),
+        );
+        registry.register(
+            "store_bytes_written",
+            "Bytes of Parquet objects written",
+            stored_bytes.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            ingested_entries,
+            ingested_bytes,
+            stored_bytes,
+        }
+    }
+
+    pub fn record_ingest(&self, entries: u64, line_bytes: u64, stored: u64) {
+        self.ingested_entries.inc_by(entries);
+        self.ingested_bytes.inc_by(line_bytes);
+        self.stored_bytes.inc_by(stored);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Middleware: counts and times every request by its route template (never the raw path, so
+/// label values stay bounded).
+pub async fn track_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "other".into());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics
+        .duration
+        .get_or_create(&RouteOnly {
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .requests
+        .get_or_create(&RouteLabels {
+            route,
+            method,
+            status_code: resp.status().as_u16().to_string(),
+        })
+        .inc();
+    resp
+}

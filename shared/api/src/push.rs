@@ -1,0 +1,105 @@
+//! `POST /loki/api/v1/push` and the legacy `/api/prom/push`.
+//!
+//! decode → validate → write, and 204 only once every object is durable. Invalid streams and
+//! entries are dropped and reported with a 400 after the valid ones are stored, as Loki does.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use parquetry_ingest::{DecodeLimits, IngestError, decode_push, validate};
+use parquetry_store::{LogEntry, StreamEntries};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::params::now_ns;
+use crate::request::tenant;
+
+pub async fn push_v1(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    push(state, headers, body, true).await
+}
+
+pub async fn push_legacy(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<StatusCode> {
+    push(state, headers, body, false).await
+}
+
+async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiResult<StatusCode> {
+    let tenant = tenant(&state, &headers)?;
+    let limits = DecodeLimits {
+        max_recv_msg_size: state.config.distributor.max_recv_msg_size.0,
+        max_decompressed_size: state.config.distributor.max_decompressed_size.0,
+    };
+    let max = limits.max_recv_msg_size as usize;
+    let bytes = axum::body::to_bytes(body, max.saturating_add(1))
+        .await
+        .map_err(|_| {
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(max as u64 + 1);
+            ApiError::Ingest(IngestError::BodyTooLarge {
+                size: declared,
+                max: max as u64,
+            })
+        })?;
+    let content_type = header_str(&headers, header::CONTENT_TYPE);
+    let content_encoding = header_str(&headers, header::CONTENT_ENCODING);
+    let config = state.config.clone();
+
+    // Decoding and validation are CPU work: keep them off the I/O threads.
+    let validated = tokio::task::spawn_blocking(move || {
+        let req = decode_push(
+            &bytes,
+            content_type.as_deref(),
+            content_encoding.as_deref(),
+            v1,
+            &limits,
+        )?;
+        validate(req, &config.limits_config, now_ns())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("push task failed: {e}")))??;
+
+    let streams: Vec<StreamEntries> = validated
+        .streams
+        .into_iter()
+        .map(|s| StreamEntries {
+            labels: s.labels,
+            entries: s
+                .entries
+                .into_iter()
+                .map(|e| LogEntry {
+                    ts_ns: e.ts_ns,
+                    line: e.line,
+                    structured_metadata: e.structured_metadata,
+                })
+                .collect(),
+        })
+        .collect();
+    let summary = state.store.write(&tenant, streams).await?;
+    state.metrics.record_ingest(
+        summary.entries,
+        validated.accepted_bytes,
+        summary.bytes_written,
+    );
+
+    match validated.dropped {
+        Some(text) => Err(ApiError::PartialIngest(text)),
+        None => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
