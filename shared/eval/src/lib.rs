@@ -1,2 +1,288 @@
 //! LogQL metric evaluation over sample series: the evaluation grid, range windows, vector
-//! aggregations, binary operators.
+//! aggregations, binary operators and `label_replace`, with Loki's semantics.
+//!
+//! The query engine scans storage and runs each range aggregation's log pipeline; what it hands
+//! this crate is, per range aggregation (in [`SampleExpr::range_aggregations`] order), the
+//! extracted sample series: full post-pipeline labels and `(timestamp ns, value)` pairs sorted
+//! by time. [`evaluate`] turns those into Loki's result value. No I/O happens here, so every
+//! rule of metric evaluation can be tested with hand-written samples.
+//!
+//! How it works, and why:
+//! - **Range aggregations** are computed per series over the whole grid in one forward pass
+//!   (two pointers per series), so the cost is O(samples + steps), not O(samples × steps).
+//!   See `range.rs`.
+//! - **Everything above them** (vector aggregations, binary operators, `label_replace`) runs
+//!   step by step over `(series id, value)` vectors, like Loki's step evaluators, so errors
+//!   such as many-to-many matching surface exactly when Loki's would. Label sets are interned
+//!   once; per-series results of grouping and matching are cached, so the per-step work is
+//!   hashing small integers.
+//! - **Limits** follow Loki: [`check_points`] (11,000 points), and `max_series` counted over
+//!   distinct output series as steps are evaluated.
+//!
+//! Every [`EvalError`] is a client error: the API answers it with HTTP 400 and its text.
+//!
+//! ```
+//! use parquetry_eval::{EvalParams, SampleSeries, Value, evaluate};
+//! use parquetry_logql::{Expr, parse_expr};
+//! use parquetry_model::Labels;
+//!
+//! let Ok(Expr::Sample(expr)) = parse_expr(r#"sum(count_over_time({app="a"}[1m]))"#) else {
+//!     panic!("a metric query");
+//! };
+//! let s = 1_000_000_000i64; // one second in ns
+//! let t0 = 1_700_000_000 * s;
+//! let series = SampleSeries {
+//!     labels: Labels::from_pairs([("app", "a"), ("pod", "p1")]),
+//!     samples: vec![(t0 - 30 * s, 1.0), (t0 - 10 * s, 1.0)],
+//! };
+//! let params = EvalParams { start: t0, end: t0, step: s, instant: true, max_series: 500 };
+//! let Value::Vector(v) = evaluate(&expr, &params, vec![vec![series]]).unwrap() else {
+//!     panic!("instant queries give vectors");
+//! };
+//! assert_eq!((v.len(), v[0].v), (1, 2.0));
+//! ```
+
+mod binop;
+mod error;
+mod intern;
+mod node;
+mod range;
+mod vector;
+
+#[cfg(test)]
+mod tests;
+
+use parquetry_logql::{SampleExpr, VectorOp};
+use parquetry_model::Labels;
+
+pub use error::EvalError;
+
+use intern::Interner;
+use range::Grid;
+
+/// Loki's cap on points per series: `(end - start) / step` may not exceed it.
+pub const MAX_POINTS: i64 = 11_000;
+
+const SECOND: i64 = 1_000_000_000;
+
+/// The samples one series contributes to one range aggregation.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SampleSeries {
+    /// The full post-pipeline label set (stream labels, structured metadata, parsed labels;
+    /// the unwrapped label already removed).
+    pub labels: Labels,
+    /// `(timestamp ns, value)`, sorted by timestamp. The value is 1 per line for
+    /// `count_over_time`/`rate`/`absent_over_time` without unwrap, the line's byte length for
+    /// `bytes_*`, the unwrapped value otherwise. Only samples in
+    /// `[start - range - offset, end - offset]` matter.
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// When and how to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvalParams {
+    /// First evaluation time, ns.
+    pub start: i64,
+    /// Last evaluation time (inclusive), ns. Equal to `start` for instant queries.
+    pub end: i64,
+    /// Step between evaluation times, ns, > 0 for range queries (ignored for instant ones).
+    pub step: i64,
+    /// An instant query: one evaluation at `start`, returning a vector (or scalar).
+    pub instant: bool,
+    /// Loki's `max_query_series`; 0 means unlimited.
+    pub max_series: usize,
+}
+
+/// One element of an instant vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    /// Evaluation time, ns.
+    pub t: i64,
+    pub v: f64,
+}
+
+/// One series of a range query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: Labels,
+    /// `(evaluation time ns, value)`, ascending; steps without a value are absent.
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A metric query result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// An instant query over a bare literal.
+    Scalar { t: i64, v: f64 },
+    /// An instant query: sorted by labels, or in value order when the outermost operation is
+    /// `sort`, `sort_desc`, `topk` or `bottomk`.
+    Vector(Vec<Sample>),
+    /// A range query: series sorted by labels.
+    Matrix(Vec<Series>),
+}
+
+/// Loki's default step for a range query without `step`: `max(floor((end - start) / 250 s),
+/// 1 s)`, in whole seconds, returned in ns.
+///
+/// ```
+/// let s = 1_000_000_000;
+/// assert_eq!(parquetry_eval::default_step(0, 3600 * s), 14 * s);
+/// assert_eq!(parquetry_eval::default_step(0, 60 * s), s);
+/// ```
+pub fn default_step(start: i64, end: i64) -> i64 {
+    let secs = end.saturating_sub(start).div_euclid(250 * SECOND);
+    secs.max(1).saturating_mul(SECOND)
+}
+
+/// Rejects a range query grid that Loki would reject: a non-positive step, or more than
+/// [`MAX_POINTS`] intervals (`(end - start) / step`, truncated, as Go divides durations).
+///
+/// ```
+/// let s = 1_000_000_000;
+/// assert!(parquetry_eval::check_points(0, 11_000 * s, s).is_ok());
+/// assert!(parquetry_eval::check_points(0, 11_001 * s, s).is_err());
+/// ```
+pub fn check_points(start: i64, end: i64, step: i64) -> Result<(), EvalError> {
+    if step <= 0 {
+        return Err(EvalError::NonPositiveStep);
+    }
+    if end.saturating_sub(start) / step > MAX_POINTS {
+        return Err(EvalError::TooManyPoints);
+    }
+    Ok(())
+}
+
+/// Evaluates a metric query.
+///
+/// `inputs[i]` holds the sample series of the `i`-th range aggregation in
+/// [`SampleExpr::range_aggregations`] order. Range queries (`params.instant == false`) are
+/// checked with [`check_points`] first. See the crate docs for an example.
+pub fn evaluate(
+    expr: &SampleExpr,
+    params: &EvalParams,
+    inputs: Vec<Vec<SampleSeries>>,
+) -> Result<Value, EvalError> {
+    let expected = expr.range_aggregations().len();
+    if inputs.len() != expected {
+        return Err(EvalError::InputMismatch {
+            expected,
+            got: inputs.len(),
+        });
+    }
+    let grid = if params.instant {
+        Grid {
+            start: params.start,
+            step: 1,
+            steps: 1,
+        }
+    } else {
+        check_points(params.start, params.end, params.step)?;
+        let steps = if params.end < params.start {
+            0
+        } else {
+            usize::try_from((params.end - params.start) / params.step + 1).unwrap_or(0)
+        };
+        Grid {
+            start: params.start,
+            step: params.step,
+            steps,
+        }
+    };
+
+    if let SampleExpr::Literal(v) = expr {
+        // Loki answers a bare literal without touching the step evaluators: a scalar for an
+        // instant query, one label-less series with a point at every step otherwise.
+        return Ok(if params.instant {
+            Value::Scalar {
+                t: params.start,
+                v: *v,
+            }
+        } else {
+            Value::Matrix(vec![Series {
+                labels: Labels::default(),
+                points: (0..grid.steps).map(|k| (grid.t(k), *v)).collect(),
+            }])
+        });
+    }
+
+    let mut interner = Interner::default();
+    let mut inputs = inputs.into_iter();
+    let mut root = node::compile(expr, &mut inputs, &grid, &mut interner)?;
+    let limit = match params.max_series {
+        0 => usize::MAX,
+        n => n,
+    };
+
+    if params.instant {
+        let mut vec = root.eval(0, &mut interner)?;
+        if vec.len() > limit {
+            return Err(EvalError::TooManySeries { limit });
+        }
+        if !keeps_value_order(expr) {
+            vec.sort_by(|a, b| interner.get(a.0).cmp(interner.get(b.0)));
+        }
+        return Ok(Value::Vector(
+            vec.into_iter()
+                .map(|(id, v)| Sample {
+                    labels: interner.get(id).clone(),
+                    t: params.start,
+                    v,
+                })
+                .collect(),
+        ));
+    }
+
+    const NONE: u32 = u32::MAX;
+    let mut slot: Vec<u32> = Vec::new();
+    let mut series: Vec<(intern::Id, Vec<(i64, f64)>)> = Vec::new();
+    for k in 0..grid.steps {
+        let t = grid.t(k);
+        let vec = root.eval(k, &mut interner)?;
+        if vec.len() > limit {
+            return Err(EvalError::TooManySeries { limit });
+        }
+        for (id, v) in vec {
+            let i = id as usize;
+            if slot.len() <= i {
+                slot.resize(interner.len().max(i + 1), NONE);
+            }
+            if slot[i] == NONE {
+                slot[i] = series.len() as u32;
+                series.push((id, Vec::new()));
+            }
+            let points = &mut series[slot[i] as usize].1;
+            // Two samples with one label set in one step (possible after label_replace):
+            // a series has one value per time, so the first wins.
+            if points.last().is_none_or(|p| p.0 != t) {
+                points.push((t, v));
+            }
+        }
+        if series.len() > limit {
+            return Err(EvalError::TooManySeries { limit });
+        }
+    }
+    series.sort_by(|a, b| interner.get(a.0).cmp(interner.get(b.0)));
+    Ok(Value::Matrix(
+        series
+            .into_iter()
+            .map(|(id, points)| Series {
+                labels: interner.get(id).clone(),
+                points,
+            })
+            .collect(),
+    ))
+}
+
+/// Instant vectors keep the value order produced by an outermost `sort`, `sort_desc`, `topk`
+/// or `bottomk`; everything else is sorted by labels.
+fn keeps_value_order(expr: &SampleExpr) -> bool {
+    matches!(
+        expr,
+        SampleExpr::VectorAggregation(va) if matches!(
+            va.op,
+            VectorOp::Sort | VectorOp::SortDesc | VectorOp::Topk | VectorOp::Bottomk
+                | VectorOp::ApproxTopk
+        )
+    )
+}

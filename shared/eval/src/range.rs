@@ -1,0 +1,499 @@
+//! Range aggregations: slide each series' window over the evaluation grid and reduce the
+//! samples in it to one value.
+//!
+//! This is the hot path (the engine may hand over tens of millions of samples), so every
+//! series is walked once with two pointers: the window `(t - range - offset, t - offset]` only
+//! ever moves forward, and stretches of steps with empty windows are skipped arithmetically.
+//! Count-like functions read the window size from the pointers, and sums over integral values
+//! (line counts, byte sizes, most unwrapped numbers) come from exact prefix sums, so those cost
+//! O(1) per step. The other functions reduce the window directly, in the same order Loki does,
+//! so their floating-point results match Loki's to the last bit.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use parquetry_logql::{Grouping, RangeAggregation, RangeOp};
+use parquetry_model::{Labels, MatchOp, Matcher};
+
+use crate::SampleSeries;
+use crate::intern::{Id, Interner, filter_labels};
+
+/// The label a failed pipeline stage sets.
+pub(crate) const ERROR_LABEL: &str = "__error__";
+/// Loki's escape hatch: a series with `__preserve_error__="true"` may keep `__error__`.
+const PRESERVE_ERROR_LABEL: &str = "__preserve_error__";
+
+/// Raw `(timestamp ns, value)` samples of one series.
+type Points = Vec<(i64, f64)>;
+
+/// The evaluation grid: `t_k = start + k * step` for `k < steps`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub start: i64,
+    pub step: i64,
+    pub steps: usize,
+}
+
+impl Grid {
+    pub(crate) fn t(&self, k: usize) -> i64 {
+        self.start + k as i64 * self.step
+    }
+
+    /// The first step `k` with `t_k >= x`, or `steps` if there is none.
+    fn first_step_at_or_after(&self, x: i64) -> usize {
+        if x <= self.start {
+            return 0;
+        }
+        let d = i128::from(x) - i128::from(self.start);
+        let step = i128::from(self.step);
+        let k = (d + step - 1) / step;
+        usize::try_from(k).map_or(self.steps, |k| k.min(self.steps))
+    }
+}
+
+/// The result of one range aggregation over the whole grid, stored by step (CSR): the
+/// samples of step `k` are `entries[offsets[k]..offsets[k + 1]]`.
+#[derive(Debug, Default)]
+pub(crate) struct RangeOutput {
+    pub offsets: Vec<usize>,
+    pub entries: Vec<(Id, f64)>,
+    /// The first step at which an output series carries `__error__`, and that series. Loki
+    /// fails the query when evaluation reaches that step, so the caller checks it per step.
+    pub first_error: Option<(usize, Id)>,
+}
+
+impl RangeOutput {
+    pub(crate) fn step(&self, k: usize) -> &[(Id, f64)] {
+        match (self.offsets.get(k), self.offsets.get(k + 1)) {
+            (Some(&a), Some(&b)) => &self.entries[a..b],
+            _ => &[],
+        }
+    }
+}
+
+/// The `__error__` value of a series that must fail a metric query, if any.
+pub(crate) fn pipeline_error(labels: &Labels) -> Option<&str> {
+    let err = labels.get(ERROR_LABEL).filter(|e| !e.is_empty())?;
+    (labels.get(PRESERVE_ERROR_LABEL) != Some("true")).then_some(err)
+}
+
+/// Evaluates one range aggregation over the grid.
+pub(crate) fn evaluate_range(
+    ra: &RangeAggregation,
+    input: Vec<SampleSeries>,
+    grid: &Grid,
+    interner: &mut Interner,
+) -> RangeOutput {
+    let groups = group_series(ra, input);
+    let window = Window {
+        op: ra.op,
+        param: ra.param.unwrap_or(f64::NAN),
+        unwrapped: ra.range.unwrap.is_some(),
+        range: ra.range.range,
+        range_secs: go_seconds(ra.range.range),
+    };
+    let mut per_series: Vec<(Id, Vec<(u32, f64)>)> = Vec::with_capacity(groups.len());
+    let mut first_error: Option<(usize, Id)> = None;
+    for (labels, samples) in groups {
+        let mut points = Vec::new();
+        window.points(&samples, grid, ra.range.offset, &mut points);
+        if points.is_empty() {
+            continue;
+        }
+        let errored = pipeline_error(&labels).is_some();
+        let id = interner.intern(labels);
+        if errored {
+            let k = points[0].0 as usize;
+            // Groups arrive sorted by labels, so on a tie the smallest label set is reported.
+            if first_error.is_none_or(|(fk, _)| k < fk) {
+                first_error = Some((k, id));
+            }
+        }
+        per_series.push((id, points));
+    }
+
+    if ra.op == RangeOp::AbsentOverTime {
+        let mut present = vec![false; grid.steps];
+        for (_, points) in &per_series {
+            for &(k, _) in points {
+                present[k as usize] = true;
+            }
+        }
+        let id = interner.intern(absent_labels(&ra.range.log.selector));
+        let absent: Vec<(u32, f64)> = (0..grid.steps)
+            .filter(|&k| !present[k])
+            .map(|k| (k as u32, 1.0))
+            .collect();
+        per_series = vec![(id, absent)];
+    }
+
+    let mut out = transpose(per_series, grid.steps);
+    out.first_error = first_error;
+    out
+}
+
+/// Merges the input series by their output label set: the range-level `by`/`without` where the
+/// function allows it, else the full label set (two inputs with equal labels are one series).
+/// Series carrying a pipeline error keep all their labels, as in Loki, so that the error is
+/// reported instead of being grouped away. The result is sorted by labels.
+fn group_series(ra: &RangeAggregation, input: Vec<SampleSeries>) -> Vec<(Labels, Points)> {
+    let grouping = ra.grouping.as_ref().filter(|_| ra.op.allows_grouping());
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut parts: Vec<(Labels, Vec<Points>)> = Vec::new();
+    for s in input {
+        let key = match grouping {
+            Some(g) if pipeline_error(&s.labels).is_none() => reduce_labels(&s.labels, g),
+            _ => s.labels,
+        };
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            parts.push((key, Vec::new()));
+            parts.len() - 1
+        });
+        parts[i].1.push(s.samples);
+    }
+    let mut groups: Vec<(Labels, Points)> = parts
+        .into_iter()
+        .map(|(labels, mut series)| {
+            let mut samples = if series.len() == 1 {
+                series.pop().unwrap_or_default()
+            } else {
+                series.concat()
+            };
+            // Stable, so equal timestamps keep input order; cheap when already sorted.
+            if !samples.is_sorted_by_key(|s| s.0) {
+                samples.sort_by_key(|s| s.0);
+            }
+            (labels, samples)
+        })
+        .collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups
+}
+
+/// Applies a `by`/`without` grouping to a label set.
+pub(crate) fn reduce_labels(labels: &Labels, g: &Grouping) -> Labels {
+    let listed = |n: &str| g.labels.iter().any(|l| l == n);
+    if g.without {
+        filter_labels(labels, |n| !listed(n))
+    } else {
+        filter_labels(labels, listed)
+    }
+}
+
+/// The labels of `absent_over_time`: the selector's equality matchers, minus any name that is
+/// also constrained by another matcher (its value would be ambiguous), as in Prometheus.
+fn absent_labels(selector: &[Matcher]) -> Labels {
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    let mut ambiguous: Vec<&str> = Vec::new();
+    for m in selector {
+        if m.name == "__name__" {
+            continue;
+        }
+        if m.op == MatchOp::Eq && !pairs.iter().any(|(n, _)| *n == m.name) {
+            pairs.push((&m.name, &m.value));
+        } else {
+            ambiguous.push(&m.name);
+        }
+    }
+    pairs.retain(|(n, _)| !ambiguous.contains(n));
+    Labels::from_pairs(pairs)
+}
+
+/// Turns per-series points into per-step vectors with a counting sort.
+fn transpose(per_series: Vec<(Id, Vec<(u32, f64)>)>, steps: usize) -> RangeOutput {
+    let mut offsets = vec![0usize; steps + 1];
+    for (_, points) in &per_series {
+        for &(k, _) in points {
+            offsets[k as usize + 1] += 1;
+        }
+    }
+    for k in 0..steps {
+        offsets[k + 1] += offsets[k];
+    }
+    let mut fill = offsets.clone();
+    let mut entries = vec![(0, 0.0); offsets[steps]];
+    for (id, points) in per_series {
+        for (k, v) in points {
+            let slot = &mut fill[k as usize];
+            entries[*slot] = (id, v);
+            *slot += 1;
+        }
+    }
+    RangeOutput {
+        offsets,
+        entries,
+        first_error: None,
+    }
+}
+
+/// Go's `Duration.Seconds()`, which the range functions divide by; splitting seconds and
+/// nanoseconds the way Go does keeps the divisor identical to Loki's.
+fn go_seconds(ns: i64) -> f64 {
+    (ns / 1_000_000_000) as f64 + (ns % 1_000_000_000) as f64 / 1e9
+}
+
+/// One range function with its parameters.
+struct Window {
+    op: RangeOp,
+    param: f64,
+    unwrapped: bool,
+    range: i64,
+    range_secs: f64,
+}
+
+impl Window {
+    /// Appends `(step, value)` for every step whose window over `samples` is non-empty.
+    fn points(&self, samples: &[(i64, f64)], grid: &Grid, offset: i64, out: &mut Vec<(u32, f64)>) {
+        let n = samples.len();
+        if n == 0 {
+            return;
+        }
+        let prefix = self
+            .needs_sum()
+            .then(|| exact_prefix_sums(samples))
+            .flatten();
+        let (mut lo, mut hi) = (0usize, 0usize);
+        let mut k = grid.first_step_at_or_after(samples[0].0.saturating_add(offset));
+        while k < grid.steps {
+            let end = grid.t(k) - offset;
+            let begin = end - self.range;
+            while hi < n && samples[hi].0 <= end {
+                hi += 1;
+            }
+            while lo < hi && samples[lo].0 <= begin {
+                lo += 1;
+            }
+            if lo < hi {
+                out.push((k as u32, self.value(samples, lo, hi, prefix.as_deref())));
+                k += 1;
+            } else if hi >= n {
+                break;
+            } else {
+                // Nothing in this window: jump to the first step whose window reaches the
+                // next sample instead of walking the empty steps one by one.
+                let next = grid.first_step_at_or_after(samples[hi].0.saturating_add(offset));
+                k = next.max(k + 1);
+            }
+        }
+    }
+
+    fn needs_sum(&self) -> bool {
+        match self.op {
+            RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime => true,
+            RangeOp::Rate => self.unwrapped,
+            _ => false,
+        }
+    }
+
+    fn value(&self, samples: &[(i64, f64)], lo: usize, hi: usize, prefix: Option<&[f64]>) -> f64 {
+        let w = &samples[lo..hi];
+        let sum = || match prefix {
+            Some(p) => p[hi] - p[lo],
+            None => w.iter().map(|s| s.1).sum::<f64>(),
+        };
+        match self.op {
+            RangeOp::CountOverTime => w.len() as f64,
+            RangeOp::Rate if !self.unwrapped => w.len() as f64 / self.range_secs,
+            RangeOp::Rate | RangeOp::BytesRate => sum() / self.range_secs,
+            RangeOp::BytesOverTime | RangeOp::SumOverTime => sum(),
+            RangeOp::AvgOverTime => avg_over_time(w),
+            RangeOp::MinOverTime => extreme(w, |v, cur| v < cur),
+            RangeOp::MaxOverTime => extreme(w, |v, cur| v > cur),
+            RangeOp::StdvarOverTime => stdvar(w),
+            RangeOp::StddevOverTime => stdvar(w).sqrt(),
+            RangeOp::QuantileOverTime => {
+                let mut values: Vec<f64> = w.iter().map(|s| s.1).collect();
+                quantile(self.param, &mut values)
+            }
+            RangeOp::FirstOverTime => w[0].1,
+            RangeOp::LastOverTime => w[w.len() - 1].1,
+            RangeOp::RateCounter => rate_counter(w, self.range, self.range_secs),
+            RangeOp::AbsentOverTime => 1.0,
+        }
+    }
+}
+
+/// Prefix sums, but only when they are exact: every value integral and the running total below
+/// 2^53. Then `p[hi] - p[lo]` equals the sequential sum bit for bit.
+fn exact_prefix_sums(samples: &[(i64, f64)]) -> Option<Vec<f64>> {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    let mut abs = 0.0f64;
+    let mut p = Vec::with_capacity(samples.len() + 1);
+    p.push(0.0);
+    let mut acc = 0.0f64;
+    for &(_, v) in samples {
+        if !v.is_finite() || v.fract() != 0.0 {
+            return None;
+        }
+        abs += v.abs();
+        if abs >= EXACT {
+            return None;
+        }
+        acc += v;
+        p.push(acc);
+    }
+    Some(p)
+}
+
+/// Loki's `avg_over_time`: an incremental mean that keeps an infinite mean instead of turning
+/// it into NaN when finite values follow.
+fn avg_over_time(w: &[(i64, f64)]) -> f64 {
+    let (mut mean, mut count) = (0.0f64, 0.0f64);
+    for &(_, v) in w {
+        count += 1.0;
+        if mean.is_infinite() {
+            if v.is_infinite() && (mean > 0.0) == (v > 0.0) {
+                continue;
+            }
+            if !v.is_infinite() && !v.is_nan() {
+                continue;
+            }
+        }
+        mean += v / count - mean / count;
+    }
+    mean
+}
+
+/// `min`/`max` as Loki computes them: NaN only if every value is NaN.
+fn extreme(w: &[(i64, f64)], better: impl Fn(f64, f64) -> bool) -> f64 {
+    let mut cur = w[0].1;
+    for &(_, v) in w {
+        if better(v, cur) || cur.is_nan() {
+            cur = v;
+        }
+    }
+    cur
+}
+
+/// Population variance with Welford's method.
+fn stdvar(w: &[(i64, f64)]) -> f64 {
+    let (mut aux, mut count, mut mean) = (0.0f64, 0.0f64, 0.0f64);
+    for &(_, v) in w {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        aux += delta * (v - mean);
+    }
+    aux / count
+}
+
+/// Orders NaN before every number, as Loki's quantile sort does.
+pub(crate) fn nan_first(a: f64, b: f64) -> Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Less,
+        (false, true) => Ordering::Greater,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+/// The Prometheus φ-quantile with linear interpolation between the closest ranks.
+pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    values.sort_by(|a, b| nan_first(*a, *b));
+    let n = values.len() as f64;
+    let rank = q * (n - 1.0);
+    let lower = rank.floor().max(0.0);
+    let upper = (lower + 1.0).min(n - 1.0);
+    let weight = rank - rank.floor();
+    values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
+}
+
+/// `rate_counter`: Prometheus' `extrapolatedRate` with counter-reset handling, reproducing
+/// Loki's arithmetic exactly. Loki feeds nanosecond timestamps into code written for
+/// milliseconds and anchors the range at the first sample, so the window start is always
+/// `range_ms / 1000` "seconds" away and the end is never extrapolated. Fewer than two samples
+/// give 0 (a point, not a gap).
+fn rate_counter(w: &[(i64, f64)], range_ns: i64, range_secs: f64) -> f64 {
+    if w.len() < 2 {
+        return 0.0;
+    }
+    let (first, last) = (w[0], w[w.len() - 1]);
+    let mut result = last.1 - first.1;
+    let mut prev = 0.0f64;
+    for &(_, v) in w {
+        if v < prev {
+            result += prev;
+        }
+        prev = v;
+    }
+    let range_ms = range_ns / 1_000_000;
+    let mut to_start = range_ms as f64 / 1000.0;
+    let to_end = 0.0f64;
+    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let avg_gap = sampled / (w.len() - 1) as f64;
+    if result > 0.0 && first.1 >= 0.0 {
+        let to_zero = sampled * (first.1 / result);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    let threshold = avg_gap * 1.1;
+    let mut interval = sampled;
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg_gap / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg_gap / 2.0
+    };
+    result * (interval / sampled) / range_secs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_edges() {
+        assert_eq!(quantile(-0.5, &mut [1.0, 2.0]), f64::NEG_INFINITY);
+        assert_eq!(quantile(1.5, &mut [1.0, 2.0]), f64::INFINITY);
+        assert!(quantile(0.5, &mut []).is_nan());
+        assert!(quantile(f64::NAN, &mut [1.0]).is_nan());
+        assert_eq!(quantile(0.25, &mut [4.0, 1.0, 3.0, 2.0]), 1.75);
+    }
+
+    #[test]
+    fn grid_first_step() {
+        let g = Grid {
+            start: 100,
+            step: 10,
+            steps: 5,
+        };
+        assert_eq!(g.first_step_at_or_after(50), 0);
+        assert_eq!(g.first_step_at_or_after(100), 0);
+        assert_eq!(g.first_step_at_or_after(101), 1);
+        assert_eq!(g.first_step_at_or_after(110), 1);
+        assert_eq!(g.first_step_at_or_after(1_000), 5);
+        assert_eq!(g.first_step_at_or_after(i64::MAX), 5);
+    }
+
+    #[test]
+    fn prefix_sums_only_when_exact() {
+        assert_eq!(
+            exact_prefix_sums(&[(0, 1.0), (1, 2.0)]),
+            Some(vec![0.0, 1.0, 3.0])
+        );
+        assert_eq!(exact_prefix_sums(&[(0, 0.5)]), None);
+        assert_eq!(exact_prefix_sums(&[(0, f64::INFINITY)]), None);
+        assert_eq!(exact_prefix_sums(&[(0, 9.0e15), (1, 9.0e15)]), None);
+    }
+
+    #[test]
+    fn go_seconds_matches_go() {
+        assert_eq!(go_seconds(1_500_000_000), 1.5);
+        assert_eq!(go_seconds(60_000_000_000), 60.0);
+        assert_eq!(go_seconds(100_000_000), 0.1);
+    }
+}
