@@ -1,1 +1,70 @@
 //! The LogQL log pipeline: what happens to one entry after its stream was selected.
+//!
+//! This crate owns the per-entry evaluation of LogQL pipeline stages (LOKI-API.md §7.3 and
+//! §7.4): line filters, the `json`/`logfmt`/`regexp`/`pattern`/`unpack` parsers, label
+//! filters, `line_format`/`label_format` with a Go-template interpreter, `drop`/`keep`,
+//! `decolorize`, and the `| unwrap` sample extraction of range aggregations. It knows nothing
+//! about storage or query planning: the engine compiles a [`Pipeline`] once per query from the
+//! parsed stages of [`parquetry_logql`], then feeds it one entry at a time.
+//!
+//! ```
+//! use parquetry_model::Labels;
+//! use parquetry_pipeline::{EntryLabels, Pipeline};
+//!
+//! let expr = parquetry_logql::parse_expr(r#"{app="a"} | json | status >= 500"#).unwrap();
+//! let parquetry_logql::Expr::Log(log) = expr else { unreachable!() };
+//! let pipeline = Pipeline::new(&log.pipeline).unwrap();
+//!
+//! let stream = Labels::from_pairs([("app", "a")]);
+//! let mut entry = EntryLabels::new(&stream, &[]);
+//! let line = pipeline.process(0, r#"{"status":503}"#, &mut entry);
+//! assert!(line.is_some());
+//! assert_eq!(entry.get("status"), Some("503"));
+//! ```
+//!
+//! Errors inside a stage never fail the query: like Loki, the line is kept and labelled with
+//! `__error__` and `__error_details__`. Only problems found while compiling (an unknown
+//! template function, a malformed JSON path) are [`PipelineError`]s.
+
+mod filter;
+mod json;
+mod label_filter;
+mod labels;
+mod logfmt;
+mod stage;
+pub mod template;
+mod unwrap;
+
+pub use labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels};
+pub use stage::Pipeline;
+pub use unwrap::{SAMPLE_EXTRACTION_ERR, Unwrapper};
+
+/// The `__error__` values stages produce.
+pub mod errors {
+    pub use crate::json::JSON_ERR as JSON_PARSER_ERR;
+    pub use crate::label_filter::LABEL_FILTER_ERR;
+    pub use crate::logfmt::LOGFMT_ERR as LOGFMT_PARSER_ERR;
+    pub use crate::stage::TEMPLATE_FORMAT_ERR;
+    pub use crate::unwrap::SAMPLE_EXTRACTION_ERR;
+}
+
+/// A pipeline that cannot be compiled. The engine reports these as 400 Bad Request.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("invalid line_format template {template:?}: {reason}")]
+    LineTemplate { template: String, reason: String },
+    #[error("invalid label_format template for label {label:?} ({template:?}): {reason}")]
+    LabelTemplate {
+        label: String,
+        template: String,
+        reason: String,
+    },
+    #[error("invalid JSON expression {expr:?}: {reason}")]
+    JsonPath { expr: String, reason: String },
+    #[error("invalid regular expression: {0}")]
+    Regex(#[from] regex::Error),
+    #[error("invalid pattern: {0}")]
+    Pattern(String),
+    #[error("{0}")]
+    Ip(String),
+}
