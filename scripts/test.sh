@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The end-to-end tests drive Parquetry with Loki client libraries
 # that others maintain (winston-loki from npm, python-logging-loki from PyPI) and read its files
-# with pyarrow, so this installs those first (idempotent, cached), then runs cargo test.
+# with pyarrow, so this installs those first (idempotent, cached), then runs cargo test, and
+# the end-to-end tests a second time against a local S3 server (SeaweedFS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,4 +17,17 @@ fi
 
 export PARQUETRY_TEST_PYTHON="$venv/bin/python"
 export PARQUETRY_TEST_NODE="${PARQUETRY_TEST_NODE:-node}"
+
+# --- S3 backend: a loopback SeaweedFS (scripts/s3-server.sh), stopped on exit if we started it.
+export PARQUETRY_WEED="$venv/bin/weed"
+s3_started=0
+scripts/s3-server.sh status || s3_started=1
+scripts/s3-server.sh start
+if [ "$s3_started" = 1 ]; then trap 'scripts/s3-server.sh stop' EXIT; fi
+eval "$(scripts/s3-server.sh env)"
+export PARQUETRY_TEST_REQUIRE_S3="${PARQUETRY_TEST_REQUIRE_S3:-1}"
+# --- end S3 backend
+
 cargo test --workspace "$@"
+echo "== end-to-end tests again, on S3"
+PARQUETRY_TEST_BACKEND=s3 cargo test -p parquetry-e2e "$@"

@@ -82,7 +82,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let url = config.storage_url();
         let store = Arc::new(
-            Store::open(&url, config.storage.partition_labels.clone())
+            Store::open_config(&url, &config.storage)
                 .with_context(|| format!("opening storage {url}"))?,
         );
         let state = AppState::new(config, store);

@@ -39,6 +39,25 @@ pub struct Config {
     pub storage: StorageConfig,
     pub distributor: DistributorConfig,
     pub limits_config: Limits,
+    pub query_range: QueryRangeConfig,
+}
+
+/// Query-frontend behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryRangeConfig {
+    /// Align metric range queries to the step grid from the Unix epoch (`start` down, `end`
+    /// up), as Loki's query frontend does when it splits queries, so Grafana sees the same
+    /// points as from Loki. Off gives the raw grid `start + k·step`.
+    pub align_to_step_grid: bool,
+}
+
+impl Default for QueryRangeConfig {
+    fn default() -> Self {
+        QueryRangeConfig {
+            align_to_step_grid: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -76,11 +95,15 @@ pub struct CommonConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Where objects live: a directory path, `file:///abs/path`, or `memory://`.
+    /// Where objects live: a directory path, `file:///abs/path`, `s3://bucket[/prefix]` or
+    /// `memory://`.
     pub url: Option<String>,
     /// Stream labels whose values partition object keys. The first one present on a stream
     /// names its partition.
     pub partition_labels: Vec<String>,
+    /// Connection settings for `s3://` URLs. Each key left unset falls back to the standard
+    /// `AWS_*` environment variables, then to the AWS defaults (instance or Lambda role).
+    pub s3: S3Config,
 }
 
 impl Default for StorageConfig {
@@ -88,7 +111,56 @@ impl Default for StorageConfig {
         StorageConfig {
             url: None,
             partition_labels: vec!["service_name".into()],
+            s3: S3Config::default(),
         }
+    }
+}
+
+/// S3 settings in Loki's vocabulary (`storage_config.aws`). All optional: on AWS proper,
+/// nothing needs setting when the environment provides credentials and a region.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    /// An S3-compatible server: `host:port` (https, or http with `insecure`) or a full URL
+    /// such as `http://127.0.0.1:8333`. Unset: AWS, or `AWS_ENDPOINT_URL` when set.
+    pub endpoint: Option<String>,
+    /// Signing region. Unset: `AWS_REGION`, else `us-east-1`.
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    /// `true`: `endpoint/bucket/key` requests; `false`: `bucket.endpoint/key`. Unset: path
+    /// style with a configured endpoint (what S3-compatible servers expect), virtual-hosted
+    /// style on AWS.
+    pub s3forcepathstyle: Option<bool>,
+    /// Allow plain http to the endpoint. Loopback endpoints never need it.
+    pub insecure: bool,
+}
+
+/// A credential: readable by the code that needs it, never printed. `Debug` and `Serialize`
+/// show `<secret>`, as Loki's `/config` does.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<secret>")
     }
 }
 
@@ -368,6 +440,50 @@ mod tests {
     }
 
     #[test]
+    fn s3_keys_from_file_and_env_and_secrets_never_printed() {
+        let y = "storage:\n  url: s3://logs/prod\n  s3:\n    region: eu-west-1\n    secret_access_key: from-file\n";
+        let c = Config::from_yaml_and_env(
+            y,
+            [
+                (
+                    "PARQUETRY__STORAGE__S3__ENDPOINT".to_string(),
+                    "127.0.0.1:8333".to_string(),
+                ),
+                (
+                    "PARQUETRY__STORAGE__S3__ACCESS_KEY_ID".into(),
+                    "AKID".into(),
+                ),
+                (
+                    "PARQUETRY__STORAGE__S3__SECRET_ACCESS_KEY".into(),
+                    "hunter2".into(),
+                ),
+                (
+                    "PARQUETRY__STORAGE__S3__S3FORCEPATHSTYLE".into(),
+                    "true".into(),
+                ),
+                ("PARQUETRY__STORAGE__S3__INSECURE".into(), "true".into()),
+            ],
+        )
+        .unwrap();
+        let s3 = &c.storage.s3;
+        assert_eq!(c.storage_url(), "s3://logs/prod");
+        assert_eq!(s3.endpoint.as_deref(), Some("127.0.0.1:8333"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s3.access_key_id.as_deref(), Some("AKID"));
+        assert_eq!(
+            s3.secret_access_key.as_ref().map(Secret::expose),
+            Some("hunter2")
+        );
+        assert_eq!(s3.s3forcepathstyle, Some(true));
+        assert!(s3.insecure);
+        let shown = format!("{c:?}{}", serde_yaml::to_string(&c).unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<secret>"), "{shown}");
+        let e = Config::from_yaml_and_env("storage:\n  s3:\n    bucketnames: x\n", []).unwrap_err();
+        assert!(e.to_string().contains("bucketnames"), "{e}");
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         let e = Config::from_yaml_and_env("limits_config:\n  nope: 1\n", []).unwrap_err();
         assert!(e.to_string().contains("unknown field `nope`"), "{e}");
@@ -393,5 +509,7 @@ mod example_tests {
         );
         assert_eq!(c.server.http_listen_port, d.server.http_listen_port);
         assert_eq!(c.storage_url(), "./data");
+        assert_eq!(c.storage.partition_labels, d.storage.partition_labels);
+        assert_eq!(c.storage.s3, d.storage.s3);
     }
 }

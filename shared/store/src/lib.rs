@@ -1,7 +1,7 @@
 //! Storage: where log objects live, what they look like and how to find them again.
 //!
 //! Every byte goes through [`object_store`], so the same code runs on a local directory, in
-//! memory (tests) and, later, on S3. The crate owns
+//! memory (tests) and on S3 or any S3-compatible server (`s3`). The crate owns
 //! - the key layout (`layout`): tenant / day / partition, time range in the file name, every
 //!   component escaped so nothing can leave its tenant's prefix;
 //! - the Parquet encoding of a push (`writer`): one object per (day, partition), rows sorted by
@@ -17,6 +17,7 @@ pub mod layout;
 pub mod schema;
 pub mod writer;
 
+mod s3;
 mod store;
 
 pub use catalog::{StreamCatalog, StreamInfo};

@@ -10,6 +10,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use parquet::arrow::async_reader::MetadataFetch;
 use parquet::file::metadata::ParquetMetaDataReader;
+use parquetry_model::config::StorageConfig;
 
 use crate::catalog::StreamCatalog;
 use crate::layout::{DataObject, ObjectKey, day_of, day_prefix};
@@ -44,19 +45,45 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens a store by URL: a directory path, `file:///abs/dir`, or `memory://`.
+    /// Opens a store by URL: a directory path, `file:///abs/dir`, `memory://` or
+    /// `s3://bucket[/prefix]`, the last configured from the process's `AWS_*` variables only.
     pub fn open(url: &str, partition_labels: Vec<String>) -> Result<Store> {
+        let storage = StorageConfig {
+            partition_labels,
+            ..StorageConfig::default()
+        };
+        Self::open_with_env(url, &storage, std::env::vars())
+    }
+
+    /// Opens `url` (normally `Config::storage_url()`) with the partition labels and S3
+    /// settings of `storage`, over the process's `AWS_*` variables.
+    pub fn open_config(url: &str, storage: &StorageConfig) -> Result<Store> {
+        Self::open_with_env(url, storage, std::env::vars())
+    }
+
+    /// [`Store::open_config`] with an explicit environment; only its `AWS_*` variables count.
+    pub fn open_with_env(
+        url: &str,
+        storage: &StorageConfig,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Store> {
         let bad = |reason: String| StoreError::BadUrl {
             url: url.to_string(),
             reason,
         };
+        let labels = storage.partition_labels.clone();
         let store: Arc<dyn ObjectStore> = if url == "memory://" || url == "memory:" {
             Arc::new(InMemory::new())
+        } else if let Some(parsed) = crate::s3::parse_url(url) {
+            let (bucket, prefix) = parsed?;
+            crate::s3::open(url, &bucket, &prefix, &storage.s3, env)?
         } else {
             let dir = match url.strip_prefix("file://") {
                 Some(rest) => rest,
                 None if url.contains("://") => {
-                    return Err(bad("supported schemes are file:// and memory://".into()));
+                    return Err(bad(
+                        "supported schemes are file://, s3:// and memory://".into()
+                    ));
                 }
                 None => url,
             };
@@ -64,7 +91,7 @@ impl Store {
             let abs = std::fs::canonicalize(dir).map_err(|e| bad(e.to_string()))?;
             Arc::new(LocalFileSystem::new_with_prefix(abs).map_err(|e| bad(e.to_string()))?)
         };
-        Ok(Self::from_object_store(store, url, partition_labels))
+        Ok(Self::from_object_store(store, url, labels))
     }
 
     pub fn from_object_store(
@@ -90,6 +117,26 @@ impl Store {
 
     pub fn partition_labels(&self) -> &[String] {
         &self.partition_labels
+    }
+
+    /// Every object under `prefix` (a key prefix relative to the store's root, `""` for all),
+    /// as (key, size), sorted by key. For tools and tests: queries use [`Store::list`].
+    pub async fn list_keys(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let prefix = Path::parse(prefix).map_err(object_store::Error::from)?;
+        let mut out: Vec<(String, u64)> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| (m.location.to_string(), m.size))
+            .try_collect()
+            .await?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The bytes of the object at `key` (as [`Store::list_keys`] names it).
+    pub async fn read_key(&self, key: &str) -> Result<bytes::Bytes> {
+        let path = Path::parse(key).map_err(object_store::Error::from)?;
+        Ok(self.store.get(&path).await?.bytes().await?)
     }
 
     /// Stores validated streams: encodes one object per (day, partition) on a blocking thread,
@@ -269,6 +316,10 @@ mod tests {
     #[tokio::test]
     async fn write_list_and_read_catalogs() {
         let store = Store::open("memory://", vec!["service_name".into()]).unwrap();
+        write_list_and_read(&store).await;
+    }
+
+    async fn write_list_and_read(store: &Store) {
         let s = store
             .write(
                 "fake",
@@ -340,5 +391,138 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(top, vec![std::ffi::OsString::from("v1")]);
+    }
+
+    /// The S3 server scripts/test.sh starts (scripts/s3-server.sh), from the
+    /// `PARQUETRY_TEST_S3_*` variables. Without them the S3 tests skip, unless
+    /// `PARQUETRY_TEST_REQUIRE_S3=1` (CI) makes that a failure.
+    struct S3Env {
+        endpoint: String,
+        bucket: String,
+        region: String,
+        key_id: String,
+        secret: String,
+    }
+
+    fn s3_env() -> Option<S3Env> {
+        let var = |k: &str| std::env::var(format!("PARQUETRY_TEST_S3_{k}")).ok();
+        let env = (|| {
+            Some(S3Env {
+                endpoint: var("ENDPOINT")?,
+                bucket: var("BUCKET")?,
+                region: var("REGION").unwrap_or_else(|| "us-east-1".into()),
+                key_id: var("ACCESS_KEY_ID")?,
+                secret: var("SECRET_ACCESS_KEY")?,
+            })
+        })();
+        if env.is_none() {
+            assert!(
+                std::env::var("PARQUETRY_TEST_REQUIRE_S3").as_deref() != Ok("1"),
+                "PARQUETRY_TEST_REQUIRE_S3=1 but PARQUETRY_TEST_S3_* are not set: \
+                 run the suite with scripts/test.sh, which starts scripts/s3-server.sh"
+            );
+            eprintln!("skipping: no S3 test server (PARQUETRY_TEST_S3_* unset)");
+        }
+        env
+    }
+
+    fn unique_prefix(name: &str) -> String {
+        format!("store-tests/{name}-{}", uuid::Uuid::new_v4().simple())
+    }
+
+    fn s3_storage(e: &S3Env) -> StorageConfig {
+        StorageConfig {
+            s3: parquetry_model::config::S3Config {
+                endpoint: Some(e.endpoint.clone()),
+                region: Some(e.region.clone()),
+                access_key_id: Some(e.key_id.clone()),
+                secret_access_key: Some(parquetry_model::config::Secret::new(&e.secret)),
+                ..Default::default()
+            },
+            ..StorageConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn s3_write_list_and_read_catalogs_with_config_keys() {
+        let Some(e) = s3_env() else { return };
+        let url = format!("s3://{}/{}", e.bucket, unique_prefix("config"));
+        let store = Store::open_with_env(&url, &s3_storage(&e), []).unwrap();
+        write_list_and_read(&store).await;
+        // The prefix isolates: the same bucket under another prefix holds nothing.
+        let other = format!("s3://{}/{}", e.bucket, unique_prefix("other"));
+        let other = Store::open_with_env(&other, &s3_storage(&e), []).unwrap();
+        assert!(
+            other
+                .list("fake", T0 - DAY_NS, T0 + 2 * DAY_NS, |_| true)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn s3_from_the_aws_environment_alone() {
+        let Some(e) = s3_env() else { return };
+        // What Lambda provides, plus the endpoint of an S3-compatible server.
+        let aws_env = |secret: &str| {
+            vec![
+                ("AWS_ACCESS_KEY_ID".to_string(), e.key_id.clone()),
+                ("AWS_SECRET_ACCESS_KEY".to_string(), secret.to_string()),
+                ("AWS_REGION".to_string(), e.region.clone()),
+                ("AWS_ENDPOINT_URL".to_string(), e.endpoint.clone()),
+            ]
+        };
+        let url = format!("s3://{}/{}", e.bucket, unique_prefix("env"));
+        let storage = StorageConfig::default();
+        let store = Store::open_with_env(&url, &storage, aws_env(&e.secret)).unwrap();
+        let s = store
+            .write("fake", vec![stream("api", 3, 0)])
+            .await
+            .unwrap();
+        assert_eq!(s.objects, 1);
+        let found = store
+            .list("fake", T0 - DAY_NS, T0 + DAY_NS, |_| true)
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            store.catalog(&found[0]).await.unwrap().streams[0].entries,
+            3
+        );
+
+        // Signatures are checked: a wrong secret is refused, not ignored.
+        let wrong = Store::open_with_env(&url, &storage, aws_env("not-the-secret")).unwrap();
+        let err = wrong
+            .write("fake", vec![stream("api", 1, 0)])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("not-the-secret"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn s3_create_only_puts_never_overwrite() {
+        let Some(e) = s3_env() else { return };
+        let url = format!("s3://{}/{}", e.bucket, unique_prefix("create"));
+        let store = Store::open_with_env(&url, &s3_storage(&e), []).unwrap();
+        let os = store.object_store();
+        let path = Path::from("v1/once");
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        os.put_opts(&path, PutPayload::from_static(b"first"), create())
+            .await
+            .unwrap();
+        let again = os
+            .put_opts(&path, PutPayload::from_static(b"second"), create())
+            .await;
+        assert!(
+            matches!(again, Err(object_store::Error::AlreadyExists { .. })),
+            "{again:?}"
+        );
+        let got = os.get(&path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(&got[..], b"first");
     }
 }
