@@ -258,28 +258,81 @@ async fn main() {
         values_warm.as_secs_f64() * 1e3
     );
 
-    let mut q = range.clone();
-    q.push((
-        "query",
-        r#"{service_name="checkout"} |= "no-such-token""#.into(),
-    ));
-    q.push(("limit", "100".into()));
     let qurl = format!("{base}/loki/api/v1/query_range");
-    let (lat, body) = timed_get(&c, &qurl, &q).await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    let sum = &v["data"]["stats"]["summary"];
-    let scanned = v["data"]["stats"]["querier"]["store"]["chunk"]["compressedBytes"]
-        .as_u64()
-        .unwrap_or(0);
+    let step = ("step", "60".to_string());
+    let cases: Vec<(&str, &str, Vec<(&str, String)>)> = vec![
+        (
+            "needle miss, 1 service",
+            r#"{service_name="checkout"} |= "no-such-token""#,
+            vec![("limit", "100".into())],
+        ),
+        (
+            "needle miss, all",
+            r#"{namespace="shop"} |= "no-such-token""#,
+            vec![("limit", "100".into())],
+        ),
+        (
+            "newest 1000, all",
+            r#"{namespace="shop"}"#,
+            vec![("limit", "1000".into())],
+        ),
+        (
+            "volume by level (1m)",
+            r#"sum by (detected_level) (count_over_time({namespace="shop"}[1m]))"#,
+            vec![step.clone()],
+        ),
+        (
+            "count by service (5m)",
+            r#"sum by (service_name) (count_over_time({namespace="shop"}[5m]))"#,
+            vec![step.clone()],
+        ),
+        (
+            "json | status>=500",
+            r#"sum by (path) (count_over_time({service_name=~"checkout|payments"} | json | status >= 500 [5m]))"#,
+            vec![step.clone()],
+        ),
+        (
+            "logfmt | unwrap",
+            r#"avg by (service_name) (avg_over_time({service_name=~"inventory|auth"} | logfmt | unwrap duration(duration) [5m]))"#,
+            vec![step.clone()],
+        ),
+    ];
+    println!();
     println!(
-        "needle miss (1 svc)   {:.0} ms, {:.1} MB of lines in range, {:.1} MB read from objects",
-        lat.as_secs_f64() * 1e3,
-        sum["totalBytesProcessed"].as_f64().unwrap_or(0.0) / 1e6,
-        scanned as f64 / 1e6
+        "## queries over the whole range (best of 2; MB/s = line bytes in range / wall / cores)"
     );
-    let mut q = range.clone();
-    q.push(("query", r#"{namespace="shop"}"#.into()));
-    q.push(("limit", "1000".into()));
-    let (lat, _) = timed_get(&c, &qurl, &q).await;
-    println!("newest 1000 (all)     {:.0} ms", lat.as_secs_f64() * 1e3);
+    for (name, query, extra) in cases {
+        let mut q = range.clone();
+        q.push(("query", query.to_string()));
+        q.extend(extra);
+        let mut best = Duration::MAX;
+        let mut best_cpu = 0.0;
+        let mut body = String::new();
+        for _ in 0..2 {
+            let cpu0 = cpu_seconds(pid);
+            let (lat, b) = timed_get(&c, &qurl, &q).await;
+            if lat < best {
+                best = lat;
+                best_cpu = cpu_seconds(pid) - cpu0;
+            }
+            body = b;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let processed = v["data"]["stats"]["summary"]["totalBytesProcessed"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let scanned = v["data"]["stats"]["querier"]["store"]["chunk"]["compressedBytes"]
+            .as_f64()
+            .unwrap_or(0.0);
+        let n = v["data"]["result"].as_array().map_or(0, |a| a.len());
+        let secs = best.as_secs_f64();
+        println!(
+            "{name:<24} {:>7.0} ms  {:>7.1} MB lines in range  {:>7.1} MB read  {:>6.0} MB/s  {:>6.0} MB/s per core  ({n} result series/streams)",
+            secs * 1e3,
+            processed / 1e6,
+            scanned / 1e6,
+            processed / 1e6 / secs,
+            processed / 1e6 / best_cpu.max(1e-9),
+        );
+    }
 }

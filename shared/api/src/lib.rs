@@ -97,6 +97,10 @@ fn api_routes(state: AppState) -> Router {
             get(query::query_instant).post(query::query_instant),
         )
         .route(
+            &format!("{v1}/format_query"),
+            get(query::format_query).post(query::format_query),
+        )
+        .route(
             &format!("{v1}/labels"),
             get(metadata::labels).post(metadata::labels),
         )

@@ -7,7 +7,9 @@ use axum::response::Response;
 use parquetry_logql::{Expr, parse_expr};
 use parquetry_model::Labels;
 use parquetry_model::duration::format_prometheus;
-use parquetry_query::{Direction, LogQuery, LogResult, QueryError, ResultEntry};
+use parquetry_query::{
+    Direction, LogQuery, LogResult, MetricQuery, MetricResult, ResultEntry, Value,
+};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -66,30 +68,132 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 req.categorize_labels(),
             ))
         }
-        Expr::Sample(_) => Err(ApiError::Query(QueryError::Unsupported(
-            "metric queries are not supported yet".into(),
-        ))),
+        Expr::Sample(expr) => {
+            let (start, end) = if state.config.query_range.align_to_step_grid {
+                align(r.start, r.end, r.step_ns)
+            } else {
+                (r.start, r.end)
+            };
+            let q = MetricQuery {
+                tenant: req.tenant.clone(),
+                expr,
+                start,
+                end,
+                step: r.step_ns,
+                instant: false,
+                max_series: limits.max_query_series as usize,
+            };
+            let result = state.engine.metric_query(&q).await?;
+            Ok(metric_response(&result))
+        }
     }
 }
 
+/// Loki's query frontend aligns metric ranges to the step grid from the Unix epoch
+/// (`start` down, `end` up), so points sit on absolute multiples of the step.
+fn align(start: i64, end: i64, step: i64) -> (i64, i64) {
+    let start = start.div_euclid(step) * step;
+    let end = end.div_euclid(step) * step + if end.rem_euclid(step) == 0 { 0 } else { step };
+    (start, end)
+}
+
 pub async fn query_instant(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     req: QueryRequest,
 ) -> ApiResult<Response> {
-    if let Some(t) = req.params.get("time") {
-        parse_timestamp(t)
-            .map_err(|e| ApiError::BadRequest(format!("could not parse 'time' parameter: {e}")))?;
-    }
+    let time = match req.params.get("time") {
+        Some(t) => parse_timestamp(t)
+            .map_err(|e| ApiError::BadRequest(format!("could not parse 'time' parameter: {e}")))?,
+        None => now_ns(),
+    };
     limit(&req.params)?;
     direction(&req.params)?;
     match parse_query(&req.params)? {
         Expr::Log(_) => Err(ApiError::BadRequest(
             "log queries are not supported as an instant query type, please change your query to a range query type".into(),
         )),
-        Expr::Sample(_) => Err(ApiError::Query(QueryError::Unsupported(
-            "metric queries are not supported yet".into(),
-        ))),
+        Expr::Sample(expr) => {
+            let q = MetricQuery {
+                tenant: req.tenant.clone(),
+                expr,
+                start: time,
+                end: time,
+                step: 0,
+                instant: true,
+                max_series: state.config.limits_config.max_query_series as usize,
+            };
+            let result = state.engine.metric_query(&q).await?;
+            Ok(metric_response(&result))
+        }
     }
+}
+
+/// `matrix`, `vector` or `scalar` envelopes. Times are float seconds, values strings.
+fn metric_response(result: &MetricResult) -> Response {
+    let mut out = String::with_capacity(4096);
+    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":");
+    let labels_json = |out: &mut String, l: &Labels| {
+        json::push_map(out, l.iter().map(|l| (l.name.as_str(), l.value.as_str())));
+    };
+    match &result.value {
+        Value::Scalar { t, v } => {
+            out.push_str("\"scalar\",\"result\":");
+            push_point(&mut out, *t, *v);
+        }
+        Value::Vector(samples) => {
+            out.push_str("\"vector\",\"result\":[");
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                labels_json(&mut out, &s.labels);
+                out.push_str(",\"value\":");
+                push_point(&mut out, s.t, s.v);
+                out.push('}');
+            }
+            out.push(']');
+        }
+        Value::Matrix(series) => {
+            out.push_str("\"matrix\",\"result\":[");
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str("{\"metric\":");
+                labels_json(&mut out, &s.labels);
+                out.push_str(",\"values\":[");
+                for (j, (t, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(',');
+                    }
+                    push_point(&mut out, *t, *v);
+                }
+                out.push_str("]}");
+            }
+            out.push(']');
+        }
+    }
+    out.push_str(",\"stats\":");
+    json::push_stats(&mut out, &result.stats);
+    out.push_str("}}");
+    json::response(out)
+}
+
+/// `[1700000000.123,"42"]`: seconds with millisecond precision, as Prometheus renders them.
+fn push_point(out: &mut String, t_ns: i64, v: f64) {
+    let ms = t_ns.div_euclid(1_000_000);
+    out.push('[');
+    out.push_str(&(ms.div_euclid(1000)).to_string());
+    let frac = ms.rem_euclid(1000);
+    if frac != 0 {
+        let s = format!("{frac:03}");
+        out.push('.');
+        out.push_str(s.trim_end_matches('0'));
+    }
+    out.push_str(",\"");
+    out.push_str(&json::format_float(v));
+    out.push_str("\"]");
 }
 
 /// The `streams` envelope.
@@ -135,6 +239,13 @@ fn streams_response(result: &LogResult, dir: Direction, categorize: bool) -> Res
                             .map(|(k, v)| (k.as_str(), v.as_str())),
                     );
                 }
+                if !e.parsed.is_empty() {
+                    if !e.structured_metadata.is_empty() {
+                        out.push(',');
+                    }
+                    out.push_str("\"parsed\":");
+                    json::push_map(out, e.parsed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                }
                 out.push('}');
             }
             out.push(']');
@@ -152,7 +263,7 @@ fn streams_response(result: &LogResult, dir: Direction, categorize: bool) -> Res
         for (labels, entries) in &result.streams {
             for e in entries {
                 let mut merged = labels.clone();
-                for (k, v) in &e.structured_metadata {
+                for (k, v) in e.structured_metadata.iter().chain(&e.parsed) {
                     merged.set(k, v);
                 }
                 groups
@@ -174,4 +285,30 @@ fn streams_response(result: &LogResult, dir: Direction, categorize: bool) -> Res
     json::push_stats(&mut out, &result.stats);
     out.push_str("}}");
     json::response(out)
+}
+
+/// `format_query`: the canonical, pretty-printed form of a query. Parse errors are JSON here,
+/// unlike every other query endpoint.
+pub async fn format_query(req: QueryRequest) -> Response {
+    let q = req.params.get("query").unwrap_or_default();
+    match parquetry_logql::format_query(q) {
+        Ok(pretty) => {
+            let mut out = String::from("{\"status\":\"success\",\"data\":");
+            json::push_str(&mut out, &pretty);
+            out.push('}');
+            json::response(out)
+        }
+        Err(e) => {
+            let mut out = String::from("{\"status\":\"invalid-query\",\"error\":");
+            json::push_str(&mut out, &e.to_string());
+            out.push('}');
+            let mut resp = json::response(out);
+            *resp.status_mut() = axum::http::StatusCode::BAD_REQUEST;
+            resp.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
+            );
+            resp
+        }
+    }
 }

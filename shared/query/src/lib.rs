@@ -15,6 +15,8 @@
 
 pub mod logs;
 pub mod metadata;
+pub mod metric;
+pub mod pushdown;
 pub mod select;
 pub mod stats;
 pub mod table;
@@ -24,6 +26,8 @@ use std::sync::Arc;
 use parquetry_store::Store;
 
 pub use logs::{Direction, LogQuery, LogResult, ResultEntry};
+pub use metric::{MetricQuery, MetricResult};
+pub use parquetry_eval::{Sample, Series, Value};
 pub use stats::QueryStats;
 
 /// Errors a query can end with. The API layer maps them to HTTP statuses in one place.
@@ -39,6 +43,9 @@ pub enum QueryError {
     Store(#[from] parquetry_store::StoreError),
     #[error("execution: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A bug or an environment failure, not the caller's fault.
+    #[error("internal: {0}")]
+    Internal(String),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }

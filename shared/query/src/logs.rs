@@ -9,14 +9,15 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
 use datafusion::common::ScalarValue;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::logical_expr::expr::Like;
-use datafusion::logical_expr::{Expr, Operator, and, binary_expr, col, lit, not, or};
+use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use parquetry_logql::{LineFilter, LineFilterOp, LineFilterValue, LogExpr, Stage};
+use parquetry_logql::LogExpr;
 use parquetry_model::Labels;
+use parquetry_pipeline::{EntryLabels, Pipeline};
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 
+use crate::pushdown::Pushdown;
 use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::table::{LogTable, STORE_URL};
@@ -52,6 +53,8 @@ pub struct ResultEntry {
     pub ts: i64,
     pub line: String,
     pub structured_metadata: Vec<(String, String)>,
+    /// Labels the pipeline extracted (parsers, `label_format`), with `__error__` if any.
+    pub parsed: Vec<(String, String)>,
 }
 
 /// Entries grouped by stream, streams sorted by their label text, entries in query direction.
@@ -73,7 +76,15 @@ impl QueryEngine {
     pub async fn log_query(&self, q: &LogQuery) -> Result<LogResult> {
         let started = Instant::now();
         let mut stats = QueryStats::default();
-        let line_filter = line_filter_expr(&q.expr.pipeline)?;
+        let push = Pushdown::of(&q.expr.pipeline);
+        let pipeline = if push.exact {
+            None
+        } else {
+            Some(
+                Pipeline::new(&q.expr.pipeline)
+                    .map_err(|e| QueryError::BadRequest(e.to_string()))?,
+            )
+        };
         let selection = self
             .select(
                 &q.tenant,
@@ -90,44 +101,38 @@ impl QueryEngine {
             .map(|s| (s.fingerprint, s.labels()))
             .collect();
 
-        let mut rows = Vec::new();
+        let mut out = Vec::new();
         if !selection.objects.is_empty() && q.limit > 0 {
-            // Duplicates (a retried push) and interval thinning can make the first `limit`
-            // rows yield fewer entries; fetch more only in that rare case.
+            // Duplicates (a retried push), the pipeline and interval thinning can make the
+            // first `limit` rows yield fewer entries; fetch more only in that case.
             let mut fetch = q.limit;
             loop {
                 let (fetched, scan) = self
-                    .scan_rows(&selection, q, line_filter.clone(), fetch)
+                    .scan_rows(&selection, q, push.predicate.clone(), fetch)
                     .await?;
                 let exhausted = fetched.len() < fetch;
                 stats.bytes_scanned = scan.bytes_scanned;
                 stats.objects_scanned = selection.objects.len() as u64;
-                stats.post_filter_lines = fetched.len() as u64;
-                rows = thin(dedup(fetched), q.interval_ns);
-                if exhausted || rows.len() >= q.limit {
+                let processed = run_pipeline(dedup(fetched), pipeline.as_ref(), &labels_by_fp);
+                stats.post_filter_lines = processed.len() as u64;
+                out = thin(processed, q.interval_ns);
+                if exhausted || out.len() >= q.limit {
                     break;
                 }
                 fetch = fetch.saturating_mul(4);
             }
-            rows.truncate(q.limit);
+            out.truncate(q.limit);
         }
-        stats.entries_returned = rows.len() as u64;
+        stats.entries_returned = out.len() as u64;
 
         // Group by stream; within a stream the direction order is already right.
         let mut grouped: BTreeMap<String, (Labels, Vec<ResultEntry>)> = BTreeMap::new();
-        for r in rows {
-            let Some(labels) = labels_by_fp.get(&r.stream) else {
-                continue;
-            };
+        for (labels, entry) in out {
             grouped
                 .entry(labels.to_string())
-                .or_insert_with(|| (labels.clone(), Vec::new()))
+                .or_insert_with(|| (labels, Vec::new()))
                 .1
-                .push(ResultEntry {
-                    ts: r.ts,
-                    line: r.line,
-                    structured_metadata: r.metadata,
-                });
+                .push(entry);
         }
         stats.exec_time_s = started.elapsed().as_secs_f64();
         Ok(LogResult {
@@ -198,7 +203,7 @@ pub(crate) fn ts_lit(ns: i64) -> Expr {
 }
 
 /// Catalog-based figures: what the selected streams hold inside the time range.
-fn account_selection(sel: &Selection, start: i64, end: i64, stats: &mut QueryStats) {
+pub(crate) fn account_selection(sel: &Selection, start: i64, end: i64, stats: &mut QueryStats) {
     let mut streams = HashSet::new();
     for o in &sel.objects {
         for s in &o.streams {
@@ -213,12 +218,12 @@ fn account_selection(sel: &Selection, start: i64, end: i64, stats: &mut QuerySta
 }
 
 #[derive(Debug, Default)]
-struct ScanMetrics {
-    bytes_scanned: u64,
+pub(crate) struct ScanMetrics {
+    pub(crate) bytes_scanned: u64,
 }
 
 /// Sums the scan's own counters over the executed plan.
-fn scan_metrics(plan: &dyn ExecutionPlan) -> ScanMetrics {
+pub(crate) fn scan_metrics(plan: &dyn ExecutionPlan) -> ScanMetrics {
     let mut m = ScanMetrics::default();
     if let Some(v) = plan
         .metrics()
@@ -272,6 +277,22 @@ fn map_entries(m: &MapArray, i: usize) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
+trait HasTs {
+    fn ts(&self) -> i64;
+}
+
+impl HasTs for Row {
+    fn ts(&self) -> i64 {
+        self.ts
+    }
+}
+
+impl HasTs for (Labels, ResultEntry) {
+    fn ts(&self) -> i64 {
+        self.1.ts
+    }
+}
+
 /// Identical (stream, time, line) entries are one entry: a retried push may have stored twice.
 /// Rows arrive sorted by time then stream then line, so duplicates are adjacent.
 fn dedup(mut rows: Vec<Row>) -> Vec<Row> {
@@ -279,141 +300,75 @@ fn dedup(mut rows: Vec<Row>) -> Vec<Row> {
     rows
 }
 
-fn thin(rows: Vec<Row>, interval: Option<i64>) -> Vec<Row> {
+/// Runs the per-entry pipeline (when the scan could not do it all) and attaches each entry's
+/// result-stream labels.
+fn run_pipeline(
+    rows: Vec<Row>,
+    pipeline: Option<&Pipeline>,
+    labels_by_fp: &HashMap<u64, Labels>,
+) -> Vec<(Labels, ResultEntry)> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(stream) = labels_by_fp.get(&r.stream) else {
+            continue;
+        };
+        let Some(p) = pipeline else {
+            out.push((
+                stream.clone(),
+                ResultEntry {
+                    ts: r.ts,
+                    line: r.line,
+                    structured_metadata: r.metadata,
+                    parsed: Vec::new(),
+                },
+            ));
+            continue;
+        };
+        let mut entry = EntryLabels::new(stream, &r.metadata);
+        let Some(line) = p.process(r.ts, &r.line, &mut entry) else {
+            continue;
+        };
+        let line = line.into_owned();
+        out.push((
+            entry.stream(),
+            ResultEntry {
+                ts: r.ts,
+                line,
+                structured_metadata: pairs(entry.structured_metadata()),
+                parsed: pairs(entry.parsed()),
+            },
+        ));
+    }
+    out
+}
+
+fn pairs(l: Labels) -> Vec<(String, String)> {
+    l.into_vec()
+        .into_iter()
+        .map(|l| (l.name, l.value))
+        .collect()
+}
+
+fn thin<T: HasTs>(rows: Vec<T>, interval: Option<i64>) -> Vec<T> {
     let Some(iv) = interval.filter(|i| *i > 0) else {
         return rows;
     };
     let mut last: Option<i64> = None;
     rows.into_iter()
         .filter(|r| {
-            let keep = last.is_none_or(|l| (r.ts - l).abs() >= iv);
+            let ts = r.ts();
+            let keep = last.is_none_or(|l| (ts - l).abs() >= iv);
             if keep {
-                last = Some(r.ts);
+                last = Some(ts);
             }
             keep
         })
         .collect()
 }
 
-/// The line filters of a pipeline as one DataFusion predicate on `line`. Other stages are not
-/// evaluated by this engine yet and are refused rather than ignored.
-fn line_filter_expr(pipeline: &[Stage]) -> Result<Option<Expr>> {
-    let mut acc: Option<Expr> = None;
-    for stage in pipeline {
-        let e = match stage {
-            Stage::LineFilter(f) => one_line_filter(f)?,
-            #[allow(unreachable_patterns)]
-            other => {
-                return Err(QueryError::Unsupported(format!(
-                    "pipeline stage `{other}` is not supported yet; only line filters are"
-                )));
-            }
-        };
-        acc = Some(match acc {
-            Some(a) => and(a, e),
-            None => e,
-        });
-    }
-    Ok(acc)
-}
-
-fn one_line_filter(f: &LineFilter) -> Result<Expr> {
-    let mut alternatives = Vec::with_capacity(f.values.len());
-    for v in &f.values {
-        let LineFilterValue::Str(s) = v else {
-            return Err(QueryError::Unsupported(
-                "ip() line filters are not supported yet".into(),
-            ));
-        };
-        alternatives.push(match f.op {
-            LineFilterOp::Contains | LineFilterOp::NotContains => contains(s),
-            LineFilterOp::Regex | LineFilterOp::NotRegex => {
-                binary_expr(col(COL_LINE), Operator::RegexMatch, lit(s.clone()))
-            }
-            LineFilterOp::Pattern | LineFilterOp::NotPattern => binary_expr(
-                col(COL_LINE),
-                Operator::RegexMatch,
-                lit(pattern_to_regex(s)),
-            ),
-        });
-    }
-    let any = alternatives
-        .into_iter()
-        .reduce(or)
-        .ok_or_else(|| QueryError::BadRequest("empty line filter".into()))?;
-    Ok(match f.op {
-        LineFilterOp::Contains | LineFilterOp::Regex | LineFilterOp::Pattern => any,
-        // `!= "a" or "b"` keeps lines containing neither.
-        _ => not(any),
-    })
-}
-
-/// Substring match as SQL LIKE, which DataFusion evaluates with a fast memchr-based kernel.
-fn contains(s: &str) -> Expr {
-    if s.is_empty() {
-        return lit(true);
-    }
-    let mut pat = String::with_capacity(s.len() + 2);
-    pat.push('%');
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pat.push('\\');
-        }
-        pat.push(c);
-    }
-    pat.push('%');
-    Expr::Like(Like::new(
-        false,
-        Box::new(col(COL_LINE)),
-        Box::new(lit(pat)),
-        Some('\\'),
-        false,
-    ))
-}
-
-/// A pattern filter (`|> "<_> error <_>"`) as an anchored regex: literals must match in
-/// order, each `<…>` capture matches anything.
-fn pattern_to_regex(p: &str) -> String {
-    let mut out = String::from("^(?s)");
-    let mut rest = p;
-    while let Some(open) = rest.find('<') {
-        let close = rest[open..].find('>').map(|c| open + c);
-        let is_capture = close.is_some_and(|c| {
-            let name = &rest[open + 1..c];
-            !name.is_empty()
-                && name
-                    .chars()
-                    .all(|ch| ch == '_' || ch.is_ascii_alphanumeric())
-        });
-        match (close, is_capture) {
-            (Some(c), true) => {
-                out.push_str(&regex::escape(&rest[..open]));
-                out.push_str(".*");
-                rest = &rest[c + 1..];
-            }
-            _ => {
-                out.push_str(&regex::escape(&rest[..=open]));
-                rest = &rest[open + 1..];
-            }
-        }
-    }
-    out.push_str(&regex::escape(rest));
-    out.push('$');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn patterns() {
-        let re = regex::Regex::new(&pattern_to_regex("<_> error <code>")).unwrap();
-        assert!(re.is_match("ts=1 error 500"));
-        assert!(!re.is_match("ts=1 warn 500"));
-        let re = regex::Regex::new(&pattern_to_regex("a <b")).unwrap();
-        assert!(re.is_match("a <b"));
-    }
 
     #[test]
     fn thinning_keeps_first_and_spaced() {

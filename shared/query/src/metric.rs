@@ -1,0 +1,495 @@
+//! Metric queries: each range aggregation's samples read in one columnar scan, then the
+//! metric tree evaluated by `parquetry-eval`.
+//!
+//! The scan reads only the columns the query needs (`line` only when the pipeline or a
+//! `bytes_*` function looks at it), pushes the time window, the stream set and the leading
+//! line filters into Parquet, and runs once per DataFusion partition in parallel. Each
+//! partition folds its rows into sample series; a row becomes a `(ts, value)` pair in the
+//! series of its post-pipeline label set.
+//!
+//! `sum by (…)` over `count_over_time`, `rate`, `bytes_*` or `sum_over_time` is folded into
+//! the scan: summing per-series counts equals counting per group, so rows go straight into
+//! one series per group instead of one per stream (and per structured-metadata value), which
+//! keeps memory flat when entries carry high-cardinality metadata such as trace ids.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
+use datafusion::logical_expr::{Expr, and, col, lit};
+use datafusion::physical_plan::execute_stream_partitioned;
+use futures::StreamExt;
+use parquetry_eval::{EvalParams, SampleSeries, Value};
+use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorOp};
+use parquetry_model::Labels;
+use parquetry_pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, Pipeline, Unwrapper};
+use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
+
+use crate::logs::{account_selection, scan_metrics, session, ts_lit};
+use crate::pushdown::Pushdown;
+use crate::stats::QueryStats;
+use crate::table::LogTable;
+use crate::{QueryEngine, QueryError, Result};
+
+/// A metric query, parameters already validated.
+#[derive(Debug, Clone)]
+pub struct MetricQuery {
+    pub tenant: String,
+    pub expr: SampleExpr,
+    /// First evaluation time, ns.
+    pub start: i64,
+    /// Last evaluation time (inclusive), ns.
+    pub end: i64,
+    /// Step, ns (> 0). Ignored for instant queries.
+    pub step: i64,
+    pub instant: bool,
+    /// `max_query_series`; 0 = unlimited.
+    pub max_series: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct MetricResult {
+    pub value: Value,
+    pub stats: QueryStats,
+}
+
+impl QueryEngine {
+    pub async fn metric_query(&self, q: &MetricQuery) -> Result<MetricResult> {
+        let started = Instant::now();
+        let mut stats = QueryStats::default();
+        let step = if q.instant { 1 } else { q.step };
+        if !q.instant {
+            parquetry_eval::check_points(q.start, q.end, step)
+                .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        }
+        let ranges = q.expr.range_aggregations();
+        let hints = pregroup_hints(&q.expr);
+        let mut inputs = Vec::with_capacity(ranges.len());
+        for (ra, hint) in ranges.iter().zip(&hints) {
+            inputs.push(
+                self.range_samples(q, ra, hint.as_deref(), &mut stats)
+                    .await?,
+            );
+        }
+        let params = EvalParams {
+            start: q.start,
+            end: q.end,
+            step,
+            instant: q.instant,
+            max_series: q.max_series,
+        };
+        let expr = q.expr.clone();
+        let value =
+            tokio::task::spawn_blocking(move || parquetry_eval::evaluate(&expr, &params, inputs))
+                .await
+                .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+                .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        stats.exec_time_s = started.elapsed().as_secs_f64();
+        Ok(MetricResult { value, stats })
+    }
+
+    /// The raw sample series of one range aggregation over every window the query evaluates.
+    async fn range_samples(
+        &self,
+        q: &MetricQuery,
+        ra: &RangeAggregation,
+        group_by: Option<&[String]>,
+        stats: &mut QueryStats,
+    ) -> Result<Vec<SampleSeries>> {
+        // Windows are (t - range - offset, t - offset] for t in [start, end].
+        let lo = q.start - ra.range.range - ra.range.offset;
+        let hi = q.end - ra.range.offset;
+        let log = &ra.range.log;
+        let selection = self
+            .select(
+                &q.tenant,
+                std::slice::from_ref(&log.selector),
+                lo + 1,
+                hi + 1,
+                stats,
+            )
+            .await?;
+        account_selection(&selection, lo + 1, hi + 1, stats);
+        if selection.objects.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let push = Pushdown::of(&log.pipeline);
+        let bad = |e: parquetry_pipeline::PipelineError| QueryError::BadRequest(e.to_string());
+        let pipeline = if push.exact {
+            None
+        } else {
+            Some(Pipeline::new(&log.pipeline).map_err(bad)?)
+        };
+        let unwrapper = ra
+            .range
+            .unwrap
+            .as_ref()
+            .map(Unwrapper::new)
+            .transpose()
+            .map_err(bad)?;
+        let keep_unwrapped = match (&ra.grouping, &unwrapper) {
+            (Some(g), Some(u)) => !g.without && g.labels.iter().any(|l| l == u.label()),
+            _ => false,
+        };
+        let value = match ra.op {
+            RangeOp::BytesOverTime | RangeOp::BytesRate => SampleValue::LineBytes,
+            _ if unwrapper.is_some() => SampleValue::Unwrapped,
+            _ => SampleValue::One,
+        };
+        let need_line = pipeline.is_some() || value == SampleValue::LineBytes;
+
+        let streams: HashMap<u64, Labels> = selection
+            .streams()
+            .into_iter()
+            .map(|s| (s.fingerprint, s.labels()))
+            .collect();
+        let fold = Arc::new(Fold {
+            streams,
+            pipeline,
+            unwrapper,
+            keep_unwrapped,
+            value,
+            group_by: group_by.map(|g| g.to_vec()),
+        });
+
+        let ctx = session(self)?;
+        let objects = selection.objects.iter().map(|o| o.object.clone()).collect();
+        let fps: Vec<Expr> = selection.fingerprints().into_iter().map(lit).collect();
+        let mut predicate = and(
+            and(
+                col(COL_TIMESTAMP).gt(ts_lit(lo)),
+                col(COL_TIMESTAMP).lt_eq(ts_lit(hi)),
+            ),
+            col(COL_STREAM).in_list(fps, false),
+        );
+        if let Some(f) = push.predicate {
+            predicate = and(predicate, f);
+        }
+        let mut columns = vec![COL_TIMESTAMP, COL_STREAM, COL_METADATA];
+        if need_line {
+            columns.push(COL_LINE);
+        }
+        let df = ctx
+            .read_table(Arc::new(LogTable::new(objects)))?
+            .filter(predicate)?
+            .select_columns(&columns)?;
+        let plan = df.create_physical_plan().await?;
+        let parts = execute_stream_partitioned(plan.clone(), ctx.task_ctx())?;
+        let mut tasks = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            let fold = fold.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut acc = Acc::default();
+                let mut rows = 0u64;
+                while let Some(batch) = part.next().await {
+                    let batch = batch?;
+                    rows += batch.num_rows() as u64;
+                    fold.batch(&batch, &mut acc)?;
+                }
+                Ok::<_, QueryError>((acc, rows))
+            }));
+        }
+        let mut total = Acc::default();
+        for t in tasks {
+            let (acc, rows) = t
+                .await
+                .map_err(|e| QueryError::Internal(format!("scan task failed: {e}")))??;
+            stats.post_filter_lines += rows;
+            total.merge(acc);
+        }
+        stats.bytes_scanned += scan_metrics(plan.as_ref()).bytes_scanned;
+        stats.objects_scanned += selection.objects.len() as u64;
+        Ok(total.series)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SampleValue {
+    One,
+    LineBytes,
+    Unwrapped,
+}
+
+/// What turns rows into samples; shared by the partition tasks.
+struct Fold {
+    streams: HashMap<u64, Labels>,
+    pipeline: Option<Pipeline>,
+    unwrapper: Option<Unwrapper>,
+    keep_unwrapped: bool,
+    value: SampleValue,
+    group_by: Option<Vec<String>>,
+}
+
+/// Sample series under construction, indexed by label set, with a per-stream shortcut for
+/// rows whose labels are their stream's alone.
+#[derive(Default)]
+struct Acc {
+    index: HashMap<Labels, usize>,
+    by_stream: HashMap<u64, usize>,
+    series: Vec<SampleSeries>,
+}
+
+impl Acc {
+    fn slot(&mut self, labels: Labels) -> usize {
+        if let Some(&i) = self.index.get(&labels) {
+            return i;
+        }
+        let i = self.series.len();
+        self.index.insert(labels.clone(), i);
+        self.series.push(SampleSeries {
+            labels,
+            samples: Vec::new(),
+        });
+        i
+    }
+
+    fn stream_slot(&mut self, fp: u64, labels: impl FnOnce() -> Labels) -> usize {
+        if let Some(&i) = self.by_stream.get(&fp) {
+            return i;
+        }
+        let i = self.slot(labels());
+        self.by_stream.insert(fp, i);
+        i
+    }
+
+    fn merge(&mut self, other: Acc) {
+        for s in other.series {
+            let i = self.slot(s.labels);
+            self.series[i].samples.extend(s.samples);
+        }
+    }
+}
+
+impl Fold {
+    fn batch(&self, batch: &RecordBatch, acc: &mut Acc) -> Result<()> {
+        let schema = batch.schema();
+        let column = |name: &str| {
+            schema
+                .index_of(name)
+                .map(|i| batch.column(i).clone())
+                .map_err(QueryError::Arrow)
+        };
+        let ts = column(COL_TIMESTAMP)?;
+        let ts = ts
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| QueryError::Internal("unexpected timestamp column type".into()))?;
+        let fp = column(COL_STREAM)?;
+        let fp = fp
+            .as_primitive_opt::<UInt64Type>()
+            .ok_or_else(|| QueryError::Internal("unexpected stream column type".into()))?;
+        let meta = Metadata::new(&column(COL_METADATA)?)?;
+        let line = match schema.index_of(COL_LINE) {
+            Ok(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
+            Err(_) => None,
+        };
+        let line = line.as_ref().map(|l| l.as_string::<i32>());
+
+        let mut sm: Vec<(String, String)> = Vec::new();
+        for row in 0..batch.num_rows() {
+            let t = ts.value(row);
+            let f = fp.value(row);
+            let Some(stream) = self.streams.get(&f) else {
+                continue;
+            };
+            let text = line.map_or("", |l| l.value(row));
+            let simple = self.pipeline.is_none() && self.unwrapper.is_none();
+            if simple {
+                let v = match self.value {
+                    SampleValue::LineBytes => text.len() as f64,
+                    _ => 1.0,
+                };
+                let slot = match &self.group_by {
+                    None if meta.is_empty(row) => acc.stream_slot(f, || stream.clone()),
+                    None => acc.slot(merged(stream, meta.pairs(row))),
+                    Some(by) if !meta.any_key_in(row, by) => {
+                        acc.stream_slot(f, || project(stream.iter().map(pair), by))
+                    }
+                    Some(by) => {
+                        acc.slot(project(stream.iter().map(pair).chain(meta.pairs(row)), by))
+                    }
+                };
+                acc.series[slot].samples.push((t, v));
+                continue;
+            }
+
+            sm.clear();
+            sm.extend(meta.pairs(row).map(|(k, v)| (k.to_string(), v.to_string())));
+            let mut entry = EntryLabels::new(stream, &sm);
+            let bytes = match &self.pipeline {
+                Some(p) => match p.process(t, text, &mut entry) {
+                    Some(l) => l.len(),
+                    None => continue,
+                },
+                None => text.len(),
+            };
+            let v = match (&self.unwrapper, self.value) {
+                (Some(u), _) => {
+                    let Some(v) = u.extract(&mut entry) else {
+                        continue;
+                    };
+                    if !self.keep_unwrapped {
+                        u.remove_unwrapped_label(&mut entry);
+                    }
+                    v
+                }
+                (None, SampleValue::LineBytes) => bytes as f64,
+                (None, _) => 1.0,
+            };
+            let labels = entry.all();
+            let labels = match &self.group_by {
+                Some(by) => project(labels.iter().map(pair), by),
+                None => labels,
+            };
+            let slot = acc.slot(labels);
+            acc.series[slot].samples.push((t, v));
+        }
+        Ok(())
+    }
+}
+
+fn pair(l: &parquetry_model::Label) -> (&str, &str) {
+    (l.name.as_str(), l.value.as_str())
+}
+
+fn merged<'a>(stream: &'a Labels, extra: impl Iterator<Item = (&'a str, &'a str)>) -> Labels {
+    let mut l = stream.clone();
+    for (k, v) in extra {
+        if l.get(k).is_none() {
+            l.set(k, v);
+        }
+    }
+    l
+}
+
+/// The labels a pre-grouped series keeps: the `by` labels, plus the error labels so a
+/// pipeline error still fails the query exactly as it would without pre-grouping.
+fn project<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, by: &[String]) -> Labels {
+    Labels::from_pairs(pairs.filter(|(k, v)| {
+        !v.is_empty()
+            && (by.iter().any(|b| b == k) || *k == ERROR_LABEL || *k == ERROR_DETAILS_LABEL)
+    }))
+}
+
+/// The structured-metadata column of one batch, read without copying strings.
+struct Metadata {
+    offsets: Vec<i32>,
+    nulls: Option<arrow::buffer::NullBuffer>,
+    keys: StringArray,
+    values: StringArray,
+}
+
+impl Metadata {
+    fn new(col: &arrow::array::ArrayRef) -> Result<Metadata> {
+        let m = col
+            .as_map_opt()
+            .ok_or_else(|| QueryError::Internal("unexpected metadata column type".into()))?;
+        let keys = cast(m.keys(), &DataType::Utf8)?.as_string::<i32>().clone();
+        let values = cast(m.values(), &DataType::Utf8)?
+            .as_string::<i32>()
+            .clone();
+        Ok(Metadata {
+            offsets: m.value_offsets().to_vec(),
+            nulls: m.nulls().cloned(),
+            keys,
+            values,
+        })
+    }
+
+    fn range(&self, row: usize) -> std::ops::Range<usize> {
+        if self.nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+            return 0..0;
+        }
+        self.offsets[row] as usize..self.offsets[row + 1] as usize
+    }
+
+    fn is_empty(&self, row: usize) -> bool {
+        self.range(row).is_empty()
+    }
+
+    fn pairs(&self, row: usize) -> impl Iterator<Item = (&str, &str)> {
+        self.range(row)
+            .map(|j| (self.keys.value(j), self.values.value(j)))
+    }
+
+    fn any_key_in(&self, row: usize, names: &[String]) -> bool {
+        self.range(row)
+            .any(|j| names.iter().any(|n| n == self.keys.value(j)))
+    }
+}
+
+/// For each range aggregation (in [`SampleExpr::range_aggregations`] order), the `by` labels
+/// of a `sum` directly above it when summing per-series results equals aggregating per group.
+fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
+    fn walk(e: &SampleExpr, parent_sum_by: Option<&[String]>, out: &mut Vec<Option<Vec<String>>>) {
+        match e {
+            SampleExpr::RangeAggregation(ra) => {
+                let foldable = matches!(
+                    ra.op,
+                    RangeOp::CountOverTime
+                        | RangeOp::Rate
+                        | RangeOp::BytesOverTime
+                        | RangeOp::BytesRate
+                        | RangeOp::SumOverTime
+                ) && ra.grouping.is_none();
+                out.push(parent_sum_by.filter(|_| foldable).map(<[String]>::to_vec));
+            }
+            SampleExpr::VectorAggregation(v) => {
+                let by: Option<&[String]> = match (&v.op, &v.grouping) {
+                    (VectorOp::Sum, Some(g)) if !g.without => Some(&g.labels),
+                    (VectorOp::Sum, None) => Some(&[]),
+                    _ => None,
+                };
+                walk(&v.expr, by, out);
+            }
+            SampleExpr::BinOp(b) => {
+                walk(&b.lhs, None, out);
+                walk(&b.rhs, None, out);
+            }
+            SampleExpr::LabelReplace(l) => walk(&l.expr, None, out),
+            SampleExpr::Literal(_) | SampleExpr::Vector(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(expr, None, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints(q: &str) -> Vec<Option<Vec<String>>> {
+        match parquetry_logql::parse_expr(q).unwrap() {
+            parquetry_logql::Expr::Sample(s) => pregroup_hints(&s),
+            _ => panic!("not a metric query"),
+        }
+    }
+
+    #[test]
+    fn pregrouping_only_where_sum_commutes() {
+        assert_eq!(
+            hints(r#"sum by (level) (count_over_time({a="b"}[1m]))"#),
+            vec![Some(vec!["level".to_string()])]
+        );
+        assert_eq!(
+            hints(r#"count by (level) (count_over_time({a="b"}[1m]))"#),
+            vec![None]
+        );
+        assert_eq!(
+            hints(r#"sum without (level) (rate({a="b"}[1m]))"#),
+            vec![None]
+        );
+        assert_eq!(
+            hints(r#"sum by (x) (max_over_time({a="b"} | unwrap v [1m]))"#),
+            vec![None]
+        );
+        assert_eq!(
+            hints(r#"sum by (x) (rate({a="b"}[1m])) / sum(count_over_time({a="b"}[1m]))"#),
+            vec![Some(vec!["x".to_string()]), Some(vec![])]
+        );
+    }
+}

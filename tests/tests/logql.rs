@@ -1,0 +1,272 @@
+//! LogQL beyond selectors over HTTP: pipelines in log queries, metric queries in range and
+//! instant form, and the queries Grafana itself sends. Exact result shapes; the broad
+//! semantics live in the corpus (`tests/corpus`).
+
+use parquetry_e2e::TestServer;
+use serde_json::{Value, json};
+
+const SEC: i64 = 1_000_000_000;
+/// 2024-01-01T00:00:00Z: fixed so windows and steps are easy to reason about.
+const T0: i64 = 1_704_067_200 * SEC;
+
+const CONFIG: &str =
+    "limits_config:\n  reject_old_samples: false\nquery_range:\n  align_to_step_grid: false\n";
+
+async fn push(s: &TestServer, body: Value) {
+    let r = reqwest::Client::new()
+        .post(s.url("/loki/api/v1/push"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
+}
+
+async fn get(s: &TestServer, path: &str, params: &[(&str, String)]) -> (u16, Value, String) {
+    let r = reqwest::Client::new()
+        .get(s.url(path))
+        .query(params)
+        .send()
+        .await
+        .unwrap();
+    let code = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (code, v, text)
+}
+
+fn ts(offset_s: i64) -> String {
+    (T0 + offset_s * SEC).to_string()
+}
+
+/// api: one line every 10 s for a minute, alternating levels; web: JSON lines.
+async fn dataset(s: &TestServer) {
+    let api: Vec<Value> = (0..6)
+        .map(|i| {
+            let level = if i % 2 == 0 { "info" } else { "error" };
+            json!([
+                ts(i * 10),
+                format!("level={level} status={} took={}ms", 200 + i * 100, i * 5)
+            ])
+        })
+        .collect();
+    let web: Vec<Value> = (0..3)
+        .map(|i| {
+            json!([
+                ts(i * 20 + 5),
+                format!(r#"{{"status":{},"path":"/p{i}"}}"#, 200 + 150 * i)
+            ])
+        })
+        .collect();
+    push(
+        s,
+        json!({"streams": [
+            {"stream": {"app": "api"}, "values": api},
+            {"stream": {"app": "web"}, "values": web},
+        ]}),
+    )
+    .await;
+}
+
+async fn range(s: &TestServer, q: &str, start: i64, end: i64, step: &str) -> Value {
+    let (code, v, text) = get(
+        s,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", q.to_string()),
+            ("start", ts(start)),
+            ("end", ts(end)),
+            ("step", step.to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{q}: {text}");
+    v["data"]["result"].clone()
+}
+
+async fn instant(s: &TestServer, q: &str, at: i64) -> Value {
+    let (code, v, text) = get(
+        s,
+        "/loki/api/v1/query",
+        &[("query", q.to_string()), ("time", ts(at))],
+    )
+    .await;
+    assert_eq!(code, 200, "{q}: {text}");
+    json!({"type": v["data"]["resultType"], "result": v["data"]["result"]})
+}
+
+#[tokio::test]
+async fn metric_queries_over_http() {
+    let s = TestServer::start(CONFIG).await;
+    dataset(&s).await;
+    let t = |o: i64| T0 / SEC + o;
+
+    // Windows (t-30s, t]: at t=30 the api lines at 10 (error), 20 (info), 30 (error); at
+    // t=60 those at 40 (info) and 50 (error). detected_level is structured metadata, so it
+    // splits the series as in Loki.
+    let r = range(&s, r#"count_over_time({app="api"}[30s])"#, 30, 60, "30").await;
+    assert_eq!(
+        r,
+        json!([
+            {"metric": {"app": "api", "detected_level": "error", "service_name": "api"},
+             "values": [[t(30), "2"], [t(60), "1"]]},
+            {"metric": {"app": "api", "detected_level": "info", "service_name": "api"},
+             "values": [[t(30), "1"], [t(60), "1"]]},
+        ])
+    );
+
+    let r = range(
+        &s,
+        r#"sum by (level) (count_over_time({app="api"} | logfmt [1m]))"#,
+        59,
+        59,
+        "1",
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!([
+            {"metric": {"level": "error"}, "values": [[t(59), "3"]]},
+            {"metric": {"level": "info"}, "values": [[t(59), "3"]]},
+        ])
+    );
+
+    // status >= 400 keeps the api lines with status 400, 500, 600, 700 -> at 10..50 except 0..20.
+    let r = instant(
+        &s,
+        r#"sum(count_over_time({app="api"} | logfmt | status >= 400 [1m]))"#,
+        59,
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!({"type": "vector", "result": [{"metric": {}, "value": [t(59), "4"]}]})
+    );
+
+    let r = instant(
+        &s,
+        r#"max_over_time({app="api"} | logfmt | unwrap duration(took) [1m]) by (app)"#,
+        59,
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!({"type": "vector", "result": [{"metric": {"app": "api"}, "value": [t(59), "0.025"]}]})
+    );
+
+    let r = instant(
+        &s,
+        r#"sum by (status) (count_over_time({app="web"} | json | status > 300 [1m]))"#,
+        59,
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!({"type": "vector", "result": [
+            {"metric": {"status": "350"}, "value": [t(59), "1"]},
+            {"metric": {"status": "500"}, "value": [t(59), "1"]},
+        ]})
+    );
+
+    // Grafana's "Save & test".
+    let r = instant(&s, "vector(1)+vector(1)", 0).await;
+    assert_eq!(
+        r,
+        json!({"type": "vector", "result": [{"metric": {}, "value": [t(0), "2"]}]})
+    );
+    let r = instant(&s, "1 + 1", 0).await;
+    assert_eq!(r, json!({"type": "scalar", "result": [t(0), "2"]}));
+
+    // A pipeline error that reaches the output series fails the query, as in Loki.
+    let (code, _, text) = get(
+        &s,
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"count_over_time({app="api"} | json [1m])"#.to_string(),
+            ),
+            ("time", ts(59)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 400, "{text}");
+    assert!(
+        text.starts_with("pipeline error: 'JSONParserErr'"),
+        "{text}"
+    );
+
+    // Dropping the error labels is Grafana's way out.
+    let r = instant(
+        &s,
+        r#"sum by (app) (count_over_time({app=~".+"} | json | drop __error__ [1m]))"#,
+        59,
+    )
+    .await;
+    assert_eq!(
+        r,
+        json!({"type": "vector", "result": [
+            {"metric": {"app": "api"}, "value": [t(59), "6"]},
+            {"metric": {"app": "web"}, "value": [t(59), "3"]},
+        ]})
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn log_queries_with_pipelines() {
+    let s = TestServer::start(CONFIG).await;
+    dataset(&s).await;
+    let (code, v, text) = get(
+        &s,
+        "/loki/api/v1/query_range",
+        &[
+            (
+                "query",
+                r#"{app="api"} | logfmt | level="error" | status >= 500 | line_format "{{.status}} {{.took | ToUpper}}""#
+                    .to_string(),
+            ),
+            ("start", ts(0)),
+            ("end", ts(60)),
+            ("direction", "forward".to_string()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let result = &v["data"]["result"];
+    // 2-tuple mode: parsed labels join the stream labels.
+    assert_eq!(result.as_array().unwrap().len(), 2, "{result}");
+    let lines: Vec<&str> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["values"].as_array().unwrap().iter())
+        .map(|v| v[1].as_str().unwrap())
+        .collect();
+    assert_eq!(lines, ["500 15MS", "700 25MS"]);
+    assert_eq!(result[0]["stream"]["level"], "error");
+    assert_eq!(result[0]["stream"]["app"], "api");
+
+    // Categorized: stream labels stay the stored ones; parsed labels ride along per entry.
+    let r = reqwest::Client::new()
+        .get(s.url("/loki/api/v1/query_range"))
+        .header("X-Loki-Response-Encoding-Flags", "categorize-labels")
+        .query(&[
+            ("query", r#"{app="web"} | json | status = 350"#.to_string()),
+            ("start", ts(0)),
+            ("end", ts(60)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(
+        v["data"]["result"],
+        json!([{"stream": {"app": "web", "service_name": "web"},
+                "values": [[ts(25), r#"{"status":350,"path":"/p1"}"#,
+                            {"structuredMetadata": {"detected_level": "unknown"},
+                             "parsed": {"path": "/p1", "status": "350"}}]]}])
+    );
+    s.stop().await;
+}
