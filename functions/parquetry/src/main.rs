@@ -1,16 +1,18 @@
 //! `parquetry`: the all-in-one server and command line. Start-up only: read the
 //! configuration, open the store, build the router, serve until a signal.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parquetry_api::{AppState, router};
 use parquetry_model::Config;
-use parquetry_store::Store;
+use parquetry_store::compact::{NoProgress, Progress};
+use parquetry_store::{CompactOptions, RetentionOptions, Store};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -28,6 +30,48 @@ struct Cli {
 enum Command {
     /// Serve the whole Loki HTTP API (push and query) in one process.
     Serve(ServeArgs),
+    /// Merge small pushed objects into large sorted ones (every compactor.compaction_interval,
+    /// or one pass with --once).
+    Compact(CompactArgs),
+    /// Delete tenant-days outside their retention period (limits_config.retention_period,
+    /// overrides.<tenant>.retention_period).
+    Retention(RetentionArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct CompactArgs {
+    /// YAML configuration in Loki's vocabulary. Without it, the defaults apply.
+    #[arg(
+        long = "config",
+        alias = "config.file",
+        value_name = "FILE",
+        env = "PARQUETRY_CONFIG"
+    )]
+    config: Option<PathBuf>,
+    /// Storage URL or directory; overrides storage.url.
+    #[arg(long, value_name = "URL")]
+    data: Option<String>,
+    /// One pass, then exit.
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct RetentionArgs {
+    /// YAML configuration in Loki's vocabulary. Without it, the defaults apply.
+    #[arg(
+        long = "config",
+        alias = "config.file",
+        value_name = "FILE",
+        env = "PARQUETRY_CONFIG"
+    )]
+    config: Option<PathBuf>,
+    /// Storage URL or directory; overrides storage.url.
+    #[arg(long, value_name = "URL")]
+    data: Option<String>,
+    /// List what would be deleted, delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -55,6 +99,174 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Compact(args) => compact(args),
+        Command::Retention(args) => retention(args),
+    }
+}
+
+/// Configuration, logging, runtime and store for the maintenance subcommands.
+fn maintenance(
+    config: Option<&std::path::Path>,
+    data: Option<String>,
+) -> anyhow::Result<(Config, tokio::runtime::Runtime, Arc<Store>)> {
+    let mut config = Config::load(config, std::env::vars())?;
+    if let Some(data) = data {
+        config.storage.url = Some(data);
+    }
+    init_logging(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let url = config.storage_url();
+    let store = Arc::new(
+        Store::open_config(&url, &config.storage)
+            .with_context(|| format!("opening storage {url}"))?,
+    );
+    Ok((config, runtime, store))
+}
+
+fn compact(args: CompactArgs) -> anyhow::Result<()> {
+    let (config, runtime, store) = maintenance(args.config.as_deref(), args.data)?;
+    let opts = CompactOptions::from_config(&config.compactor);
+    let interval = config.compactor.compaction_interval.0;
+    runtime.block_on(async move {
+        loop {
+            let progress = TerminalProgress::new();
+            let result = store.compact(&opts, &progress).await;
+            progress.finish();
+            match result {
+                Ok(summary) => tracing::info!(?summary, "compaction pass done"),
+                // One pass: the exit status says it failed.
+                Err(e) if args.once || interval.is_zero() => return Err(e.into()),
+                // Repeating: the next pass finishes what this one left (every step is
+                // idempotent).
+                Err(e) => {
+                    tracing::warn!(error = %e, "compaction pass failed; retrying next interval")
+                }
+            }
+            if args.once || interval.is_zero() {
+                return anyhow::Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown_signal() => return anyhow::Ok(()),
+            }
+        }
+    })
+}
+
+fn retention(args: RetentionArgs) -> anyhow::Result<()> {
+    let (config, runtime, store) = maintenance(args.config.as_deref(), args.data)?;
+    let opts = RetentionOptions {
+        delete_delay: config.compactor.retention_delete_delay.0,
+        dry_run: args.dry_run,
+    };
+    runtime.block_on(async move {
+        let summary = store
+            .retention(|t| config.retention_period(t).0, &opts)
+            .await?;
+        for d in &summary.expired {
+            let what = if args.dry_run {
+                "would delete"
+            } else if d.deleted {
+                "deleted"
+            } else {
+                "marked, deleting after retention_delete_delay"
+            };
+            println!(
+                "{what}\ttenant={}\tday={}\tobjects={}\tbytes={}",
+                d.tenant, d.day, d.objects, d.bytes
+            );
+        }
+        anyhow::Ok(())
+    })
+}
+
+/// The compaction (and, when enabled, retention) timer of `parquetry serve`.
+async fn maintenance_timer(config: Config, store: Arc<Store>) {
+    let interval = config.compactor.compaction_interval.0;
+    if interval.is_zero() {
+        return;
+    }
+    let opts = CompactOptions::from_config(&config.compactor);
+    let ropts = RetentionOptions {
+        delete_delay: config.compactor.retention_delete_delay.0,
+        dry_run: false,
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match store.compact(&opts, &NoProgress).await {
+            Ok(s) => tracing::info!(?s, "compaction pass done"),
+            Err(e) => tracing::warn!(error = %e, "compaction pass failed; retrying next interval"),
+        }
+        if config.compactor.retention_enabled {
+            match store
+                .retention(|t| config.retention_period(t).0, &ropts)
+                .await
+            {
+                Ok(s) => tracing::info!(
+                    days = s.expired.len(),
+                    objects = s.objects_deleted,
+                    "retention pass done"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; retrying next interval")
+                }
+            }
+        }
+    }
+}
+
+/// A one-line progress bar on stderr, only when stderr is a terminal.
+struct TerminalProgress {
+    tty: bool,
+    planned: AtomicU64,
+    done: AtomicU64,
+}
+
+impl TerminalProgress {
+    fn new() -> Self {
+        TerminalProgress {
+            tty: std::io::stderr().is_terminal(),
+            planned: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    fn draw(&self) {
+        if !self.tty {
+            return;
+        }
+        let (done, planned) = (
+            self.done.load(Ordering::Relaxed),
+            self.planned.load(Ordering::Relaxed).max(1),
+        );
+        let width = 30;
+        let filled = ((done as f64 / planned as f64) * width as f64) as usize;
+        eprint!(
+            "\rcompacting [{}{}] {:.1}/{:.1} MB",
+            "#".repeat(filled.min(width)),
+            " ".repeat(width - filled.min(width)),
+            done as f64 / 1e6,
+            planned as f64 / 1e6
+        );
+    }
+
+    fn finish(&self) {
+        if self.tty && self.planned.load(Ordering::Relaxed) > 0 {
+            eprintln!();
+        }
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn planned(&self, bytes: u64) {
+        self.planned.fetch_add(bytes, Ordering::Relaxed);
+        self.draw();
+    }
+    fn advanced(&self, bytes: u64) {
+        self.done.fetch_add(bytes, Ordering::Relaxed);
+        self.draw();
     }
 }
 
@@ -85,6 +297,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Store::open_config(&url, &config.storage)
                 .with_context(|| format!("opening storage {url}"))?,
         );
+        tokio::spawn(maintenance_timer(config.clone(), store.clone()));
         let state = AppState::new(config, store);
         let shutting_down = state.shutting_down.clone();
         let app = router(state);

@@ -40,6 +40,54 @@ pub struct Config {
     pub distributor: DistributorConfig,
     pub limits_config: Limits,
     pub query_range: QueryRangeConfig,
+    pub compactor: CompactorConfig,
+    /// Per-tenant limits that differ from `limits_config`, by tenant id: Loki's runtime
+    /// `overrides:` block, with the keys Parquetry honours per tenant.
+    pub overrides: std::collections::BTreeMap<String, TenantOverrides>,
+}
+
+/// The compactor (merging small pushed objects into large sorted ones) and retention, with
+/// Loki's key names where Loki has one.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactorConfig {
+    /// How often `parquetry serve` runs a compaction (and, when enabled, retention) pass.
+    /// `0` disables the timer.
+    pub compaction_interval: LokiDuration,
+    /// Run retention on the timer inside `parquetry serve`.
+    pub retention_enabled: bool,
+    /// Grace period between an object leaving the live set (absorbed by compaction, or its
+    /// day marked for retention) and its deletion, so queries that already listed it finish.
+    pub retention_delete_delay: LokiDuration,
+    /// Pushed ("hot") objects younger than this are left alone, so a compaction absorbs many
+    /// of them at once.
+    pub hot_object_min_age: LokiDuration,
+    /// Size a compacted ("cold") object grows to before another is started.
+    pub target_object_size: ByteSize,
+    /// Most hot objects merged into one cold object in one pass (bounds open inputs and so
+    /// memory).
+    pub max_objects_per_merge: usize,
+}
+
+impl Default for CompactorConfig {
+    fn default() -> Self {
+        CompactorConfig {
+            compaction_interval: LokiDuration::from_secs(600),
+            retention_enabled: false,
+            retention_delete_delay: LokiDuration::from_secs(2 * 3600),
+            hot_object_min_age: LokiDuration::from_secs(15 * 60),
+            target_object_size: ByteSize(256 << 20),
+            max_objects_per_merge: 2000,
+        }
+    }
+}
+
+/// Limits overridden for one tenant (`overrides.<tenant>.<key>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantOverrides {
+    /// Replaces `limits_config.retention_period` for this tenant (`0` keeps forever).
+    pub retention_period: Option<LokiDuration>,
 }
 
 /// Query-frontend behaviour.
@@ -204,6 +252,9 @@ pub struct Limits {
     pub max_query_length: LokiDuration,
     pub max_query_series: usize,
     pub query_timeout: LokiDuration,
+    /// Entries older than this are deleted, a whole UTC day at a time, once the whole day is
+    /// older. `0` keeps everything forever (Loki's default).
+    pub retention_period: LokiDuration,
 }
 
 impl Default for Limits {
@@ -243,6 +294,7 @@ impl Default for Limits {
             max_query_length: LokiDuration::from_secs(721 * 3600),
             max_query_series: 500,
             query_timeout: LokiDuration::from_secs(60),
+            retention_period: LokiDuration::from_secs(0),
         }
     }
 }
@@ -373,6 +425,15 @@ impl Config {
             .clone()
             .or_else(|| self.common.path_prefix.clone())
             .unwrap_or_else(|| "./data".into())
+    }
+
+    /// The retention period of `tenant`: its override, else `limits_config.retention_period`.
+    /// Zero means keep forever.
+    pub fn retention_period(&self, tenant: &str) -> LokiDuration {
+        self.overrides
+            .get(tenant)
+            .and_then(|o| o.retention_period)
+            .unwrap_or(self.limits_config.retention_period)
     }
 }
 
@@ -511,5 +572,29 @@ mod example_tests {
         assert_eq!(c.storage_url(), "./data");
         assert_eq!(c.storage.partition_labels, d.storage.partition_labels);
         assert_eq!(c.storage.s3, d.storage.s3);
+        assert_eq!(c.compactor, d.compactor);
+        assert!(c.overrides.is_empty());
+    }
+
+    #[test]
+    fn compactor_and_retention_keys() {
+        let y = "compactor:\n  compaction_interval: 5m\n  retention_enabled: true\n  target_object_size: 512MiB\nlimits_config:\n  retention_period: 744h\noverrides:\n  team-a:\n    retention_period: 24h\n";
+        let c = Config::from_yaml_and_env(
+            y,
+            [(
+                "PARQUETRY__COMPACTOR__RETENTION_DELETE_DELAY".to_string(),
+                "30m".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.compactor.compaction_interval.0.as_secs(), 300);
+        assert!(c.compactor.retention_enabled);
+        assert_eq!(c.compactor.retention_delete_delay.0.as_secs(), 1800);
+        assert_eq!(c.compactor.target_object_size.0, 512 << 20);
+        assert_eq!(c.retention_period("team-a").0.as_secs(), 86_400);
+        assert_eq!(c.retention_period("other").0.as_secs(), 744 * 3600);
+        assert_eq!(Config::default().retention_period("x").0.as_secs(), 0);
+        let e = Config::from_yaml_and_env("overrides:\n  t:\n    nope: 1\n", []).unwrap_err();
+        assert!(e.to_string().contains("nope"), "{e}");
     }
 }

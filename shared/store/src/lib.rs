@@ -10,10 +10,18 @@
 //! - finding objects for a query (`Store::list`) and reading their stream catalogs without
 //!   touching line bytes (`catalog`).
 //!
-//! The format is specified in `docs/format.md`.
+//! - the per-tenant-day manifest (`manifest`) that makes compaction invisible to readers, the
+//!   compactor (`compact`) and retention (`retention`); `faulty` is an object store that fails
+//!   on demand, for crash tests.
+//!
+//! The format is specified in `docs/format.md`; operations in `docs/operations.md`.
 
 pub mod catalog;
+pub mod compact;
+pub mod faulty;
 pub mod layout;
+pub mod manifest;
+pub mod retention;
 pub mod schema;
 pub mod writer;
 
@@ -22,6 +30,9 @@ mod store;
 
 pub use catalog::{StreamCatalog, StreamInfo};
 pub use layout::{DataObject, ObjectKey};
+
+pub use compact::{CompactOptions, CompactSummary};
+pub use retention::{RetentionOptions, RetentionSummary};
 pub use store::{Store, WriteSummary};
 pub use writer::{LogEntry, StreamEntries};
 
@@ -40,6 +51,8 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
     #[error("background task failed: {0}")]
     Join(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

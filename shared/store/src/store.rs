@@ -14,6 +14,7 @@ use parquetry_model::config::StorageConfig;
 
 use crate::catalog::StreamCatalog;
 use crate::layout::{DataObject, ObjectKey, day_of, day_prefix};
+use crate::manifest::{self, Manifest};
 use crate::schema::CATALOG_KEY;
 use crate::writer::{StreamEntries, encode_objects};
 use crate::{DAY_NS, Result, StoreError};
@@ -29,13 +30,17 @@ pub struct WriteSummary {
 /// Objects are immutable once written, so a footer read once is good forever; the cache is
 /// bounded by dropping everything when it grows past this many objects.
 const CATALOG_CACHE_MAX: usize = 100_000;
+/// Manifest versions cached; a version is immutable, so the newest one of each recently
+/// queried day is all that matters.
+const MANIFEST_CACHE_MAX: usize = 10_000;
 
 /// The storage handle: an object store plus the layout rules.
 pub struct Store {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     url: String,
     partition_labels: Vec<String>,
     catalogs: Mutex<HashMap<Path, Arc<StreamCatalog>>>,
+    manifests: Mutex<HashMap<Path, Arc<Manifest>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -104,6 +109,7 @@ impl Store {
             url: url.to_string(),
             partition_labels,
             catalogs: Mutex::new(HashMap::new()),
+            manifests: Mutex::new(HashMap::new()),
         }
     }
 
@@ -129,6 +135,31 @@ impl Store {
             .map_ok(|m| (m.location.to_string(), m.size))
             .try_collect()
             .await?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Tenants with anything stored, from a delimited LIST of the format prefix.
+    pub async fn tenants(&self) -> Result<Vec<String>> {
+        let root = Path::from(crate::layout::FORMAT_PREFIX);
+        self.child_values(&root, "tenant=").await
+    }
+
+    /// Days (`YYYY-MM-DD`) with anything stored for `tenant`.
+    pub async fn days(&self, tenant: &str) -> Result<Vec<String>> {
+        let prefix = crate::layout::tenant_prefix(tenant);
+        self.child_values(&prefix, "day=").await
+    }
+
+    async fn child_values(&self, prefix: &Path, name: &str) -> Result<Vec<String>> {
+        let listing = self.store.list_with_delimiter(Some(prefix)).await?;
+        let mut out: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename())
+            .filter_map(|f| f.strip_prefix(name))
+            .filter_map(crate::layout::unescape)
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -180,8 +211,14 @@ impl Store {
         Ok(summary)
     }
 
-    /// Objects of `tenant` that may hold entries in `[start, end)`, pruned by the key alone.
-    /// `keep_partition` sees each object's partition values and can reject it.
+    /// The live objects of `tenant` that may hold entries in `[start, end)`, pruned by the key
+    /// alone. `keep_partition` sees each object's partition values and can reject it.
+    ///
+    /// Live means what the day's manifest says (principle 4: readers trust the manifest over
+    /// the listing): its cold objects, plus the listed hot objects it has not absorbed. A cold
+    /// object not yet in a manifest (a compaction in progress or one that crashed) is never
+    /// shown, nor is any object of a day that retention has marked for deletion. So every
+    /// acknowledged entry is in exactly one returned object, whatever the compactor is doing.
     pub async fn list(
         &self,
         tenant: &str,
@@ -193,24 +230,21 @@ impl Store {
         if end <= start {
             return Ok(out);
         }
+        use futures::StreamExt;
         let first_day = start.div_euclid(DAY_NS);
         let last_day = (end - 1).div_euclid(DAY_NS);
-        for day in first_day..=last_day {
-            let prefix = day_prefix(tenant, &day_of(day * DAY_NS));
-            let mut listing = self.store.list(Some(&prefix));
-            while let Some(meta) = listing.try_next().await? {
-                let Some(key) = ObjectKey::parse(&meta.location) else {
-                    continue;
-                };
-                // The key must say what the prefix says: never trust a foreign file.
-                if key.tenant != tenant {
-                    continue;
-                }
-                let obj = DataObject {
-                    key,
-                    path: meta.location,
-                    size: meta.size,
-                };
+        let days: Vec<String> = (first_day..=last_day).map(|d| day_of(d * DAY_NS)).collect();
+        let tenant_owned = tenant.to_string();
+        // Days are independent: a month-long query costs a few round trips, not ninety.
+        // Owned arguments keep the futures `Send` (see `catalogs`).
+        let mut per_day = futures::stream::iter(days)
+            .map(move |day| {
+                let tenant = tenant_owned.clone();
+                async move { self.live_objects(&tenant, &day).await }
+            })
+            .buffered(8);
+        while let Some(objects) = per_day.next().await {
+            for obj in objects? {
                 if obj.overlaps(start, end) && keep_partition(&obj.key.partition) {
                     out.push(obj);
                 }
@@ -218,6 +252,87 @@ impl Store {
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
+    }
+
+    /// Every live object of one tenant-day (see [`Store::list`]).
+    pub async fn live_objects(&self, tenant: &str, day: &str) -> Result<Vec<DataObject>> {
+        // The manifest first, then the listing: an absorbed object is only deleted (and then
+        // dropped from later manifests) a grace period after the manifest that absorbed it,
+        // so whatever this listing shows, the manifest read before it accounts for.
+        let listing = manifest::list_manifests(self.store.as_ref(), tenant, day).await?;
+        if listing.deleting.is_some() {
+            return Ok(Vec::new());
+        }
+        let manifest = match listing.newest() {
+            Some((v, _)) => self.manifest_version(tenant, day, *v).await?,
+            None => Arc::new(Manifest::empty(tenant, day)),
+        };
+        let absorbed = manifest.absorbed();
+        let mut out = Vec::new();
+        for c in &manifest.cold {
+            let path = manifest::absolute_path(tenant, day, &c.key);
+            let Some(key) = ObjectKey::parse(&path) else {
+                return Err(StoreError::Corrupt {
+                    path: path.to_string(),
+                    reason: "manifest names a key that is not a data object key".into(),
+                });
+            };
+            out.push(DataObject {
+                key,
+                path,
+                size: c.size,
+            });
+        }
+        let prefix = day_prefix(tenant, day);
+        let mut objects = self.store.list(Some(&prefix));
+        while let Some(meta) = objects.try_next().await? {
+            if manifest::is_manifest_path(&meta.location) {
+                continue;
+            }
+            let Some(key) = ObjectKey::parse(&meta.location) else {
+                continue;
+            };
+            // The key must say what the prefix says: never trust a foreign file.
+            if key.tenant != tenant || key.day != day || manifest::is_cold_id(&key.id) {
+                continue;
+            }
+            let hidden = manifest::relative_key(tenant, day, &meta.location)
+                .is_some_and(|rel| absorbed.contains(rel.as_str()));
+            if !hidden {
+                out.push(DataObject {
+                    key,
+                    path: meta.location,
+                    size: meta.size,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One manifest version (cached: versions are immutable).
+    async fn manifest_version(
+        &self,
+        tenant: &str,
+        day: &str,
+        version: u64,
+    ) -> Result<Arc<Manifest>> {
+        let path = manifest::version_path(tenant, day, version);
+        if let Some(m) = self
+            .manifests
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&path).cloned())
+        {
+            return Ok(m);
+        }
+        let m = Arc::new(manifest::read_version(self.store.as_ref(), tenant, day, version).await?);
+        if let Ok(mut map) = self.manifests.lock() {
+            if map.len() >= MANIFEST_CACHE_MAX {
+                map.clear();
+            }
+            map.insert(path, m.clone());
+        }
+        Ok(m)
     }
 
     /// The stream catalog of an object, from its footer (cached: objects are immutable).

@@ -49,7 +49,7 @@ pub struct EncodedObject {
 /// footers stay small.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-fn writer_properties(catalog: &StreamCatalog) -> Result<WriterProperties> {
+pub(crate) fn writer_properties(catalog: &StreamCatalog) -> Result<WriterProperties> {
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)

@@ -1,0 +1,342 @@
+//! The per-tenant-day manifest: which compacted ("cold") objects are live and which objects
+//! they absorbed.
+//!
+//! ```text
+//! v1/tenant=<t>/day=<d>/_manifest/<version:020>.json   one immutable object per version
+//! v1/tenant=<t>/day=<d>/_manifest/deleting.json        retention marker: the day is going
+//! ```
+//!
+//! `LocalFileSystem` in object_store 0.13 does not implement `PutMode::Update`, so a manifest is
+//! never overwritten: each change creates the next version number with a create-only put
+//! (`PutMode::Create`, atomic `If-None-Match: *` on S3, a hard link on a directory), and the
+//! highest version wins. Two compactors racing for the same version cannot both win; the loser
+//! re-reads the newest version and re-applies its change or gives up.
+//!
+//! Readers take cold objects from the manifest, never from the listing, and hide every object
+//! a manifest says was absorbed. They read the manifest *before* listing the day, which is
+//! what makes pruning absorbed keys (after their objects are deleted) safe.
+
+use std::collections::HashSet;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::layout::day_prefix;
+use crate::{Result, StoreError};
+
+/// Directory (under a day prefix) holding manifest versions and the retention marker. It has
+/// no `=`, so it can never be mistaken for a partition directory.
+pub const MANIFEST_DIR: &str = "_manifest";
+/// The retention marker's file name inside [`MANIFEST_DIR`].
+pub const DELETING_MARKER: &str = "deleting.json";
+/// Prefix of the id of every object the compactor writes. Hot ids are UUID hex, which never
+/// contains `_`, so the id alone tells a cold object from a hot one.
+pub const COLD_ID_PREFIX: &str = "c_";
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// One compacted object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColdObject {
+    /// Key relative to the day prefix (`service_name=api/<min>-<max>-c_<id>.parquet`).
+    pub key: String,
+    pub size: u64,
+    pub entries: u64,
+    pub min_ts: i64,
+    pub max_ts: i64,
+    /// When it was recorded (Unix ns): absorbed objects may be deleted from
+    /// `created_ns + retention_delete_delay` on.
+    pub created_ns: i64,
+    /// Keys (relative to the day prefix) of the hot objects whose entries this object holds
+    /// and which may still exist. Emptied once they are deleted.
+    #[serde(default)]
+    pub absorbed: Vec<String>,
+    /// How many absorbed objects have been deleted already (informational).
+    #[serde(default)]
+    pub absorbed_deleted: u64,
+}
+
+/// One version of a tenant-day manifest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub version: u64,
+    pub tenant: String,
+    pub day: String,
+    pub cold: Vec<ColdObject>,
+}
+
+impl Manifest {
+    pub fn empty(tenant: &str, day: &str) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            version: 0,
+            tenant: tenant.to_string(),
+            day: day.to_string(),
+            cold: Vec::new(),
+        }
+    }
+
+    /// Relative keys a reader must not show from the listing: every cold object (they come
+    /// from the manifest) and everything absorbed.
+    pub fn absorbed(&self) -> HashSet<&str> {
+        self.cold
+            .iter()
+            .flat_map(|c| c.absorbed.iter().map(String::as_str))
+            .collect()
+    }
+}
+
+/// What a LIST of a day's manifest directory says.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestListing {
+    /// (version, meta) in ascending version order.
+    pub versions: Vec<(u64, ObjectMeta)>,
+    /// The retention marker, when the day is being deleted.
+    pub deleting: Option<ObjectMeta>,
+}
+
+impl ManifestListing {
+    pub fn newest(&self) -> Option<&(u64, ObjectMeta)> {
+        self.versions.last()
+    }
+}
+
+pub fn manifest_dir(tenant: &str, day: &str) -> Path {
+    day_prefix(tenant, day).join(MANIFEST_DIR)
+}
+
+pub fn version_path(tenant: &str, day: &str, version: u64) -> Path {
+    manifest_dir(tenant, day).join(format!("{version:020}.json"))
+}
+
+pub fn marker_path(tenant: &str, day: &str) -> Path {
+    manifest_dir(tenant, day).join(DELETING_MARKER)
+}
+
+/// True when `path` is inside a day's manifest directory.
+pub fn is_manifest_path(path: &Path) -> bool {
+    path.parts().any(|p| p.as_ref() == MANIFEST_DIR)
+}
+
+/// True for an id the compactor wrote.
+pub fn is_cold_id(id: &str) -> bool {
+    id.starts_with(COLD_ID_PREFIX)
+}
+
+/// The key of `path` relative to the day prefix of `tenant`/`day`.
+pub fn relative_key(tenant: &str, day: &str, path: &Path) -> Option<String> {
+    let prefix = day_prefix(tenant, day);
+    path.prefix_match(&prefix).map(|parts| {
+        parts
+            .map(|p| p.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    })
+}
+
+/// The full path of a key relative to a day prefix.
+pub fn absolute_path(tenant: &str, day: &str, relative: &str) -> Path {
+    let base = day_prefix(tenant, day);
+    Path::parse(format!("{base}/{relative}")).unwrap_or_else(|_| Path::from(relative))
+}
+
+pub async fn list_manifests(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    day: &str,
+) -> Result<ManifestListing> {
+    let dir = manifest_dir(tenant, day);
+    let metas: Vec<ObjectMeta> = store.list(Some(&dir)).try_collect().await?;
+    let mut out = ManifestListing::default();
+    for m in metas {
+        let Some(name) = m.location.filename() else {
+            continue;
+        };
+        if name == DELETING_MARKER {
+            out.deleting = Some(m);
+        } else if let Some(v) = name
+            .strip_suffix(".json")
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            out.versions.push((v, m));
+        }
+    }
+    out.versions.sort_by_key(|(v, _)| *v);
+    Ok(out)
+}
+
+pub async fn read_version(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    day: &str,
+    version: u64,
+) -> Result<Manifest> {
+    let path = version_path(tenant, day, version);
+    let bytes = store.get(&path).await?.bytes().await?;
+    let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    if m.format != MANIFEST_FORMAT || m.version != version || m.tenant != tenant || m.day != day {
+        return Err(StoreError::Corrupt {
+            path: path.to_string(),
+            reason: "manifest does not match its key".into(),
+        });
+    }
+    Ok(m)
+}
+
+/// The newest manifest of a day (an empty version 0 when there is none) and the listing it
+/// came from.
+pub async fn read_newest(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    day: &str,
+) -> Result<(Manifest, ManifestListing)> {
+    let listing = list_manifests(store, tenant, day).await?;
+    let manifest = match listing.newest() {
+        Some((v, _)) => read_version(store, tenant, day, *v).await?,
+        None => Manifest::empty(tenant, day),
+    };
+    Ok((manifest, listing))
+}
+
+/// Outcome of a conditional manifest write.
+#[derive(Debug)]
+pub enum Commit {
+    Committed(Manifest),
+    /// Someone else created that version first; re-read and try again.
+    Lost,
+}
+
+/// Creates `next` as version `base.version + 1`, failing cleanly if that version exists.
+pub async fn try_commit(
+    store: &dyn ObjectStore,
+    base: &Manifest,
+    mut next: Manifest,
+) -> Result<Commit> {
+    next.format = MANIFEST_FORMAT;
+    next.version = base.version + 1;
+    next.tenant = base.tenant.clone();
+    next.day = base.day.clone();
+    let body = serde_json::to_vec(&next).map_err(|e| StoreError::Corrupt {
+        path: "manifest".into(),
+        reason: e.to_string(),
+    })?;
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    let path = version_path(&next.tenant, &next.day, next.version);
+    match store.put_opts(&path, PutPayload::from(body), opts).await {
+        Ok(_) => Ok(Commit::Committed(next)),
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(Commit::Lost),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Applies `change` to the newest manifest and commits it, re-reading and re-applying after a
+/// lost race, at most `attempts` times. `change` returns `None` to give up (its change no
+/// longer applies), which ends with `Ok(None)`, as does a day marked for deletion.
+pub async fn update<F>(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    day: &str,
+    attempts: usize,
+    mut change: F,
+) -> Result<Option<Manifest>>
+where
+    F: FnMut(&Manifest) -> Option<Manifest>,
+{
+    for attempt in 0..attempts.max(1) {
+        let (base, listing) = read_newest(store, tenant, day).await?;
+        if listing.deleting.is_some() {
+            // Retention is deleting the day: nothing may be added to it.
+            return Ok(None);
+        }
+        let Some(next) = change(&base) else {
+            return Ok(None);
+        };
+        match try_commit(store, &base, next).await? {
+            Commit::Committed(m) => return Ok(Some(m)),
+            Commit::Lost => {
+                tracing::debug!(tenant, day, attempt, "manifest race lost, retrying");
+            }
+        }
+    }
+    Err(StoreError::Conflict(format!(
+        "manifest of tenant {tenant:?} day {day}: too many concurrent updates"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    #[tokio::test]
+    async fn versions_are_create_only_and_newest_wins() {
+        let store = InMemory::new();
+        let (m0, _) = read_newest(&store, "t", "2024-01-01").await.unwrap();
+        assert_eq!(m0.version, 0);
+        let mut a = m0.clone();
+        a.cold.push(ColdObject {
+            key: "service_name=a/x.parquet".into(),
+            size: 1,
+            entries: 1,
+            min_ts: 0,
+            max_ts: 0,
+            created_ns: 0,
+            absorbed: vec!["service_name=a/h.parquet".into()],
+            absorbed_deleted: 0,
+        });
+        let Commit::Committed(m1) = try_commit(&store, &m0, a.clone()).await.unwrap() else {
+            panic!("first commit lost");
+        };
+        assert_eq!(m1.version, 1);
+        // A second writer from the same base loses instead of overwriting.
+        assert!(matches!(
+            try_commit(&store, &m0, Manifest::empty("t", "2024-01-01"))
+                .await
+                .unwrap(),
+            Commit::Lost
+        ));
+        let (newest, listing) = read_newest(&store, "t", "2024-01-01").await.unwrap();
+        assert_eq!(newest, m1);
+        assert_eq!(listing.versions.len(), 1);
+        assert!(newest.absorbed().contains("service_name=a/h.parquet"));
+        // update() rebases on the newest version.
+        let m2 = update(&store, "t", "2024-01-01", 3, |b| {
+            let mut n = b.clone();
+            n.cold.clear();
+            Some(n)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(m2.version, 2);
+        assert!(
+            update(&store, "t", "2024-01-01", 3, |_| None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn relative_keys_round_trip() {
+        let p = absolute_path("a/b", "2024-01-01", "service_name=x/1-2-c_1.parquet");
+        assert_eq!(
+            p.as_ref(),
+            "v1/tenant=a%2Fb/day=2024-01-01/service_name=x/1-2-c_1.parquet"
+        );
+        assert_eq!(
+            relative_key("a/b", "2024-01-01", &p).as_deref(),
+            Some("service_name=x/1-2-c_1.parquet")
+        );
+        assert!(is_manifest_path(&version_path("a", "2024-01-01", 3)));
+        assert!(!is_manifest_path(&p));
+    }
+}
