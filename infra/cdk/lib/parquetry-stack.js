@@ -1,0 +1,185 @@
+'use strict';
+// The Parquetry stack in CDK, resource for resource the same as infra/template.yaml (keep the
+// two in step): an S3 bucket, a push and a query function (provided.al2023, arm64), an HTTP API
+// routing Loki's push routes to push and the other /loki/api/v1/* routes to query, one optional
+// protection of the URL (shared secret or IAM), least-privilege roles.
+const fs = require('fs');
+const path = require('path');
+const cdk = require('aws-cdk-lib');
+const { Fn, Aws, CfnParameter, CfnCondition, CfnRule, CfnOutput, Duration, RemovalPolicy } = cdk;
+const s3 = cdk.aws_s3;
+const iam = cdk.aws_iam;
+const lambda = cdk.aws_lambda;
+const logs = cdk.aws_logs;
+const apigw = cdk.aws_apigatewayv2;
+
+class ParquetryStack extends cdk.Stack {
+  constructor(scope, id, props) {
+    super(scope, id, props);
+
+    const retentionDays = new CfnParameter(this, 'RetentionDays', {
+      type: 'Number', default: 31, minValue: 1,
+      description: 'S3 lifecycle backstop: objects are deleted this many days after they were written.',
+    });
+    const partitionLabels = new CfnParameter(this, 'PartitionLabels', {
+      type: 'String', default: 'service_name',
+      allowedPattern: '^[a-zA-Z_][a-zA-Z0-9_]*(,[a-zA-Z_][a-zA-Z0-9_]*)*$',
+      description: 'Comma-separated stream labels whose values partition object keys.',
+    });
+    const tenantHeaderRequired = new CfnParameter(this, 'TenantHeaderRequired', {
+      type: 'String', default: 'false', allowedValues: ['true', 'false'],
+      description: "Loki's auth_enabled: require X-Scope-OrgID and keep tenants apart.",
+    });
+    const apiAuth = new CfnParameter(this, 'ApiAuth', {
+      type: 'String', default: 'token', allowedValues: ['token', 'iam', 'none'],
+      description: 'token: shared secret (AuthToken); iam: API Gateway IAM auth; none: open (testing only).',
+    });
+    const authToken = new CfnParameter(this, 'AuthToken', {
+      type: 'String', default: '', noEcho: true,
+      allowedPattern: '^$|^[A-Za-z0-9._~+/=-]{16,}(,[A-Za-z0-9._~+/=-]{16,})*$',
+      constraintDescription: 'empty, or secrets of at least 16 characters, comma-separated',
+      description: 'Shared secret(s) for ApiAuth=token: bearer token or basic-auth password.',
+    });
+    const logLevel = new CfnParameter(this, 'LogLevel', {
+      type: 'String', default: 'info', allowedValues: ['debug', 'info', 'warn', 'error'],
+    });
+    const pushMemory = new CfnParameter(this, 'PushMemorySize', {
+      type: 'Number', default: 1024, minValue: 128, maxValue: 10240,
+    });
+    const queryMemory = new CfnParameter(this, 'QueryMemorySize', {
+      type: 'Number', default: 2048, minValue: 128, maxValue: 10240,
+    });
+    const logRetention = new CfnParameter(this, 'LogRetentionInDays', {
+      type: 'Number', default: '14',
+      allowedValues: ['1', '3', '5', '7', '14', '30', '60', '90', '120', '150', '180', '365'],
+      description: "Retention of the functions' own CloudWatch logs.",
+    });
+
+    new CfnRule(this, 'TokenModeNeedsToken', {
+      ruleCondition: Fn.conditionEquals(apiAuth.valueAsString, 'token'),
+      assertions: [{
+        assert: Fn.conditionNot(Fn.conditionEquals(authToken.valueAsString, '')),
+        assertDescription: 'ApiAuth=token needs an AuthToken of at least 16 characters.',
+      }],
+    });
+    const useIam = new CfnCondition(this, 'UseIamAuth', {
+      expression: Fn.conditionEquals(apiAuth.valueAsString, 'iam'),
+    });
+    const useToken = new CfnCondition(this, 'UseTokenAuth', {
+      expression: Fn.conditionEquals(apiAuth.valueAsString, 'token'),
+    });
+
+    const bucket = new s3.Bucket(this, 'LogBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      bucketKeyEnabled: true,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      removalPolicy: RemovalPolicy.RETAIN,
+      lifecycleRules: [
+        { id: 'retention-backstop', expiration: Duration.days(retentionDays.valueAsNumber) },
+        { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+    });
+
+    const lambdaDir = path.resolve(__dirname, '..', props.lambdaDir || '../../target/lambda');
+    const code = (binary) => {
+      const dir = path.join(lambdaDir, binary);
+      if (fs.existsSync(path.join(dir, 'bootstrap'))) {
+        return lambda.Code.fromAsset(dir);
+      }
+      if (props.allowMissingAssets) {
+        return lambda.Code.fromAsset(path.join(__dirname, '..', 'missing-asset'));
+      }
+      throw new Error(
+        `${dir}/bootstrap not found: run \`cargo lambda build --release --arm64 --lambda-dir target/lambda\` ` +
+        'at the repository root first (or pass -c lambdaDir=DIR)');
+    };
+
+    const environment = {
+      PARQUETRY__STORAGE__URL: `s3://${bucket.bucketName}`,
+      PARQUETRY__STORAGE__PARTITION_LABELS: `[${partitionLabels.valueAsString}]`,
+      PARQUETRY__AUTH_ENABLED: tenantHeaderRequired.valueAsString,
+      PARQUETRY__SERVER__LOG_LEVEL: logLevel.valueAsString,
+      PARQUETRY_AUTH_TOKEN: Fn.conditionIf(useToken.logicalId, authToken.valueAsString, Aws.NO_VALUE).toString(),
+      AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH: 'true',
+    };
+
+    const fn = (name, binary, memory, description) => {
+      const logGroup = new logs.CfnLogGroup(this, `${name}LogGroup`, {
+        logGroupName: `/aws/lambda/${Aws.STACK_NAME}-${binary}`,
+        retentionInDays: logRetention.valueAsNumber,
+      });
+      const f = new lambda.Function(this, `${name}Function`, {
+        functionName: `${Aws.STACK_NAME}-${binary}`,
+        description,
+        runtime: lambda.Runtime.PROVIDED_AL2023,
+        architecture: lambda.Architecture.ARM_64,
+        handler: 'bootstrap',
+        code: code(binary),
+        memorySize: memory.valueAsNumber,
+        timeout: Duration.seconds(29),
+        environment,
+        loggingFormat: lambda.LoggingFormat.JSON,
+        logGroup: logs.LogGroup.fromLogGroupName(this, `${name}LogGroupRef`, logGroup.ref),
+      });
+      return f;
+    };
+
+    const push = fn('Push', 'push', pushMemory, 'Loki push API (/loki/api/v1/push, /api/prom/push)');
+    const query = fn('Query', 'query', queryMemory, 'Loki query API (/loki/api/v1/query_range, labels, series, ...)');
+    // Writes new objects only; reads and lists only.
+    push.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:PutObject'], resources: [bucket.arnForObjects('*')],
+    }));
+    query.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject'], resources: [bucket.arnForObjects('*')],
+    }));
+    query.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:ListBucket'], resources: [bucket.bucketArn],
+    }));
+
+    const api = new apigw.CfnApi(this, 'HttpApi', {
+      name: `${Aws.STACK_NAME}-loki`,
+      protocolType: 'HTTP',
+      description: 'Loki HTTP API served by Parquetry',
+    });
+    new apigw.CfnStage(this, 'HttpApiStage', { apiId: api.ref, stageName: '$default', autoDeploy: true });
+    const integration = (name, f) => new apigw.CfnIntegration(this, `${name}Integration`, {
+      apiId: api.ref,
+      integrationType: 'AWS_PROXY',
+      integrationUri: f.functionArn,
+      payloadFormatVersion: '2.0',
+      timeoutInMillis: 30000,
+    });
+    const pushIntegration = integration('Push', push);
+    const queryIntegration = integration('Query', query);
+    const authorizationType = Fn.conditionIf(useIam.logicalId, 'AWS_IAM', 'NONE').toString();
+    const route = (name, routeKey, target) => new apigw.CfnRoute(this, name, {
+      apiId: api.ref, routeKey, authorizationType, target: `integrations/${target.ref}`,
+    });
+    route('PushRoute', 'POST /loki/api/v1/push', pushIntegration);
+    route('LegacyPushRoute', 'POST /api/prom/push', pushIntegration);
+    // Every other Loki route; the more specific push route wins for POST .../push.
+    route('QueryRoute', 'ANY /loki/api/v1/{proxy+}', queryIntegration);
+
+    const sourceArn = `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${api.ref}/*/*`;
+    for (const [name, f] of [['Push', push], ['Query', query]]) {
+      new lambda.CfnPermission(this, `${name}InvokePermission`, {
+        action: 'lambda:InvokeFunction',
+        functionName: f.functionName,
+        principal: 'apigateway.amazonaws.com',
+        sourceArn,
+      });
+    }
+
+    const base = `https://${api.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}`;
+    new CfnOutput(this, 'PushUrl', { value: `${base}/loki/api/v1/push`, description: 'Point Promtail / Alloy / Fluent Bit here.' });
+    new CfnOutput(this, 'GrafanaDatasourceUrl', { value: base, description: 'URL of a Grafana Loki data source.' });
+    new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
+    new CfnOutput(this, 'PushFunctionName', { value: push.functionName });
+    new CfnOutput(this, 'QueryFunctionName', { value: query.functionName });
+  }
+}
+
+module.exports = { ParquetryStack };
