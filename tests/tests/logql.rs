@@ -40,25 +40,31 @@ fn ts(offset_s: i64) -> String {
     (T0 + offset_s * SEC).to_string()
 }
 
-/// api: one line every 10 s for a minute, alternating levels; web: JSON lines.
-async fn dataset(s: &TestServer) {
-    let api: Vec<Value> = (0..6)
+fn api_lines() -> Vec<(i64, String)> {
+    (0..6)
         .map(|i| {
             let level = if i % 2 == 0 { "info" } else { "error" };
-            json!([
-                ts(i * 10),
-                format!("level={level} status={} took={}ms", 200 + i * 100, i * 5)
-            ])
+            let line = format!("level={level} status={} took={}ms", 200 + i * 100, i * 5);
+            (i * 10, line)
         })
-        .collect();
-    let web: Vec<Value> = (0..3)
+        .collect()
+}
+
+fn web_lines() -> Vec<(i64, String)> {
+    (0..3)
         .map(|i| {
-            json!([
-                ts(i * 20 + 5),
-                format!(r#"{{"status":{},"path":"/p{i}"}}"#, 200 + 150 * i)
-            ])
+            let line = format!(r#"{{"status":{},"path":"/p{i}"}}"#, 200 + 150 * i);
+            (i * 20 + 5, line)
         })
-        .collect();
+        .collect()
+}
+
+/// api: one line every 10 s for a minute, alternating levels; web: JSON lines.
+async fn dataset(s: &TestServer) {
+    let values = |lines: Vec<(i64, String)>| -> Vec<Value> {
+        lines.into_iter().map(|(o, l)| json!([ts(o), l])).collect()
+    };
+    let (api, web) = (values(api_lines()), values(web_lines()));
     push(
         s,
         json!({"streams": [
@@ -268,5 +274,94 @@ async fn log_queries_with_pipelines() {
                             {"structuredMetadata": {"detected_level": "unknown"},
                              "parsed": {"path": "/p1", "status": "350"}}]]}])
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn volume_from_catalogs() {
+    let s = TestServer::start(CONFIG).await;
+    dataset(&s).await;
+    let bytes = |lines: Vec<(i64, String)>| {
+        lines
+            .iter()
+            .map(|(_, l)| l.len())
+            .sum::<usize>()
+            .to_string()
+    };
+    let (code, v, text) = get(
+        &s,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{app=~".+"}"#.to_string()),
+            ("start", ts(0)),
+            ("end", ts(60)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let end = T0 / SEC + 60;
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(
+        v["data"]["result"],
+        json!([
+            {"metric": {"app": "api"}, "value": [end, bytes(api_lines())]},
+            {"metric": {"app": "web"}, "value": [end, bytes(web_lines())]},
+        ])
+    );
+    let (code, v, _) = get(
+        &s,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{app="web"}"#.to_string()),
+            ("aggregateBy", "labels".to_string()),
+            ("targetLabels", "app,service_name".to_string()),
+            ("start", ts(0)),
+            ("end", ts(60)),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        v["data"]["result"],
+        json!([
+            {"metric": {"app": ""}, "value": [end, bytes(web_lines())]},
+            {"metric": {"service_name": ""}, "value": [end, bytes(web_lines())]},
+        ])
+    );
+    let (code, _, text) = get(
+        &s,
+        "/loki/api/v1/index/volume",
+        &[
+            ("query", r#"{app="web"}"#.to_string()),
+            ("aggregateBy", "x".to_string()),
+        ],
+    )
+    .await;
+    assert_eq!((code, text.trim()), (400, "invalid aggregation option"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn format_query_endpoint() {
+    let s = TestServer::start(CONFIG).await;
+    let (code, v, _) = get(
+        &s,
+        "/loki/api/v1/format_query",
+        &[("query", r#"sum by(a)(rate({x="y"}|="z"[5m]))"#.to_string())],
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(v["status"], "success");
+    let pretty = v["data"].as_str().unwrap();
+    assert!(pretty.contains("rate("), "{pretty}");
+    let (code, v, _) = get(
+        &s,
+        "/loki/api/v1/format_query",
+        &[("query", "{x=".to_string())],
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert_eq!(v["status"], "invalid-query");
+    assert!(v["error"].as_str().unwrap().starts_with("parse error"));
     s.stop().await;
 }

@@ -131,7 +131,7 @@ pub fn init_logging(config: &Config) -> anyhow::Result<()> {
 pub fn app(config: Config, settings: &HostSettings) -> anyhow::Result<Router> {
     let url = config.storage_url();
     let store = Arc::new(
-        Store::open(&url, config.storage.partition_labels.clone())
+        Store::open_config(&url, &config.storage)
             .with_context(|| format!("opening storage {url}"))?,
     );
     Ok(wrap(router(AppState::new(config, store)), settings))

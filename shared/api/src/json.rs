@@ -137,6 +137,27 @@ pub fn format_float(v: f64) -> String {
     format!("{v}")
 }
 
+/// `[1700000000.123,"42"]`: seconds with millisecond precision, as Prometheus renders them,
+/// and the value as a string.
+pub fn push_point(out: &mut String, t_ns: i64, v: f64) {
+    push_point_str(out, t_ns, &format_float(v));
+}
+
+pub fn push_point_str(out: &mut String, t_ns: i64, v: &str) {
+    let ms = t_ns.div_euclid(1_000_000);
+    out.push('[');
+    out.push_str(&ms.div_euclid(1000).to_string());
+    let frac = ms.rem_euclid(1000);
+    if frac != 0 {
+        let s = format!("{frac:03}");
+        out.push('.');
+        out.push_str(s.trim_end_matches('0'));
+    }
+    out.push_str(",\"");
+    out.push_str(v);
+    out.push_str("\"]");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,14 @@ fn api_routes(state: AppState) -> Router {
             &format!("{v1}/index/stats"),
             get(metadata::index_stats).post(metadata::index_stats),
         )
+        .route(
+            &format!("{v1}/index/volume"),
+            get(metadata::volume).post(metadata::volume),
+        )
+        .route(
+            &format!("{v1}/index/volume_range"),
+            get(metadata::volume_range).post(metadata::volume_range),
+        )
         .route(&format!("{v1}/status/buildinfo"), get(status::buildinfo))
         .route("/ready", get(status::ready))
         .route("/metrics", get(status::metrics))

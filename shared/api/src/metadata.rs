@@ -1,10 +1,11 @@
-//! `labels`, `label/<name>/values`, `series` and `index/stats`: answered from stream catalogs,
-//! never from line bytes.
+//! `labels`, `label/<name>/values`, `series`, `index/stats` and `index/volume[_range]`:
+//! answered from stream catalogs, never from line bytes.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
 use parquetry_logql::parse_selector;
 use parquetry_model::Matcher;
+use parquetry_query::metadata::VolumeQuery;
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -108,4 +109,96 @@ pub async fn index_stats(State(state): State<AppState>, req: QueryRequest) -> Ap
         "{{\"streams\":{},\"chunks\":{},\"bytes\":{},\"entries\":{}}}",
         s.streams, s.chunks, s.bytes, s.entries
     )))
+}
+
+/// `index/volume` (one bucket ending at `end`) and `index/volume_range` (buckets of `step`).
+async fn volume_common(state: &AppState, req: &QueryRequest, range: bool) -> ApiResult<Response> {
+    let r = range_params(&req.params, now_ns())?;
+    let q = req
+        .params
+        .get("query")
+        .ok_or_else(|| ApiError::BadRequest("query parameter is required".into()))?;
+    let matchers = selector(q)?;
+    let limit = match req.params.get("limit") {
+        None | Some("") => 100,
+        Some(v) => match v.parse::<usize>() {
+            Ok(0) => 100,
+            Ok(n) => n,
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "invalid limit: {v:?} is not a non-negative integer"
+                )));
+            }
+        },
+    };
+    let by_label_names = match req.params.get("aggregateBy") {
+        None | Some("") | Some("series") => false,
+        Some("labels") => true,
+        Some(_) => return Err(ApiError::BadRequest("invalid aggregation option".into())),
+    };
+    let target_labels = req
+        .params
+        .get("targetLabels")
+        .map(|t| {
+            t.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let vq = VolumeQuery {
+        tenant: req.tenant.clone(),
+        matchers,
+        start: r.start,
+        end: r.end,
+        step: range.then_some(r.step_ns),
+        target_labels,
+        by_label_names,
+        limit,
+    };
+    let series = state.engine.volume(&vq).await?;
+    let vector = series.iter().all(|(_, p)| p.len() == 1);
+    let mut out = String::from("{\"status\":\"success\",\"data\":{\"resultType\":");
+    out.push_str(if vector { "\"vector\"" } else { "\"matrix\"" });
+    out.push_str(",\"result\":[");
+    for (i, (labels, points)) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"metric\":");
+        json::push_map(
+            &mut out,
+            labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        let point = |out: &mut String, (t, v): (i64, u64)| {
+            json::push_point_str(out, t, &v.to_string());
+        };
+        if vector {
+            out.push_str(",\"value\":");
+            point(&mut out, points[0]);
+        } else {
+            out.push_str(",\"values\":[");
+            for (j, p) in points.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                point(&mut out, *p);
+            }
+            out.push(']');
+        }
+        out.push('}');
+    }
+    out.push_str("],\"stats\":");
+    json::push_stats(&mut out, &Default::default());
+    out.push_str("}}");
+    Ok(json::response(out))
+}
+
+pub async fn volume(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
+    volume_common(&state, &req, false).await
+}
+
+pub async fn volume_range(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
+    volume_common(&state, &req, true).await
 }

@@ -138,7 +138,7 @@ fn metric_response(result: &MetricResult) -> Response {
     match &result.value {
         Value::Scalar { t, v } => {
             out.push_str("\"scalar\",\"result\":");
-            push_point(&mut out, *t, *v);
+            json::push_point(&mut out, *t, *v);
         }
         Value::Vector(samples) => {
             out.push_str("\"vector\",\"result\":[");
@@ -149,7 +149,7 @@ fn metric_response(result: &MetricResult) -> Response {
                 out.push_str("{\"metric\":");
                 labels_json(&mut out, &s.labels);
                 out.push_str(",\"value\":");
-                push_point(&mut out, s.t, s.v);
+                json::push_point(&mut out, s.t, s.v);
                 out.push('}');
             }
             out.push(']');
@@ -167,7 +167,7 @@ fn metric_response(result: &MetricResult) -> Response {
                     if j > 0 {
                         out.push(',');
                     }
-                    push_point(&mut out, *t, *v);
+                    json::push_point(&mut out, *t, *v);
                 }
                 out.push_str("]}");
             }
@@ -178,22 +178,6 @@ fn metric_response(result: &MetricResult) -> Response {
     json::push_stats(&mut out, &result.stats);
     out.push_str("}}");
     json::response(out)
-}
-
-/// `[1700000000.123,"42"]`: seconds with millisecond precision, as Prometheus renders them.
-fn push_point(out: &mut String, t_ns: i64, v: f64) {
-    let ms = t_ns.div_euclid(1_000_000);
-    out.push('[');
-    out.push_str(&(ms.div_euclid(1000)).to_string());
-    let frac = ms.rem_euclid(1000);
-    if frac != 0 {
-        let s = format!("{frac:03}");
-        out.push('.');
-        out.push_str(s.trim_end_matches('0'));
-    }
-    out.push_str(",\"");
-    out.push_str(&json::format_float(v));
-    out.push_str("\"]");
 }
 
 /// The `streams` envelope.

@@ -17,7 +17,7 @@ use parquetry_model::Labels;
 use parquetry_pipeline::{EntryLabels, Pipeline};
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 
-use crate::pushdown::Pushdown;
+use crate::pushdown::{Pushdown, compile_pipeline};
 use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::table::{LogTable, STORE_URL};
@@ -80,10 +80,7 @@ impl QueryEngine {
         let pipeline = if push.exact {
             None
         } else {
-            Some(
-                Pipeline::new(&q.expr.pipeline)
-                    .map_err(|e| QueryError::BadRequest(e.to_string()))?,
-            )
+            Some(compile_pipeline(&q.expr.pipeline)?)
         };
         let selection = self
             .select(

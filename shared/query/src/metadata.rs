@@ -103,3 +103,80 @@ impl QueryEngine {
         Ok(out)
     }
 }
+
+/// `index/volume` and `index/volume_range` parameters, validated.
+#[derive(Debug, Clone)]
+pub struct VolumeQuery {
+    pub tenant: String,
+    pub matchers: Vec<Matcher>,
+    pub start: i64,
+    pub end: i64,
+    /// Bucket width for `volume_range`; `None` gives one bucket ending at `end`.
+    pub step: Option<i64>,
+    /// Labels to group by; empty means the labels the selector names.
+    pub target_labels: Vec<String>,
+    /// `aggregateBy=labels`: one series per label *name* (`{"<name>": ""}`).
+    pub by_label_names: bool,
+    pub limit: usize,
+}
+
+impl QueryEngine {
+    /// Bytes of log lines per label combination (or per label name) and time bucket, from the
+    /// stream catalogs: each stream's bytes in an object count in the bucket holding its
+    /// newest entry, as chunk-level volumes do in Loki. Series sorted by total volume
+    /// (descending) then labels, at most `limit`; bucket timestamps are bucket ends.
+    pub async fn volume(&self, q: &VolumeQuery) -> Result<Vec<(Labels, Vec<(i64, u64)>)>> {
+        let mut stats = QueryStats::default();
+        let sel = self
+            .select(&q.tenant, &[q.matchers.clone()], q.start, q.end, &mut stats)
+            .await?;
+        let targets: Vec<String> = if q.target_labels.is_empty() {
+            let mut names: Vec<String> = q.matchers.iter().map(|m| m.name.clone()).collect();
+            names.sort();
+            names.dedup();
+            names
+        } else {
+            q.target_labels.clone()
+        };
+        let bucket_end = |ts: i64| -> i64 {
+            match q.step {
+                Some(step) if step > 0 => {
+                    // Buckets (start + (k-1)·step, start + k·step], the last one clamped to end.
+                    let k = (ts - q.start).max(0) / step + 1;
+                    (q.start + k * step).min(q.end)
+                }
+                _ => q.end,
+            }
+        };
+        let mut acc: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
+        for o in &sel.objects {
+            for s in &o.streams {
+                let t = bucket_end(s.max_ts.clamp(q.start, q.end));
+                let keys: Vec<Labels> = if q.by_label_names {
+                    s.labels
+                        .keys()
+                        .filter(|k| targets.is_empty() || targets.contains(k))
+                        .map(|k| Labels::from_pairs([(k.as_str(), "")]))
+                        .collect()
+                } else {
+                    vec![Labels::from_pairs(targets.iter().filter_map(|t| {
+                        s.labels.get(t).map(|v| (t.as_str(), v.as_str()))
+                    }))]
+                };
+                for k in keys {
+                    *acc.entry(k).or_default().entry(t).or_default() += s.bytes;
+                }
+            }
+        }
+        let mut out: Vec<(Labels, Vec<(i64, u64)>, u64)> = acc
+            .into_iter()
+            .map(|(l, points)| {
+                let total = points.values().sum();
+                (l, points.into_iter().collect(), total)
+            })
+            .collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(q.limit);
+        Ok(out.into_iter().map(|(l, p, _)| (l, p)).collect())
+    }
+}

@@ -29,7 +29,7 @@ use parquetry_pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, Pipeline
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 
 use crate::logs::{account_selection, scan_metrics, session, ts_lit};
-use crate::pushdown::Pushdown;
+use crate::pushdown::{Pushdown, compile_pipeline};
 use crate::stats::QueryStats;
 use crate::table::LogTable;
 use crate::{QueryEngine, QueryError, Result};
@@ -122,7 +122,7 @@ impl QueryEngine {
         let pipeline = if push.exact {
             None
         } else {
-            Some(Pipeline::new(&log.pipeline).map_err(bad)?)
+            Some(compile_pipeline(&log.pipeline)?)
         };
         let unwrapper = ra
             .range
@@ -230,6 +230,7 @@ struct Fold {
 struct Acc {
     index: HashMap<Labels, usize>,
     by_stream: HashMap<u64, usize>,
+    by_group: HashMap<(u64, u64), usize>,
     series: Vec<SampleSeries>,
 }
 
@@ -309,7 +310,21 @@ impl Fold {
                         acc.stream_slot(f, || project(stream.iter().map(pair), by))
                     }
                     Some(by) => {
-                        acc.slot(project(stream.iter().map(pair).chain(meta.pairs(row)), by))
+                        // Rows of one stream differ only in their metadata values: key the
+                        // series by (stream, hash of the grouped metadata) so the common case
+                        // allocates nothing. 64-bit hashes, as stream fingerprints are.
+                        let h = meta.hash_keys_in(row, by);
+                        match acc.by_group.get(&(f, h)) {
+                            Some(&slot) => slot,
+                            None => {
+                                let slot = acc.slot(project(
+                                    stream.iter().map(pair).chain(meta.pairs(row)),
+                                    by,
+                                ));
+                                acc.by_group.insert((f, h), slot);
+                                slot
+                            }
+                        }
                     }
                 };
                 acc.series[slot].samples.push((t, v));
@@ -415,6 +430,22 @@ impl Metadata {
             .map(|j| (self.keys.value(j), self.values.value(j)))
     }
 
+    /// A hash of the `(key, value)` pairs of `row` whose key is in `names`, in stored order.
+    fn hash_keys_in(&self, row: usize, names: &[String]) -> u64 {
+        use std::hash::Hasher;
+        let mut h = twox_hash::XxHash64::with_seed(0);
+        for j in self.range(row) {
+            let k = self.keys.value(j);
+            if names.iter().any(|n| n == k) {
+                h.write(k.as_bytes());
+                h.write_u8(0xff);
+                h.write(self.values.value(j).as_bytes());
+                h.write_u8(0xff);
+            }
+        }
+        h.finish()
+    }
+
     fn any_key_in(&self, row: usize, names: &[String]) -> bool {
         self.range(row)
             .any(|j| names.iter().any(|n| n == self.keys.value(j)))
@@ -427,6 +458,13 @@ fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
     fn walk(e: &SampleExpr, parent_sum_by: Option<&[String]>, out: &mut Vec<Option<Vec<String>>>) {
         match e {
             SampleExpr::RangeAggregation(ra) => {
+                // `op(...) by (g)` merges the samples of every series in a group before the
+                // function runs, so projecting each row onto `g` in the scan is exact for
+                // every function.
+                if let Some(g) = ra.grouping.as_ref().filter(|g| !g.without) {
+                    out.push(Some(g.labels.clone()));
+                    return;
+                }
                 let foldable = matches!(
                     ra.op,
                     RangeOp::CountOverTime
@@ -467,6 +505,18 @@ mod tests {
             parquetry_logql::Expr::Sample(s) => pregroup_hints(&s),
             _ => panic!("not a metric query"),
         }
+    }
+
+    #[test]
+    fn range_grouping_projects_in_the_scan() {
+        assert_eq!(
+            hints(r#"avg_over_time({a="b"} | unwrap v [1m]) by (x)"#),
+            vec![Some(vec!["x".to_string()])]
+        );
+        assert_eq!(
+            hints(r#"avg_over_time({a="b"} | unwrap v [1m]) without (x)"#),
+            vec![None]
+        );
     }
 
     #[test]

@@ -9,6 +9,23 @@
 use datafusion::logical_expr::expr::Like;
 use datafusion::logical_expr::{Expr, Operator, and, binary_expr, col, lit, not, or};
 use parquetry_logql::{LineFilter, LineFilterOp, LineFilterValue, Stage};
+use parquetry_pipeline::Pipeline;
+
+use crate::QueryError;
+
+/// Compiles a pipeline; a stage that does not compile (a bad template, say) is reported the
+/// way Loki reports it: `parse error : stage '<stage>' : <reason>`.
+pub fn compile_pipeline(stages: &[Stage]) -> Result<Pipeline, QueryError> {
+    Pipeline::new(stages).map_err(|e| {
+        let stage = stages
+            .iter()
+            .find(|s| Pipeline::new(std::slice::from_ref(*s)).is_err());
+        match stage {
+            Some(s) => QueryError::BadRequest(format!("parse error : stage '{s}' : {e}")),
+            None => QueryError::BadRequest(e.to_string()),
+        }
+    })
+}
 use parquetry_store::schema::COL_LINE;
 
 /// The scan predicate for a pipeline, and whether it is the whole pipeline.
