@@ -81,7 +81,7 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 end,
                 step: r.step_ns,
                 instant: false,
-                max_series: limits.max_query_series as usize,
+                max_series: limits.max_query_series,
             };
             let result = state.engine.metric_query(&q).await?;
             Ok(metric_response(&result))
@@ -120,7 +120,7 @@ pub async fn query_instant(
                 end: time,
                 step: 0,
                 instant: true,
-                max_series: state.config.limits_config.max_query_series as usize,
+                max_series: state.config.limits_config.max_query_series,
             };
             let result = state.engine.metric_query(&q).await?;
             Ok(metric_response(&result))

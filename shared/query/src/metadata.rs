@@ -104,6 +104,9 @@ impl QueryEngine {
     }
 }
 
+/// `(bucket end ns, bytes)` points of one volume series.
+pub type VolumePoints = Vec<(i64, u64)>;
+
 /// `index/volume` and `index/volume_range` parameters, validated.
 #[derive(Debug, Clone)]
 pub struct VolumeQuery {
@@ -125,10 +128,16 @@ impl QueryEngine {
     /// stream catalogs: each stream's bytes in an object count in the bucket holding its
     /// newest entry, as chunk-level volumes do in Loki. Series sorted by total volume
     /// (descending) then labels, at most `limit`; bucket timestamps are bucket ends.
-    pub async fn volume(&self, q: &VolumeQuery) -> Result<Vec<(Labels, Vec<(i64, u64)>)>> {
+    pub async fn volume(&self, q: &VolumeQuery) -> Result<Vec<(Labels, VolumePoints)>> {
         let mut stats = QueryStats::default();
         let sel = self
-            .select(&q.tenant, &[q.matchers.clone()], q.start, q.end, &mut stats)
+            .select(
+                &q.tenant,
+                std::slice::from_ref(&q.matchers),
+                q.start,
+                q.end,
+                &mut stats,
+            )
             .await?;
         let targets: Vec<String> = if q.target_labels.is_empty() {
             let mut names: Vec<String> = q.matchers.iter().map(|m| m.name.clone()).collect();
@@ -168,7 +177,7 @@ impl QueryEngine {
                 }
             }
         }
-        let mut out: Vec<(Labels, Vec<(i64, u64)>, u64)> = acc
+        let mut out: Vec<(Labels, VolumePoints, u64)> = acc
             .into_iter()
             .map(|(l, points)| {
                 let total = points.values().sum();
