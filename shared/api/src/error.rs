@@ -27,6 +27,11 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     NotFound(String),
+    /// `limits_config.query_timeout` elapsed.
+    #[error(
+        "request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed"
+    )]
+    Timeout,
 }
 
 impl ApiError {
@@ -45,6 +50,7 @@ impl ApiError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 }
@@ -72,3 +78,40 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Runs a query under `limits_config.query_timeout` (0 = no limit). On timeout the request
+/// answers 504 at once; scan tasks already started finish in the background.
+pub async fn within_query_timeout<T>(
+    limit: std::time::Duration,
+    fut: impl std::future::Future<Output = Result<T, QueryError>>,
+) -> ApiResult<T> {
+    if limit.is_zero() {
+        return Ok(fut.await?);
+    }
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn query_timeout_answers_504() {
+        let slow = std::future::pending::<Result<(), QueryError>>();
+        let err = within_query_timeout(std::time::Duration::from_millis(10), slow)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::GATEWAY_TIMEOUT);
+        assert!(err.to_string().starts_with("request timed out"));
+        let fast = async { Ok::<_, QueryError>(7) };
+        assert_eq!(
+            within_query_timeout(std::time::Duration::ZERO, fast)
+                .await
+                .ok(),
+            Some(7)
+        );
+    }
+}

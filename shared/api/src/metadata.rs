@@ -8,7 +8,7 @@ use parquetry_model::Matcher;
 use parquetry_query::metadata::VolumeQuery;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, within_query_timeout};
 use crate::json;
 use crate::params::{Params, now_ns, range_params, time_range};
 use crate::request::QueryRequest;
@@ -79,7 +79,11 @@ pub async fn series(State(state): State<AppState>, req: QueryRequest) -> ApiResu
         }
         sets.push(m);
     }
-    let series = state.engine.series(&req.tenant, &sets, start, end).await?;
+    let series = within_query_timeout(
+        state.config.limits_config.query_timeout.0,
+        state.engine.series(&req.tenant, &sets, start, end),
+    )
+    .await?;
     let mut out = String::from("{\"status\":\"success\",\"data\":[");
     for (i, labels) in series.iter().enumerate() {
         if i > 0 {
@@ -157,7 +161,11 @@ async fn volume_common(state: &AppState, req: &QueryRequest, range: bool) -> Api
         by_label_names,
         limit,
     };
-    let series = state.engine.volume(&vq).await?;
+    let series = within_query_timeout(
+        state.config.limits_config.query_timeout.0,
+        state.engine.volume(&vq),
+    )
+    .await?;
     let vector = series.iter().all(|(_, p)| p.len() == 1);
     let mut out = String::from("{\"status\":\"success\",\"data\":{\"resultType\":");
     out.push_str(if vector { "\"vector\"" } else { "\"matrix\"" });

@@ -12,7 +12,7 @@ use parquetry_query::{
 };
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, within_query_timeout};
 use crate::json;
 use crate::params::{Params, direction, limit, now_ns, parse_timestamp, range_params};
 use crate::request::QueryRequest;
@@ -61,7 +61,11 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 direction: r.direction,
                 interval_ns: r.interval_ns,
             };
-            let result = state.engine.log_query(&q).await?;
+            let result = within_query_timeout(
+                state.config.limits_config.query_timeout.0,
+                state.engine.log_query(&q),
+            )
+            .await?;
             Ok(streams_response(
                 &result,
                 r.direction,
@@ -83,7 +87,11 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 instant: false,
                 max_series: limits.max_query_series,
             };
-            let result = state.engine.metric_query(&q).await?;
+            let result = within_query_timeout(
+                state.config.limits_config.query_timeout.0,
+                state.engine.metric_query(&q),
+            )
+            .await?;
             Ok(metric_response(&result))
         }
     }
@@ -122,7 +130,11 @@ pub async fn query_instant(
                 instant: true,
                 max_series: state.config.limits_config.max_query_series,
             };
-            let result = state.engine.metric_query(&q).await?;
+            let result = within_query_timeout(
+                state.config.limits_config.query_timeout.0,
+                state.engine.metric_query(&q),
+            )
+            .await?;
             Ok(metric_response(&result))
         }
     }
