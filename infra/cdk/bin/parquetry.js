@@ -15,5 +15,6 @@ new ParquetryStack(app, app.node.tryGetContext('stackName') || 'parquetry', {
   lambdaDir: app.node.tryGetContext('lambdaDir'),
   allowMissingAssets: String(app.node.tryGetContext('allowMissingAssets')) === 'true',
   description:
-    'Parquetry: a Loki-compatible log store on S3 (push and query Lambda functions behind an HTTP API).',
+    'Parquetry: a Loki-compatible log store on S3 (push and query Lambda functions behind an HTTP API, '
+    + 'a scheduled compactor).',
 });

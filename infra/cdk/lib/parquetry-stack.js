@@ -2,7 +2,8 @@
 // The Parquetry stack in CDK, resource for resource the same as infra/template.yaml (keep the
 // two in step): an S3 bucket, a push and a query function (provided.al2023, arm64), an HTTP API
 // routing Loki's push routes to push and the other /loki/api/v1/* routes to query, one optional
-// protection of the URL (shared secret or IAM), least-privilege roles.
+// protection of the URL (shared secret or IAM), a compactor function on an EventBridge
+// schedule, least-privilege roles.
 const fs = require('fs');
 const path = require('path');
 const cdk = require('aws-cdk-lib');
@@ -12,6 +13,8 @@ const iam = cdk.aws_iam;
 const lambda = cdk.aws_lambda;
 const logs = cdk.aws_logs;
 const apigw = cdk.aws_apigatewayv2;
+const events = cdk.aws_events;
+const targets = cdk.aws_events_targets;
 
 class ParquetryStack extends cdk.Stack {
   constructor(scope, id, props) {
@@ -40,6 +43,15 @@ class ParquetryStack extends cdk.Stack {
       constraintDescription: 'empty, or secrets of at least 16 characters, comma-separated',
       description: 'Shared secret(s) for ApiAuth=token: bearer token or basic-auth password.',
     });
+    const retentionPeriodDays = new CfnParameter(this, 'RetentionPeriodDays', {
+      type: 'Number', default: 0, minValue: 0,
+      description: 'Retention the compactor enforces (limits_config.retention_period, in days); '
+        + '0 turns its retention pass off and leaves deletion to the S3 lifecycle backstop (RetentionDays).',
+    });
+    const compactionSchedule = new CfnParameter(this, 'CompactionSchedule', {
+      type: 'String', default: 'rate(10 minutes)', allowedPattern: '^(rate|cron)\\(.+\\)$',
+      description: 'How often the compactor runs (an EventBridge schedule expression).',
+    });
     const logLevel = new CfnParameter(this, 'LogLevel', {
       type: 'String', default: 'info', allowedValues: ['debug', 'info', 'warn', 'error'],
     });
@@ -48,6 +60,10 @@ class ParquetryStack extends cdk.Stack {
     });
     const queryMemory = new CfnParameter(this, 'QueryMemorySize', {
       type: 'Number', default: 2048, minValue: 128, maxValue: 10240,
+    });
+    const compactorMemory = new CfnParameter(this, 'CompactorMemorySize', {
+      type: 'Number', default: 3008, minValue: 128, maxValue: 10240,
+      description: 'Memory of the compactor function (a merge holds up to 256 MiB of input).',
     });
     const logRetention = new CfnParameter(this, 'LogRetentionInDays', {
       type: 'Number', default: '14',
@@ -67,6 +83,9 @@ class ParquetryStack extends cdk.Stack {
     });
     const useToken = new CfnCondition(this, 'UseTokenAuth', {
       expression: Fn.conditionEquals(apiAuth.valueAsString, 'token'),
+    });
+    const useRetention = new CfnCondition(this, 'UseRetention', {
+      expression: Fn.conditionNot(Fn.conditionEquals(retentionPeriodDays.valueAsString, '0')),
     });
 
     const bucket = new s3.Bucket(this, 'LogBucket', {
@@ -105,7 +124,7 @@ class ParquetryStack extends cdk.Stack {
       AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH: 'true',
     };
 
-    const fn = (name, binary, memory, description) => {
+    const fn = (name, binary, memory, description, extra = {}) => {
       const logGroup = new logs.CfnLogGroup(this, `${name}LogGroup`, {
         logGroupName: `/aws/lambda/${Aws.STACK_NAME}-${binary}`,
         retentionInDays: logRetention.valueAsNumber,
@@ -122,6 +141,7 @@ class ParquetryStack extends cdk.Stack {
         environment,
         loggingFormat: lambda.LoggingFormat.JSON,
         logGroup: logs.LogGroup.fromLogGroupName(this, `${name}LogGroupRef`, logGroup.ref),
+        ...extra,
       });
       return f;
     };
@@ -138,6 +158,38 @@ class ParquetryStack extends cdk.Stack {
     query.addToRolePolicy(new iam.PolicyStatement({
       actions: ['s3:ListBucket'], resources: [bucket.bucketArn],
     }));
+
+    // Reads, lists, writes (cold objects, manifests) and deletes (absorbed objects, expired
+    // days). One run at a time; a missed or throttled run is not queued, the next one does the
+    // work.
+    const { PARQUETRY_AUTH_TOKEN: _httpOnly, ...compactorBase } = environment;
+    const compactor = fn('Compactor', 'compactor', compactorMemory,
+      'Compaction and retention passes over the log bucket, on a schedule', {
+        timeout: Duration.seconds(900),
+        reservedConcurrentExecutions: 1,
+        maxEventAge: Duration.seconds(60),
+        retryAttempts: 0,
+        environment: {
+          ...compactorBase,
+          PARQUETRY__COMPACTOR__RETENTION_ENABLED:
+            Fn.conditionIf(useRetention.logicalId, 'true', 'false').toString(),
+          PARQUETRY__LIMITS_CONFIG__RETENTION_PERIOD: `${retentionPeriodDays.valueAsString}d`,
+          // glibc gives every thread its own malloc arena; with the merge threads that grows
+          // the resident set far beyond what the merges hold.
+          MALLOC_ARENA_MAX: '2',
+        },
+      });
+    compactor.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'], resources: [bucket.arnForObjects('*')],
+    }));
+    compactor.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:ListBucket'], resources: [bucket.bucketArn],
+    }));
+    new events.Rule(this, 'CompactorSchedule', {
+      description: 'Runs a Parquetry compaction (and retention) pass',
+      schedule: events.Schedule.expression(compactionSchedule.valueAsString),
+      targets: [new targets.LambdaFunction(compactor)],
+    });
 
     const api = new apigw.CfnApi(this, 'HttpApi', {
       name: `${Aws.STACK_NAME}-loki`,
@@ -179,6 +231,7 @@ class ParquetryStack extends cdk.Stack {
     new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
     new CfnOutput(this, 'PushFunctionName', { value: push.functionName });
     new CfnOutput(this, 'QueryFunctionName', { value: query.functionName });
+    new CfnOutput(this, 'CompactorFunctionName', { value: compactor.functionName });
   }
 }
 
