@@ -1,5 +1,5 @@
 //! No input may panic the LogQL parser or printer, and whatever parses must print to text that
-//! parses back to the same tree.
+//! parses back to a tree that prints the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
         let printed = expr.to_string();
         let again = parquetry_logql::parse_expr(&printed)
             .unwrap_or_else(|e| panic!("printed form does not parse: {printed:?}: {e}"));
-        assert_eq!(expr, again, "round trip changed the tree: {printed:?}");
+        // Compared as text: folded literals can be NaN, which is never equal to itself.
+        assert_eq!(printed, again.to_string(), "round trip changed the tree");
         let _ = parquetry_logql::format_query(text);
     }
     let _ = parquetry_logql::parse_selector(text);
