@@ -38,8 +38,9 @@ enum Command {
     Retention(RetentionArgs),
 }
 
+/// Where the configuration and the data are: shared by every subcommand.
 #[derive(clap::Args, Debug)]
-struct CompactArgs {
+struct StoreArgs {
     /// YAML configuration in Loki's vocabulary. Without it, the defaults apply.
     #[arg(
         long = "config",
@@ -51,6 +52,12 @@ struct CompactArgs {
     /// Storage URL or directory; overrides storage.url.
     #[arg(long, value_name = "URL")]
     data: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct CompactArgs {
+    #[command(flatten)]
+    store: StoreArgs,
     /// One pass, then exit.
     #[arg(long)]
     once: bool,
@@ -58,17 +65,8 @@ struct CompactArgs {
 
 #[derive(clap::Args, Debug)]
 struct RetentionArgs {
-    /// YAML configuration in Loki's vocabulary. Without it, the defaults apply.
-    #[arg(
-        long = "config",
-        alias = "config.file",
-        value_name = "FILE",
-        env = "PARQUETRY_CONFIG"
-    )]
-    config: Option<PathBuf>,
-    /// Storage URL or directory; overrides storage.url.
-    #[arg(long, value_name = "URL")]
-    data: Option<String>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// List what would be deleted, delete nothing.
     #[arg(long)]
     dry_run: bool,
@@ -76,20 +74,11 @@ struct RetentionArgs {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// YAML configuration in Loki's vocabulary. Without it, the defaults apply.
-    #[arg(
-        long = "config",
-        alias = "config.file",
-        value_name = "FILE",
-        env = "PARQUETRY_CONFIG"
-    )]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Address to listen on; overrides server.http_listen_address/port.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Storage URL or directory; overrides storage.url.
-    #[arg(long, value_name = "URL")]
-    data: Option<String>,
     /// debug, info, warn or error; overrides server.log_level.
     #[arg(long = "log.level", value_name = "LEVEL")]
     log_level: Option<String>,
@@ -126,7 +115,7 @@ fn maintenance(
 }
 
 fn compact(args: CompactArgs) -> anyhow::Result<()> {
-    let (config, runtime, store) = maintenance(args.config.as_deref(), args.data)?;
+    let (config, runtime, store) = maintenance(args.store.config.as_deref(), args.store.data)?;
     let opts = CompactOptions::from_config(&config.compactor);
     let interval = config.compactor.compaction_interval.0;
     runtime.block_on(async move {
@@ -156,7 +145,7 @@ fn compact(args: CompactArgs) -> anyhow::Result<()> {
 }
 
 fn retention(args: RetentionArgs) -> anyhow::Result<()> {
-    let (config, runtime, store) = maintenance(args.config.as_deref(), args.data)?;
+    let (config, runtime, store) = maintenance(args.store.config.as_deref(), args.store.data)?;
     let opts = RetentionOptions {
         delete_delay: config.compactor.retention_delete_delay.0,
         dry_run: args.dry_run,
@@ -271,8 +260,8 @@ impl Progress for TerminalProgress {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
-    if let Some(data) = args.data {
+    let mut config = Config::load(args.store.config.as_deref(), std::env::vars())?;
+    if let Some(data) = args.store.data {
         config.storage.url = Some(data);
     }
     if let Some(level) = args.log_level {
