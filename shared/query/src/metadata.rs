@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use parquetry_model::{Labels, Matcher};
 
+use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::{QueryEngine, Result};
 
@@ -44,9 +45,7 @@ impl QueryEngine {
         start: i64,
         end: i64,
     ) -> Result<Vec<String>> {
-        let sets = matchers.map(|m| vec![m.to_vec()]).unwrap_or_default();
-        let mut stats = QueryStats::default();
-        let sel = self.select(tenant, &sets, start, end, &mut stats).await?;
+        let sel = self.select_optional(tenant, matchers, start, end).await?;
         let names: BTreeSet<String> = sel
             .streams()
             .into_iter()
@@ -64,15 +63,26 @@ impl QueryEngine {
         start: i64,
         end: i64,
     ) -> Result<Vec<String>> {
-        let sets = matchers.map(|m| vec![m.to_vec()]).unwrap_or_default();
-        let mut stats = QueryStats::default();
-        let sel = self.select(tenant, &sets, start, end, &mut stats).await?;
+        let sel = self.select_optional(tenant, matchers, start, end).await?;
         let values: BTreeSet<String> = sel
             .streams()
             .into_iter()
             .filter_map(|s| s.labels.get(name).cloned())
             .collect();
         Ok(values.into_iter().collect())
+    }
+
+    /// Selection for the endpoints whose `query` selector is optional (all streams without).
+    async fn select_optional(
+        &self,
+        tenant: &str,
+        matchers: Option<&[Matcher]>,
+        start: i64,
+        end: i64,
+    ) -> Result<Selection> {
+        let sets = matchers.map(|m| vec![m.to_vec()]).unwrap_or_default();
+        self.select(tenant, &sets, start, end, &mut QueryStats::default())
+            .await
     }
 
     /// Streams, objects, bytes and entries matching `matchers` in `[start, end)`.

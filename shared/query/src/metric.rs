@@ -289,6 +289,8 @@ impl Fold {
         };
         let line = line.as_ref().map(|l| l.as_string::<i32>());
 
+        // No pipeline and no unwrap: a row's labels are its stream's plus its metadata.
+        let simple = self.pipeline.is_none() && self.unwrapper.is_none();
         let mut sm: Vec<(String, String)> = Vec::new();
         for row in 0..batch.num_rows() {
             let t = ts.value(row);
@@ -297,7 +299,6 @@ impl Fold {
                 continue;
             };
             let text = line.map_or("", |l| l.value(row));
-            let simple = self.pipeline.is_none() && self.unwrapper.is_none();
             if simple {
                 let v = match self.value {
                     SampleValue::LineBytes => text.len() as f64,
