@@ -146,12 +146,12 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
+        let serve_config = config.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            parquetry_api::serve(listener, app, &serve_config, async {
+                let _ = rx.await;
+            })
+            .await;
         });
         TestServer {
             base: format!("http://{addr}"),
@@ -177,6 +177,21 @@ impl TestServer {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+    }
+
+    /// Runs one compaction pass over the server's storage, as `parquetry compact` would, with
+    /// no minimum age so every hot object is merged. Returns the pass's summary.
+    pub async fn compact(&self) -> parquetry_store::CompactSummary {
+        let store =
+            Store::open_with_env(&self.storage_url, &self.config.storage, []).expect("store");
+        let opts = parquetry_store::CompactOptions {
+            hot_min_age: std::time::Duration::ZERO,
+            ..parquetry_store::CompactOptions::from_config(&self.config.compactor)
+        };
+        store
+            .compact(&opts, &parquetry_store::compact::NoProgress)
+            .await
+            .expect("compaction pass")
     }
 
     /// Every Parquet object written so far, as local files (on S3: fresh downloads into

@@ -408,3 +408,248 @@ async fn logql_corpus() {
         fixed.len()
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Differential run against a reference Loki (../shared/tools/reference-loki): not part of CI.
+//
+//   PARQUETRY_REFERENCE_LOKI=http://127.0.0.1:3190 \
+//     cargo test -p parquetry-e2e --test corpus -- --ignored --nocapture compare_with_reference_loki
+//
+// Loki only answers from its ingesters for recent data, so the dataset and every time
+// parameter are moved by a whole number of hours to the hour before last; both servers get the
+// same shifted data and the same requests, and Loki's answer is taken as the expectation
+// (compared as `logql_corpus` compares). PARQUETRY_CORPUS_FILTER applies;
+// PARQUETRY_REFERENCE_REPORT=<file> writes every differing case with both answers.
+
+/// Seconds from 1970-01-01 to the civil date `y-m-d` (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// A time parameter moved by `shift` seconds, in the format it was written in: RFC 3339
+/// (`2024-01-01T00:01:40Z`), nanoseconds, or (fractional) seconds.
+fn shift_time(v: &str, shift: i64) -> String {
+    if let Some(rest) = v.strip_suffix('Z')
+        && let [date, time] = rest.split('T').collect::<Vec<_>>()[..]
+    {
+        let d: Vec<i64> = date.split('-').filter_map(|x| x.parse().ok()).collect();
+        let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+        let t: Vec<i64> = hms.split(':').filter_map(|x| x.parse().ok()).collect();
+        if d.len() == 3 && t.len() == 3 {
+            let secs =
+                days_from_civil(d[0], d[1], d[2]) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2] + shift;
+            let (y, m, dd) = civil_from_days(secs.div_euclid(86_400));
+            let s = secs.rem_euclid(86_400);
+            let frac = if frac.is_empty() {
+                String::new()
+            } else {
+                format!(".{frac}")
+            };
+            return format!(
+                "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}{frac}Z",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+        }
+    }
+    if v.len() >= 16
+        && v.bytes().all(|b| b.is_ascii_digit())
+        && let Ok(ns) = v.parse::<i64>()
+    {
+        return (ns + shift * 1_000_000_000).to_string();
+    }
+    match v.split_once('.') {
+        Some((s, f)) if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() => {
+            match s.parse::<i64>() {
+                Ok(s) => format!("{}.{f}", s + shift),
+                Err(_) => v.to_string(),
+            }
+        }
+        _ => match v.parse::<i64>() {
+            Ok(s) => (s + shift).to_string(),
+            Err(_) => v.to_string(),
+        },
+    }
+}
+
+/// The corpus push body with every entry `shift` seconds later.
+fn shifted_dataset(push: &Value, shift: i64) -> Value {
+    let mut push = push.clone();
+    if let Some(streams) = push["streams"].as_array_mut() {
+        for s in streams {
+            if let Some(values) = s["values"].as_array_mut() {
+                for v in values {
+                    if let Some(ts) = v[0].as_str() {
+                        v[0] = Value::String(shift_time(ts, shift));
+                    }
+                }
+            }
+        }
+    }
+    push
+}
+
+async fn answer(client: &reqwest::Client, base: &str, case: &Case, shift: i64) -> (u16, String) {
+    let (path, mut params) = params(case);
+    for (k, v) in params.iter_mut() {
+        if matches!(k.as_str(), "start" | "end" | "time") {
+            *v = shift_time(v, shift);
+        }
+    }
+    let url = format!("{base}{path}");
+    let mut req = match case.str("method").as_deref() {
+        Some("POST") => client.post(url).form(&params),
+        _ => client.get(url).query(&params),
+    };
+    if case.flag("categorize") {
+        req = req.header("X-Loki-Response-Encoding-Flags", "categorize-labels");
+    }
+    match req.send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+        Err(e) => (0, format!("request failed: {e}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a running reference Loki (PARQUETRY_REFERENCE_LOKI)"]
+async fn compare_with_reference_loki() {
+    let Ok(loki) = std::env::var("PARQUETRY_REFERENCE_LOKI") else {
+        eprintln!("PARQUETRY_REFERENCE_LOKI is not set: nothing to compare with");
+        return;
+    };
+    let loki = loki.trim_end_matches('/').to_string();
+    let cases: Vec<Case> = load_cases().into_iter().filter(selected).collect();
+    let dataset: Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus_dir().join("dataset.json")).expect("dataset.json"),
+    )
+    .expect("dataset.json is JSON");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
+    // The corpus starts at 2024-01-01T00:00:00Z; move it to the start of the hour before last.
+    let shift = (now / 3600 - 1) * 3600 - 1_704_067_200;
+    let push = shifted_dataset(&dataset["push"], shift);
+
+    // Parquetry with its defaults (step-aligned ranges, as Loki), old samples accepted.
+    let s = TestServer::start("limits_config:\n  reject_old_samples: false\n").await;
+    let pq = s.url("");
+    let pq = pq.trim_end_matches('/').to_string();
+    let client = reqwest::Client::new();
+    for base in [&loki, &pq] {
+        let r = client
+            .post(format!("{base}/loki/api/v1/push"))
+            .header("Content-Type", "application/json")
+            .body(push.to_string())
+            .send()
+            .await
+            .expect("push");
+        let status = r.status().as_u16();
+        assert_eq!(
+            status,
+            204,
+            "push to {base}: {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
+    let (mut same, mut report) = (0usize, String::new());
+    let mut differing = Vec::new();
+    for case in &cases {
+        let (ls, lb) = answer(&client, &loki, case, shift).await;
+        let (ps, pb) = answer(&client, &pq, case, shift).await;
+        let verdict = if ls != ps {
+            Err(format!("status {ls} from Loki, {ps} from Parquetry"))
+        } else if ls != 200 {
+            Ok(())
+        } else {
+            match (
+                serde_json::from_str::<Value>(&lb),
+                serde_json::from_str::<Value>(&pb),
+            ) {
+                (Ok(l), Ok(p)) => {
+                    let lt = l["data"]["resultType"].as_str().unwrap_or("");
+                    let pt = p["data"]["resultType"].as_str().unwrap_or("");
+                    if lt != pt {
+                        Err(format!("resultType {lt} from Loki, {pt} from Parquetry"))
+                    } else {
+                        compare(
+                            lt,
+                            &l["data"]["result"],
+                            &p["data"]["result"],
+                            case.flag("ordered"),
+                        )
+                    }
+                }
+                _ => Err("an answer is not JSON".into()),
+            }
+        };
+        match verdict {
+            Ok(()) => same += 1,
+            Err(why) => {
+                differing.push(format!("{}: {why}", case.id()));
+                report.push_str(&format!(
+                    "== {}\nquery: {}\n{why}\nloki ({ls}): {}\nparquetry ({ps}): {}\n\n",
+                    case.id(),
+                    case.str("query").unwrap_or_default(),
+                    lb.chars().take(4000).collect::<String>(),
+                    pb.chars().take(4000).collect::<String>(),
+                ));
+            }
+        }
+    }
+    s.stop().await;
+    for d in &differing {
+        eprintln!("  {d}");
+    }
+    if let Ok(path) = std::env::var("PARQUETRY_REFERENCE_REPORT") {
+        std::fs::write(&path, &report).expect("write the report");
+        eprintln!("details in {path}");
+    }
+    eprintln!(
+        "\nreference Loki: {} cases, {same} answered as Loki, {} differently",
+        cases.len(),
+        differing.len()
+    );
+}
+
+#[test]
+fn time_shifting() {
+    assert_eq!(
+        shift_time("2024-01-01T00:01:40Z", 3600),
+        "2024-01-01T01:01:40Z"
+    );
+    assert_eq!(
+        shift_time("2024-01-01T00:00:00Z", 86_400 * 366 + 7200),
+        "2025-01-01T02:00:00Z"
+    );
+    assert_eq!(
+        shift_time("2024-01-01T00:00:00.5Z", 60),
+        "2024-01-01T00:01:00.5Z"
+    );
+    assert_eq!(shift_time("1704067260000000000", 10), "1704067270000000000");
+    assert_eq!(shift_time("1704067246.25", 10), "1704067256.25");
+    assert_eq!(shift_time("1704067246", 10), "1704067256");
+    assert_eq!(shift_time("now", 10), "now");
+}

@@ -287,22 +287,21 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening storage {url}"))?,
         );
         tokio::spawn(maintenance_timer(config.clone(), store.clone()));
-        let state = AppState::new(config, store);
+        let state = AppState::new(config.clone(), store);
         let shutting_down = state.shutting_down.clone();
         let app = router(state);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
         tracing::info!(%addr, storage = %url, "parquetry is ready");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                // /ready answers 503 from here on, while in-flight pushes finish and become
-                // durable before the process exits.
-                shutting_down.store(true, Ordering::Relaxed);
-                tracing::info!("shutting down");
-            })
-            .await?;
+        parquetry_api::serve(listener, app, &config, async move {
+            shutdown_signal().await;
+            // /ready answers 503 from here on, while in-flight pushes finish and become
+            // durable before the process exits.
+            shutting_down.store(true, Ordering::Relaxed);
+            tracing::info!("shutting down");
+        })
+        .await;
         anyhow::Ok(())
     })
 }

@@ -1,11 +1,17 @@
 //! Every error a handler can return, mapped to Loki's status codes and text bodies here and
 //! nowhere else.
+//!
+//! A 5xx body never names a location on the server: the error is logged in full, and the
+//! client gets its text with every path or URL cut down to the object key inside it
+//! (`v1/tenant=…`), or to `<path>` when there is none. A 4xx body is the client's own mistake
+//! and goes out as is.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parquetry_ingest::IngestError;
 use parquetry_model::TenantError;
 use parquetry_query::QueryError;
+use parquetry_store::layout::FORMAT_PREFIX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -32,6 +38,11 @@ pub enum ApiError {
         "request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed"
     )]
     Timeout,
+    /// The request body stopped arriving before `server.http_server_read_timeout`.
+    #[error(
+        "request timed out: the request body did not arrive within server.http_server_read_timeout"
+    )]
+    RequestTimeout,
 }
 
 impl ApiError {
@@ -51,8 +62,78 @@ impl ApiError {
             }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
+
+    /// The response body's text.
+    pub fn public_message(&self) -> String {
+        let text = self.to_string();
+        if self.status().is_server_error() {
+            without_server_locations(&text)
+        } else {
+            text
+        }
+    }
+}
+
+/// `text` with each path or URL replaced by the object key inside it, or by `<path>`. Object
+/// store and DataFusion errors name files by absolute path (`Unable to open file
+/// /home/x/data/v1/…`) and S3 objects by URL, which tell a client the server's directory
+/// layout, user names or endpoints; the key alone is what an operator needs from a report.
+pub fn without_server_locations(text: &str) -> String {
+    let key_start = format!("{FORMAT_PREFIX}/tenant=");
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        if let Some(i) = token.find(&key_start) {
+            out.push_str(&token[i..]);
+        } else if looks_like_location(token) {
+            out.push_str("<path>");
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if is_token_boundary(c) {
+            flush(&mut token, &mut out);
+            out.push(c);
+        } else {
+            token.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
+}
+
+/// Where a path in an error message ends: Rust's `Debug` quotes paths, messages put them in
+/// parentheses or between spaces.
+fn is_token_boundary(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '`' | '(' | ')' | '[' | ']' | '{' | '}' | '<' | '>' | ',' | ';'
+        )
+}
+
+/// A path or URL rather than a word such as `I/O`.
+fn looks_like_location(token: &str) -> bool {
+    let separators = token.matches(['/', '\\']).count();
+    if separators == 0 {
+        return false;
+    }
+    let bytes = token.as_bytes();
+    let drive = bytes.len() > 2
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'/' | b'\\');
+    token.starts_with(['/', '\\', '~'])
+        || token.starts_with("./")
+        || token.starts_with("../")
+        || token.contains("://")
+        || drive
+        || separators >= 2
 }
 
 impl IntoResponse for ApiError {
@@ -63,7 +144,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "request rejected");
         }
-        let mut resp = (status, self.to_string()).into_response();
+        let mut resp = (status, self.public_message()).into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -97,6 +178,79 @@ pub async fn within_query_timeout<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn body_of(err: ApiError) -> (StatusCode, String) {
+        let resp = err.into_response();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn server_errors_name_object_keys_not_server_paths() {
+        let key = "v1/tenant=fake/day=2024-01-01/service_name=api/0000000000000000001-0000000000000000002-0123abcd.parquet";
+        let cases = [
+            (
+                ApiError::Internal(format!(
+                    "External error: Unable to open file /home/alice/parquetry/data/{key}: No such file or directory (os error 2)"
+                )),
+                format!(
+                    "External error: Unable to open file {key}: No such file or directory (os error 2)"
+                ),
+            ),
+            (
+                ApiError::Storage(parquetry_store::StoreError::Corrupt {
+                    path: format!("/srv/logs/{key}"),
+                    reason: "bad footer".into(),
+                }),
+                format!("corrupt object {key}: bad footer"),
+            ),
+            (
+                ApiError::Internal(format!(
+                    "Generic S3 error: Error performing GET https://s3.eu-west-1.amazonaws.com/my-bucket/prod/{key} in 1s"
+                )),
+                format!("Generic S3 error: Error performing GET {key} in 1s"),
+            ),
+            (
+                ApiError::Internal(
+                    "Unable to walk dir: File system loop found: /var/lib/parquetry/a points to an ancestor /var"
+                        .into(),
+                ),
+                "Unable to walk dir: File system loop found: <path> points to an ancestor <path>"
+                    .into(),
+            ),
+            (
+                ApiError::Internal(
+                    "UnableToCreateDir { path: \"/home/bob/data/tmp\", source: Os { code: 13 } } at ./data/x and C:\\logs\\x and file:///tmp/x"
+                        .into(),
+                ),
+                "UnableToCreateDir { path: \"<path>\", source: Os { code: 13 } } at <path> and <path> and <path>"
+                    .into(),
+            ),
+            (
+                ApiError::Internal("Generic I/O error: disk full".into()),
+                "Generic I/O error: disk full".into(),
+            ),
+        ];
+        for (err, want) in cases {
+            let (status, body) = body_of(err).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(body, want);
+        }
+        // A client's own input in a 4xx answer is not rewritten.
+        let (status, body) = body_of(ApiError::BadRequest("parse error near /a/b/c".into())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body, "parse error near /a/b/c");
+    }
+
+    #[tokio::test]
+    async fn body_timeout_answers_408() {
+        let (status, body) = body_of(ApiError::RequestTimeout).await;
+        assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+        assert!(body.contains("http_server_read_timeout"), "{body}");
+    }
 
     #[tokio::test]
     async fn query_timeout_answers_504() {

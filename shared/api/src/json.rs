@@ -143,6 +143,17 @@ pub fn push_point(out: &mut String, t_ns: i64, v: f64) {
     push_point_str(out, t_ns, &format_float(v));
 }
 
+/// The one point of a `scalar` result. Loki writes its time in whole milliseconds
+/// (`[1795988400000,"2"]`), unlike every other point, which is in seconds; clients written
+/// against Loki read it that way.
+pub fn push_scalar_point(out: &mut String, t_ns: i64, v: f64) {
+    out.push('[');
+    out.push_str(&t_ns.div_euclid(1_000_000).to_string());
+    out.push_str(",\"");
+    out.push_str(&format_float(v));
+    out.push_str("\"]");
+}
+
 pub fn push_point_str(out: &mut String, t_ns: i64, v: &str) {
     let ms = t_ns.div_euclid(1_000_000);
     out.push('[');
@@ -168,6 +179,9 @@ mod tests {
         push_map(&mut s, [("b", "x\"y"), ("a", "1\n")]);
         assert_eq!(s, r#"{"a":"1\n","b":"x\"y"}"#);
         assert_eq!(format_float(2.0), "2");
+        let mut p = String::new();
+        push_scalar_point(&mut p, 1_795_997_100_250_999_999, 2.0);
+        assert_eq!(p, r#"[1795997100250,"2"]"#);
         assert_eq!(format_float(0.1), "0.1");
         assert_eq!(format_float(1e21), "1000000000000000000000");
         assert_eq!(format_float(f64::INFINITY), "+Inf");

@@ -15,6 +15,7 @@ pub mod params;
 pub mod push;
 pub mod query;
 pub mod request;
+pub mod serve;
 pub mod status;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use parquetry_query::QueryEngine;
 use parquetry_store::Store;
 
 pub use error::{ApiError, ApiResult};
+pub use serve::serve;
 
 /// Shared by every request.
 #[derive(Clone)]
@@ -41,9 +43,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Arc<Store>) -> AppState {
+        let engine = QueryEngine::with_memory_limit(store.clone(), config.query_range.max_memory.0);
         AppState {
             config: Arc::new(config),
-            engine: QueryEngine::new(store.clone()),
+            engine,
             store,
             metrics: Arc::new(metrics::Metrics::new()),
             shutting_down: Default::default(),

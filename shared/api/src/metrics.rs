@@ -25,6 +25,11 @@ pub struct RouteOnly {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FieldKind {
+    pub kind: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
@@ -32,6 +37,8 @@ pub struct Metrics {
     ingested_entries: Counter,
     ingested_bytes: Counter,
     stored_bytes: Counter,
+    invalid_utf8: Family<FieldKind, Counter>,
+    sanitized_metadata: Counter,
 }
 
 impl Default for Metrics {
@@ -50,6 +57,19 @@ impl Metrics {
         let ingested_entries = Counter::default();
         let ingested_bytes = Counter::default();
         let stored_bytes = Counter::default();
+        let invalid_utf8 = Family::<FieldKind, Counter>::default();
+        let sanitized_metadata = Counter::default();
+        registry.register(
+            "push_invalid_utf8_fields",
+            "Pushed labels, lines and structured metadata that were not UTF-8: labels are \
+             refused, the rest stored with U+FFFD for each invalid byte, as Loki answers them",
+            invalid_utf8.clone(),
+        );
+        registry.register(
+            "push_structured_metadata_sanitized",
+            "Structured metadata values whose U+FFFD characters became spaces, as in Loki",
+            sanitized_metadata.clone(),
+        );
         registry.register(
             "request",
             "HTTP requests by route and status",
@@ -82,7 +102,25 @@ impl Metrics {
             ingested_entries,
             ingested_bytes,
             stored_bytes,
+            invalid_utf8,
+            sanitized_metadata,
         }
+    }
+
+    /// Counts what a push's decoding repaired (see `parquetry_ingest::InvalidUtf8`).
+    pub fn record_repairs(&self, invalid: &parquetry_ingest::InvalidUtf8, sanitized: usize) {
+        for (kind, n) in [
+            ("labels", invalid.labels),
+            ("lines", invalid.lines),
+            ("structured_metadata", invalid.structured_metadata),
+        ] {
+            if n > 0 {
+                self.invalid_utf8
+                    .get_or_create(&FieldKind { kind })
+                    .inc_by(n as u64);
+            }
+        }
+        self.sanitized_metadata.inc_by(sanitized as u64);
     }
 
     pub fn record_ingest(&self, entries: u64, line_bytes: u64, stored: u64) {

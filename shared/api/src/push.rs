@@ -55,6 +55,7 @@ async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiR
     let config = state.config.clone();
 
     // Decoding and validation are CPU work: keep them off the I/O threads.
+    let metrics = state.metrics.clone();
     let validated = tokio::task::spawn_blocking(move || {
         let req = decode_push(
             &bytes,
@@ -63,10 +64,15 @@ async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiR
             v1,
             &limits,
         )?;
+        // Counted before validation: invalid labels refuse the push, and count too.
+        metrics.record_repairs(&req.invalid_utf8, 0);
         validate(req, &config.limits_config, now_ns())
     })
     .await
     .map_err(|e| ApiError::Internal(format!("push task failed: {e}")))??;
+    state
+        .metrics
+        .record_repairs(&Default::default(), validated.sanitized_structured_metadata);
 
     let streams: Vec<StreamEntries> = validated
         .streams

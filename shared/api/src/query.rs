@@ -60,6 +60,7 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 limit: r.limit as usize,
                 direction: r.direction,
                 interval_ns: r.interval_ns,
+                max_response_bytes: state.config.limits_config.max_query_response_size.0,
             };
             let result = within_query_timeout(
                 state.config.limits_config.query_timeout.0,
@@ -86,6 +87,7 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 step: r.step_ns,
                 instant: false,
                 max_series: limits.max_query_series,
+                max_response_bytes: limits.max_query_response_size.0,
             };
             let result = within_query_timeout(
                 state.config.limits_config.query_timeout.0,
@@ -129,6 +131,7 @@ pub async fn query_instant(
                 step: 0,
                 instant: true,
                 max_series: state.config.limits_config.max_query_series,
+                max_response_bytes: state.config.limits_config.max_query_response_size.0,
             };
             let result = within_query_timeout(
                 state.config.limits_config.query_timeout.0,
@@ -140,7 +143,8 @@ pub async fn query_instant(
     }
 }
 
-/// `matrix`, `vector` or `scalar` envelopes. Times are float seconds, values strings.
+/// `matrix`, `vector` or `scalar` envelopes. Times are float seconds (a scalar's are
+/// milliseconds, as in Loki), values strings.
 fn metric_response(result: &MetricResult) -> Response {
     let mut out = String::with_capacity(4096);
     out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":");
@@ -150,7 +154,7 @@ fn metric_response(result: &MetricResult) -> Response {
     match &result.value {
         Value::Scalar { t, v } => {
             out.push_str("\"scalar\",\"result\":");
-            json::push_point(&mut out, *t, *v);
+            json::push_scalar_point(&mut out, *t, *v);
         }
         Value::Vector(samples) => {
             out.push_str("\"vector\",\"result\":[");

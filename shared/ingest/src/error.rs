@@ -14,7 +14,10 @@ pub enum IngestError {
     #[error("request body too large: message size too large than max ({size} vs {max})")]
     BodyTooLarge { size: u64, max: u64 },
     /// Body larger than `max_decompressed_size` after decompression. `size` is how far
-    /// decompression got before stopping, so it is at most `max + 1` for streamed formats.
+    /// decompression got before stopping, so it is at most `max + 1` for streamed formats, or
+    /// the size raw snappy declares. Text and 400 as in Loki up to 3.7 (`pkg/util/http.go`);
+    /// Loki's main branch (PR #23864, not yet released) answers 413 and prefixes the text with
+    /// `request body too large: `.
     #[error("decompressed message size too large than max ({size} vs {max})")]
     DecompressedTooLarge { size: u64, max: u64 },
     /// The body could not be decoded; the text says what was wrong.
@@ -39,11 +42,10 @@ impl IngestError {
     /// The HTTP status Loki answers this error with.
     pub fn status(&self) -> u16 {
         match self {
-            IngestError::BodyTooLarge { .. }
-            | IngestError::DecompressedTooLarge { .. }
-            | IngestError::LabelsTooLarge { .. } => 413,
+            IngestError::BodyTooLarge { .. } | IngestError::LabelsTooLarge { .. } => 413,
             IngestError::NoStreams => 422,
             IngestError::UnsupportedEncoding(_)
+            | IngestError::DecompressedTooLarge { .. }
             | IngestError::Decode(_)
             | IngestError::Labels(_)
             | IngestError::Dropped(_) => 400,
@@ -79,7 +81,7 @@ mod tests {
             e.to_string(),
             "decompressed message size too large than max (11 vs 10)"
         );
-        assert_eq!(e.status(), 413);
+        assert_eq!(e.status(), 400);
         assert_eq!(
             IngestError::LabelsTooLarge { size: 2, max: 1 }.status(),
             413

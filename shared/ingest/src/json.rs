@@ -13,11 +13,37 @@ use crate::error::IngestError;
 use crate::labels::render_labels;
 use crate::push::{Entry, PushRequest, PushStream};
 
+/// Which JSON push format a body is in: v1 on `/loki/api/v1/push`, v0 on `/api/prom/push`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V0,
+    V1,
+}
+
+/// Decodes a whole body held in memory.
+pub(crate) fn decode_slice(
+    body: &[u8],
+    version: Version,
+) -> Result<PushRequest, serde_json::Error> {
+    match version {
+        Version::V1 => serde_json::from_slice(body).map(v1_model),
+        Version::V0 => serde_json::from_slice(body).map(v0_model),
+    }
+}
+
+/// The 400 for a body that is not valid JSON of its version. serde_json's text names the
+/// offending value and its line and column.
+pub(crate) fn parse_error(e: &serde_json::Error, version: Version) -> IngestError {
+    let v = match version {
+        Version::V0 => "v0",
+        Version::V1 => "v1",
+    };
+    IngestError::Decode(format!("failed to parse push body as {v} JSON: {e}"))
+}
+
 /// v1: `{"streams":[{"stream":{…},"values":[["<ns>","<line>",{…}?],…]}]}`.
-pub(crate) fn decode_v1(body: &[u8]) -> Result<PushRequest, IngestError> {
-    let req: V1Request = serde_json::from_slice(body)
-        .map_err(|e| IngestError::Decode(format!("failed to parse push body as v1 JSON: {e}")))?;
-    Ok(PushRequest {
+fn v1_model(req: V1Request) -> PushRequest {
+    PushRequest {
         streams: req
             .streams
             .unwrap_or_default()
@@ -27,14 +53,13 @@ pub(crate) fn decode_v1(body: &[u8]) -> Result<PushRequest, IngestError> {
                 entries: s.values.0,
             })
             .collect(),
-    })
+        ..PushRequest::default()
+    }
 }
 
 /// v0: `{"streams":[{"labels":"{…}","entries":[{"ts":"<RFC3339Nano>","line":"…"}]}]}`.
-pub(crate) fn decode_v0(body: &[u8]) -> Result<PushRequest, IngestError> {
-    let req: V0Request = serde_json::from_slice(body)
-        .map_err(|e| IngestError::Decode(format!("failed to parse push body as v0 JSON: {e}")))?;
-    Ok(PushRequest {
+fn v0_model(req: V0Request) -> PushRequest {
+    PushRequest {
         streams: req
             .streams
             .unwrap_or_default()
@@ -54,7 +79,8 @@ pub(crate) fn decode_v0(body: &[u8]) -> Result<PushRequest, IngestError> {
                     .collect(),
             })
             .collect(),
-    })
+        ..PushRequest::default()
+    }
 }
 
 #[derive(Deserialize)]

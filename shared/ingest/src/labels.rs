@@ -5,7 +5,8 @@
 //! `\"`, `\xHH`, octal `\377`, `\uHHHH`, `\UHHHHHHHH`, …) or in `` `…` `` without escapes, and
 //! label names that are either identifiers (`[a-zA-Z_][a-zA-Z0-9_]*`) or quoted strings (the
 //! Prometheus 3 form for names such as `"service.name"`; validation rejects those names per
-//! stream rather than failing the whole request).
+//! stream rather than failing the whole request). U+FFFD inside quotes is refused with
+//! `invalid UTF-8 rune`, as Prometheus refuses it.
 //!
 //! Known client quirk: Vector writes `k="v"` without escaping, so a value containing `"` or `\`
 //! arrives unparseable and the request gets a 400, as it does from Loki. Raw newlines inside
@@ -89,6 +90,10 @@ pub(crate) fn render_labels(out: &mut String, pairs: &[(String, String)]) {
     }
     out.push('}');
 }
+
+/// Prometheus' message for U+FFFD (or an invalid byte) inside a quoted label string.
+const INVALID_RUNE: &str = "invalid UTF-8 rune";
+const REPLACEMENT_UTF8: &[u8] = "\u{fffd}".as_bytes();
 
 struct Parser<'a> {
     s: &'a str,
@@ -226,17 +231,20 @@ impl<'a> Parser<'a> {
         };
         let body = open + 1;
         if quote == b'`' {
-            let Some(len) = self.b[body..].iter().position(|&c| c == b'`') else {
+            let len = self.b[body..].iter().position(|&c| c == b'`');
+            self.refuse_replacement_char(open, body, len)?;
+            let Some(len) = len else {
                 return Err(self.err_at(open, "unterminated raw string".into()));
             };
             self.pos = body + len + 1;
             return Ok(self.s[body..body + len].to_string());
         }
         // Fast path: most values hold no escapes and can be sliced directly.
-        let Some(stop) = self.b[body..]
+        let stop = self.b[body..]
             .iter()
-            .position(|&c| c == quote || c == b'\\')
-        else {
+            .position(|&c| c == quote || c == b'\\');
+        self.refuse_replacement_char(open, body, stop)?;
+        let Some(stop) = stop else {
             return Err(self.err_at(open, "unterminated quoted string".into()));
         };
         if self.b[body + stop] == quote {
@@ -255,6 +263,9 @@ impl<'a> Parser<'a> {
                 break;
             }
             if c != b'\\' {
+                if self.b[self.pos..].starts_with(REPLACEMENT_UTF8) {
+                    return Err(self.err_at(open, INVALID_RUNE.into()));
+                }
                 out.push(c);
                 self.pos += 1;
                 continue;
@@ -321,6 +332,26 @@ impl<'a> Parser<'a> {
             }
         }
         String::from_utf8(out).map_err(|_| self.err_at(open, format!("invalid UTF-8 in {what}")))
+    }
+
+    /// Prometheus' lexer refuses U+FFFD in a quoted string, and Go decodes every invalid byte
+    /// as U+FFFD, so Loki refuses a stream whose labels hold either; protobuf decoding has
+    /// turned invalid bytes into U+FFFD, so checking for it refuses both here too. Escapes such
+    /// as `\ufffd` are unquoted later and pass, as in Prometheus. `len` is how far the string's
+    /// text runs from `body`, `None` if unterminated.
+    fn refuse_replacement_char(
+        &self,
+        open: usize,
+        body: usize,
+        len: Option<usize>,
+    ) -> Result<(), LabelParseError> {
+        let end = len.map_or(self.s.len(), |n| body + n);
+        match self.s.get(body..end) {
+            Some(text) if text.contains(char::REPLACEMENT_CHARACTER) => {
+                Err(self.err_at(open, INVALID_RUNE.into()))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn hex_digits(&mut self, n: usize, esc_at: usize) -> Result<u32, LabelParseError> {
@@ -439,6 +470,32 @@ mod tests {
         assert!(parse_labels(r#"{a="b",,}"#).is_err());
         assert!(parse_labels(r#"{""="b"}"#).is_err());
         assert!(parse_labels(r#"foo{a="b"}"#).is_err());
+    }
+
+    #[test]
+    fn replacement_character_in_quotes_is_refused_like_prometheus() {
+        // Protobuf decoding turns invalid bytes into U+FFFD, and Prometheus' lexer refuses
+        // both, in every kind of quotes and in quoted names, at the opening quote.
+        for text in [
+            "{a=\"caf\u{fffd}\"}",
+            "{a='caf\u{fffd}'}",
+            "{a=`caf\u{fffd}`}",
+            "{a=\"x\\ty\u{fffd}\"}",
+            "{a=\"caf\u{fffd}",
+            "{\"caf\u{fffd}\"=\"b\"}",
+        ] {
+            let e = parse_labels(text).unwrap_err();
+            assert_eq!(e.msg, "invalid UTF-8 rune", "{text}");
+        }
+        assert_eq!(
+            parse_labels("{a=\"b\", c=\"\u{fffd}\"}")
+                .unwrap_err()
+                .to_string(),
+            "1:11: parse error: invalid UTF-8 rune"
+        );
+        // An escape is unquoted after lexing, so Prometheus lets it through.
+        let l = parse_labels(r#"{a="caf\ufffd"}"#).unwrap();
+        assert_eq!(l.get("a"), Some("caf\u{fffd}"));
     }
 
     #[test]

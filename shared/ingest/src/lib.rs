@@ -11,7 +11,9 @@
 //! the body and headers, calls [`decode_push`] then [`validate()`], stores
 //! [`Validated::streams`], and answers 204, or 400 with [`Validated::dropped`], or the
 //! [`IngestError`]'s status and text. Tenant ids are checked by the caller with
-//! `parquetry_model::validate_tenant_id`.
+//! `parquetry_model::validate_tenant_id`. [`Validated::invalid_utf8`] and
+//! [`Validated::sanitized_structured_metadata`] are for the caller's metrics: text that was
+//! repaired rather than refused, as Loki does.
 
 pub mod decode;
 pub mod error;
@@ -25,5 +27,5 @@ pub mod validate;
 pub use decode::{DecodeLimits, decode_push};
 pub use error::IngestError;
 pub use labels::{LabelParseError, parse_labels};
-pub use push::{Entry, PushRequest, PushStream};
+pub use push::{Entry, InvalidUtf8, PushRequest, PushStream};
 pub use validate::{ValidStream, Validated, validate};

@@ -3,9 +3,10 @@
 //! Written by hand so the build needs neither `protoc` nor a build script. The public types use
 //! `String` for every text field and are meant for *encoding* (tests, benchmarks, clients).
 //! Decoding goes through the crate-private `lenient` mirrors, which read the same fields as
-//! bytes and replace invalid UTF-8 with U+FFFD: Go's protobuf runtime used by Loki does not
-//! check UTF-8, and Promtail forwards whatever bytes a file held, so rejecting a whole batch for
-//! one Latin-1 line would lose data that Loki keeps.
+//! bytes so that invalid UTF-8 can be handled as Loki handles it (see `decode::repair_utf8`):
+//! Go's protobuf runtime used by Loki does not check UTF-8, and Promtail forwards whatever
+//! bytes a file held, so rejecting a whole batch for one Latin-1 line would lose data that Loki
+//! keeps.
 
 /// `logproto.PushRequest`.
 #[derive(Clone, PartialEq, prost::Message)]

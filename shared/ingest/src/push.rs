@@ -8,6 +8,30 @@
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushRequest {
     pub streams: Vec<PushStream>,
+    /// Text fields that arrived as invalid UTF-8 and were repaired (protobuf only: JSON
+    /// parsing refuses invalid UTF-8).
+    pub invalid_utf8: InvalidUtf8,
+}
+
+/// How many text fields of one push held invalid UTF-8, by kind. Each invalid byte was replaced
+/// with U+FFFD, which is what Loki's query API shows for such bytes; a stream whose labels
+/// were invalid is then refused by label parsing, as Loki refuses it (see
+/// [`crate::labels::parse_labels`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InvalidUtf8 {
+    /// Streams whose label text was invalid.
+    pub labels: usize,
+    /// Entries whose line was invalid.
+    pub lines: usize,
+    /// Structured metadata names and values that were invalid.
+    pub structured_metadata: usize,
+}
+
+impl InvalidUtf8 {
+    /// Invalid fields of every kind.
+    pub fn total(&self) -> usize {
+        self.labels + self.lines + self.structured_metadata
+    }
 }
 
 /// One stream as sent: label text such as `{app="web"}` and its entries.

@@ -14,7 +14,7 @@ use parquetry_model::{Labels, Limits};
 use crate::error::IngestError;
 use crate::labels::{is_valid_label_name, parse_stream_labels};
 use crate::level::apply_detected_level;
-use crate::push::{Entry, PushRequest};
+use crate::push::{Entry, InvalidUtf8, PushRequest};
 
 /// The label Loki adds to every stream that lacks it.
 pub const SERVICE_NAME_LABEL: &str = "service_name";
@@ -49,6 +49,11 @@ pub struct Validated {
     /// Entries dropped as invalid, whether one by one or with their whole stream. Silently
     /// dropped duplicates are not counted.
     pub dropped_entries: usize,
+    /// The request's invalid UTF-8 fields, as decoding counted them ([`PushRequest::invalid_utf8`]).
+    pub invalid_utf8: InvalidUtf8,
+    /// Structured metadata values in which U+FFFD was replaced with a space: Loki's
+    /// `loki_distributor_push_structured_metadata_sanitized_total`.
+    pub sanitized_structured_metadata: usize,
 }
 
 impl Validated {
@@ -67,6 +72,7 @@ pub fn validate(req: PushRequest, limits: &Limits, now_ns: i64) -> Result<Valida
 
     // Labels first, for every stream: a parse failure rejects the whole request, as in Loki,
     // so nothing must have been judged (or reported) before it.
+    let invalid_utf8 = req.invalid_utf8;
     let mut parsed = Vec::with_capacity(req.streams.len());
     for s in req.streams {
         let mut labels = parse_stream_labels(&s.labels)?;
@@ -76,7 +82,10 @@ pub fn validate(req: PushRequest, limits: &Limits, now_ns: i64) -> Result<Valida
 
     let ctx = EntryRules::new(limits, now_ns);
     let mut errors = GroupedErrors::default();
-    let mut out = Validated::default();
+    let mut out = Validated {
+        invalid_utf8,
+        ..Validated::default()
+    };
     // Fingerprint → positions in `out.streams`; equality is checked, so collisions are harmless.
     let mut by_fingerprint: HashMap<u64, Vec<usize>> = HashMap::new();
 
@@ -100,6 +109,7 @@ pub fn validate(req: PushRequest, limits: &Limits, now_ns: i64) -> Result<Valida
                 out.dropped_entries += 1;
                 return false;
             }
+            out.sanitized_structured_metadata += sanitize_structured_metadata(e);
             if discover_levels {
                 apply_detected_level(&labels, &mut e.structured_metadata, &e.line);
             }
@@ -317,6 +327,21 @@ impl<'a> EntryRules<'a> {
     }
 }
 
+/// Replaces U+FFFD in structured metadata values with a space, returning how many values it
+/// changed. Loki's distributor does this after validation and before level detection, for every
+/// push format, because Prometheus refuses label values holding U+FFFD; protobuf decoding has
+/// already turned each invalid byte into U+FFFD, so an invalid byte ends up a space, as in Loki.
+fn sanitize_structured_metadata(e: &mut Entry) -> usize {
+    let mut changed = 0;
+    for (_, v) in &mut e.structured_metadata {
+        if v.contains(char::REPLACEMENT_CHARACTER) {
+            *v = v.replace(char::REPLACEMENT_CHARACTER, " ");
+            changed += 1;
+        }
+    }
+    changed
+}
+
 /// Go's `time.RFC3339` layout in UTC: `2006-01-02T15:04:05Z`.
 fn rfc3339(ns: i64) -> String {
     DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -424,7 +449,10 @@ mod tests {
     }
 
     fn req(streams: Vec<PushStream>) -> PushRequest {
-        PushRequest { streams }
+        PushRequest {
+            streams,
+            ..PushRequest::default()
+        }
     }
 
     fn run(streams: Vec<PushStream>, limits: &Limits) -> Validated {
@@ -871,6 +899,27 @@ mod tests {
         let v = run(vec![stream(r#"{app="a"}"#, vec![one])], &tight);
         assert_eq!(v.dropped, None);
         assert_eq!(v.streams[0].entries[0].structured_metadata.len(), 2);
+    }
+
+    #[test]
+    fn replacement_characters_in_structured_metadata_values_become_spaces() {
+        // As Loki's distributor does for every push format, after validation, before level
+        // detection; names are left alone.
+        let mut e = entry(NOW, "x");
+        e.structured_metadata = vec![
+            ("k\u{fffd}".into(), "a\u{fffd}b\u{fffd}".into()),
+            ("ok".into(), "fine".into()),
+        ];
+        let v = run(vec![stream(r#"{app="a"}"#, vec![e])], &plain());
+        assert_eq!(
+            v.streams[0].entries[0].structured_metadata,
+            vec![
+                ("k\u{fffd}".to_string(), "a b ".to_string()),
+                ("ok".to_string(), "fine".to_string())
+            ]
+        );
+        assert_eq!(v.sanitized_structured_metadata, 1);
+        assert_eq!(v.dropped, None);
     }
 
     #[test]

@@ -1037,18 +1037,18 @@ fn check_line_filter(op: LineFilterOp, value: &str) -> PResult<()> {
     }
 }
 
-/// `| regexp "…"`: must compile and every capturing group must be named with a label name.
+/// `| regexp "…"`: must compile and name at least one group with a label name. Unnamed
+/// groups may sit next to named ones (`(job)=(?P<j>\w+)`): Loki extracts the named ones.
 fn check_regexp_parser(re: &str) -> PResult<()> {
     let compiled =
         line_filter_regex(re).map_err(|e| ParseError::validation(regex_error_text(&e)))?;
-    let names: Vec<Option<&str>> = compiled.capture_names().skip(1).collect();
+    let names: Vec<&str> = compiled.capture_names().skip(1).flatten().collect();
     if names.is_empty() {
         return Err(ParseError::validation(
-            "at least one named capture must be supplied",
+            "invalid regexp parser: at least one named capture must be supplied",
         ));
     }
     for n in names {
-        let n = n.unwrap_or("");
         if !is_label_name(n) {
             return Err(ParseError::validation(format!(
                 "invalid extracted label name '{n}'"

@@ -610,11 +610,11 @@ const FAILURES: &[(&str, &str)] = &[
     ),
     (
         r#"{app="a"} | regexp "(.*)""#,
-        "parse error : invalid extracted label name ''",
+        "parse error : invalid regexp parser: at least one named capture must be supplied",
     ),
     (
         r#"{app="a"} | regexp "abc""#,
-        "parse error : at least one named capture must be supplied",
+        "parse error : invalid regexp parser: at least one named capture must be supplied",
     ),
     (
         r#"{app="a"} | pattern "<_> foo""#,

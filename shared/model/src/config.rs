@@ -98,12 +98,17 @@ pub struct QueryRangeConfig {
     /// up), as Loki's query frontend does when it splits queries, so Grafana sees the same
     /// points as from Loki. Off gives the raw grid `start + k·step`.
     pub align_to_step_grid: bool,
+    /// Memory the query engine's sorts and aggregations may hold, all queries of the process
+    /// together (0: no limit). A query that needs more fails with a 400 instead of the
+    /// process growing until the kernel kills it.
+    pub max_memory: ByteSize,
 }
 
 impl Default for QueryRangeConfig {
     fn default() -> Self {
         QueryRangeConfig {
             align_to_step_grid: true,
+            max_memory: ByteSize(512 << 20),
         }
     }
 }
@@ -119,6 +124,22 @@ pub struct ServerConfig {
     pub log_format: String,
     /// Prefix under which the HTTP API is also served (for proxies that add one).
     pub http_path_prefix: String,
+    /// Longest a client may take to send a whole request, head and body, counted from its
+    /// first byte (from the accept for a connection's first request). Loki's key and default.
+    /// `0` = no limit.
+    pub http_server_read_timeout: LokiDuration,
+    /// Longest a client may take to send a request head. `0` = `http_server_read_timeout`.
+    pub http_server_read_header_timeout: LokiDuration,
+    /// Longest from a request's head being read to its response being written, after which
+    /// the connection is closed. Never shorter than `limits_config.query_timeout` plus a
+    /// margin, so a query that runs into its own timeout still gets its 504 out. `0` = no limit.
+    pub http_server_write_timeout: LokiDuration,
+    /// Longest a keep-alive connection may wait for its next request.
+    /// `0` = `http_server_read_timeout`.
+    pub http_server_idle_timeout: LokiDuration,
+    /// Most connections open at once; more wait in the listen backlog until one closes.
+    /// `0` = no limit.
+    pub http_listen_conn_limit: usize,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +150,15 @@ impl Default for ServerConfig {
             log_level: "info".into(),
             log_format: "logfmt".into(),
             http_path_prefix: String::new(),
+            http_server_read_timeout: LokiDuration::from_secs(30),
+            http_server_read_header_timeout: LokiDuration::from_secs(0),
+            http_server_write_timeout: LokiDuration::from_secs(30),
+            http_server_idle_timeout: LokiDuration::from_secs(120),
+            // Loki's default is 0 (no limit). Every connection costs a file descriptor, and
+            // the common soft limit is 1,024, shared with the object files and S3 connections
+            // that pushes and queries open: 512 keeps idle or hostile clients from taking the
+            // descriptors the store needs, with room to spare.
+            http_listen_conn_limit: 512,
         }
     }
 }
@@ -152,7 +182,14 @@ pub struct StorageConfig {
     /// Connection settings for `s3://` URLs. Each key left unset falls back to the standard
     /// `AWS_*` environment variables, then to the AWS defaults (instance or Lambda role).
     pub s3: S3Config,
+    /// Most partitions one push writes: past it, the streams of the smallest partitions share
+    /// one "mixed" object per day (0: no limit).
+    pub max_partitions_per_push: usize,
 }
+
+/// Well above what one agent's batch holds (one node's services), far below what makes a
+/// push cost thousands of PUTs and a query thousands of footers.
+pub const DEFAULT_MAX_PARTITIONS_PER_PUSH: usize = 100;
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -160,6 +197,7 @@ impl Default for StorageConfig {
             url: None,
             partition_labels: vec!["service_name".into()],
             s3: S3Config::default(),
+            max_partitions_per_push: DEFAULT_MAX_PARTITIONS_PER_PUSH,
         }
     }
 }
@@ -215,9 +253,11 @@ impl Serialize for Secret {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributorConfig {
-    /// Largest push body accepted, before decompression.
+    /// Largest push body accepted, before decompression (Loki's
+    /// `distributor.max_recv_msg_size`, 100 MiB).
     pub max_recv_msg_size: ByteSize,
-    /// Largest push body accepted after gzip/deflate decompression.
+    /// Largest push body accepted after decompression, gzip, deflate or snappy (Loki's
+    /// `distributor.max_decompressed_size`). 0 means 50 × `max_recv_msg_size`, as in Loki.
     pub max_decompressed_size: ByteSize,
 }
 
@@ -225,7 +265,11 @@ impl Default for DistributorConfig {
     fn default() -> Self {
         DistributorConfig {
             max_recv_msg_size: ByteSize(100 << 20),
-            max_decompressed_size: ByteSize(5000 << 20),
+            // Not Loki's 5000 MiB (50 × max_recv_msg_size): decoding stops garbage at its first
+            // byte, but a well-formed body (one 1 GB line, gzipped to 1 MB) is held whole before
+            // max_line_size can refuse it, and three at once would take gigabytes. No agent
+            // sends batches near 100 MiB (Promtail, Alloy and Fluent Bit default to ~1 MiB).
+            max_decompressed_size: ByteSize(100 << 20),
         }
     }
 }
@@ -252,6 +296,10 @@ pub struct Limits {
     pub max_query_length: LokiDuration,
     pub max_query_series: usize,
     pub query_timeout: LokiDuration,
+    /// Most bytes of lines and labels one query may produce (0: no limit). Loki bounds the
+    /// same through its gRPC message size between querier and frontend; a pipeline such as
+    /// `label_format x="{{ repeat 1000000 "y" }}"` would otherwise hold gigabytes.
+    pub max_query_response_size: ByteSize,
     /// Entries older than this are deleted, a whole UTC day at a time, once the whole day is
     /// older. `0` keeps everything forever (Loki's default).
     pub retention_period: LokiDuration,
@@ -294,6 +342,7 @@ impl Default for Limits {
             max_query_length: LokiDuration::from_secs(721 * 3600),
             max_query_series: 500,
             query_timeout: LokiDuration::from_secs(60),
+            max_query_response_size: ByteSize(128 << 20),
             retention_period: LokiDuration::from_secs(0),
         }
     }
@@ -476,6 +525,17 @@ mod tests {
     }
 
     #[test]
+    fn distributor_sizes_are_lokis_but_the_decompressed_cap_is_safe() {
+        let d = DistributorConfig::default();
+        assert_eq!(d.max_recv_msg_size.0, 104_857_600);
+        assert_eq!(d.max_decompressed_size.0, 104_857_600);
+        let y = "distributor:\n  max_recv_msg_size: 1MiB\n  max_decompressed_size: 1048576\n";
+        let c = Config::from_yaml_and_env(y, []).unwrap();
+        assert_eq!(c.distributor.max_recv_msg_size.0, 1_048_576);
+        assert_eq!(c.distributor.max_decompressed_size.0, 1_048_576);
+    }
+
+    #[test]
     fn loki_vocabulary_and_env_overrides() {
         let y = "auth_enabled: true\nserver:\n  http_listen_port: 3200\nlimits_config:\n  reject_old_samples_max_age: 24h\n  max_line_size: 1MB\n";
         let c = Config::from_yaml_and_env(
@@ -552,6 +612,31 @@ mod tests {
             Config::from_yaml_and_env("", [("PARQUETRY__BOGUS".into(), "1".into())]).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
     }
+
+    #[test]
+    fn server_connection_keys_have_lokis_names_and_defaults() {
+        let d = Config::default().server;
+        assert_eq!(d.http_server_read_timeout.0.as_secs(), 30);
+        assert!(d.http_server_read_header_timeout.0.is_zero());
+        assert_eq!(d.http_server_write_timeout.0.as_secs(), 30);
+        assert_eq!(d.http_server_idle_timeout.0.as_secs(), 120);
+        assert_eq!(d.http_listen_conn_limit, 512);
+        let y = "server:\n  http_server_read_timeout: 1s\n  http_server_read_header_timeout: 500ms\n  http_server_write_timeout: 5m\n  http_server_idle_timeout: 0\n  http_listen_conn_limit: 0\n";
+        let c = Config::from_yaml_and_env(
+            y,
+            [(
+                "PARQUETRY__SERVER__HTTP_SERVER_IDLE_TIMEOUT".to_string(),
+                "2s".to_string(),
+            )],
+        )
+        .unwrap()
+        .server;
+        assert_eq!(c.http_server_read_timeout.0.as_secs(), 1);
+        assert_eq!(c.http_server_read_header_timeout.0.as_millis(), 500);
+        assert_eq!(c.http_server_write_timeout.0.as_secs(), 300);
+        assert_eq!(c.http_server_idle_timeout.0.as_secs(), 2);
+        assert_eq!(c.http_listen_conn_limit, 0);
+    }
 }
 
 #[cfg(test)]
@@ -568,7 +653,26 @@ mod example_tests {
             serde_yaml::to_string(&c.limits_config).unwrap(),
             serde_yaml::to_string(&d.limits_config).unwrap()
         );
-        assert_eq!(c.server.http_listen_port, d.server.http_listen_port);
+        for (got, want) in [
+            (
+                serde_yaml::to_string(&c.server),
+                serde_yaml::to_string(&d.server),
+            ),
+            (
+                serde_yaml::to_string(&c.distributor),
+                serde_yaml::to_string(&d.distributor),
+            ),
+            (
+                serde_yaml::to_string(&c.query_range),
+                serde_yaml::to_string(&d.query_range),
+            ),
+        ] {
+            assert_eq!(got.unwrap(), want.unwrap());
+        }
+        assert_eq!(
+            c.storage.max_partitions_per_push,
+            d.storage.max_partitions_per_push
+        );
         assert_eq!(c.storage_url(), "./data");
         assert_eq!(c.storage.partition_labels, d.storage.partition_labels);
         assert_eq!(c.storage.s3, d.storage.s3);

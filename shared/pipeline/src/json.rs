@@ -1,332 +1,30 @@
 //! `| json`, `| json a="x.y[0]"` and `| unpack`.
 //!
-//! A small pull scanner over the line's bytes rather than `serde_json::Value`: the parsers only
-//! need scalars as text and objects/arrays as raw slices, so building a tree per line would
-//! allocate for nothing on the hottest parser of all.
+//! The scanning lives in [`lenient`]: it reads lines the way Loki's JSON parsers do, so the
+//! labels extracted from partial or malformed lines and the `__error_details__` texts are
+//! Loki's. This module applies Loki's labelling rules on top: flattened and sanitised names,
+//! `_extracted` on clashes, which stage overrides which.
 
 use std::borrow::Cow;
 
 use crate::PipelineError;
+use crate::hints::ParserHints;
 use crate::labels::EntryLabels;
 
-/// Bounds recursion on hostile input such as `[[[[…`.
+mod lenient;
+
+use lenient::{JErr, Kind, Val};
+
+/// Nested objects deeper than this are not flattened: a bound on recursion for hostile lines
+/// such as `{"a":{"a":{…`, far beyond what real log lines hold.
 const MAX_DEPTH: usize = 256;
 
 /// `__error__` of `json`/`unpack` on a line that is not valid JSON.
 pub const JSON_ERR: &str = "JSONParserErr";
 
-#[derive(Debug)]
-pub(crate) struct JsonError(String);
-
-impl std::fmt::Display for JsonError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A scalar or raw composite value.
-#[derive(Debug, PartialEq)]
-pub(crate) enum JsonValue<'a> {
-    Str(Cow<'a, str>),
-    /// Numbers and `true`/`false`, as written.
-    Literal(&'a str),
-    Null,
-    /// An object or array, as its raw JSON text.
-    Raw(&'a str),
-}
-
-impl<'a> JsonValue<'a> {
-    pub(crate) fn as_text(&self) -> &str {
-        match self {
-            JsonValue::Str(s) => s,
-            JsonValue::Literal(s) | JsonValue::Raw(s) => s,
-            JsonValue::Null => "",
-        }
-    }
-}
-
-pub(crate) struct Scanner<'a> {
-    src: &'a str,
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Scanner<'a> {
-    pub(crate) fn new(src: &'a str) -> Self {
-        Scanner {
-            src,
-            b: src.as_bytes(),
-            pos: 0,
-        }
-    }
-
-    fn err<T>(&self, what: &str) -> Result<T, JsonError> {
-        Err(match self.b.get(self.pos) {
-            Some(_) => {
-                let c = self.src[self.pos..].chars().next().unwrap_or('?');
-                JsonError(format!("{what}: unexpected {c:?} at offset {}", self.pos))
-            }
-            None => JsonError(format!("{what}: unexpected end of input")),
-        })
-    }
-
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.pos) {
-            self.pos += 1;
-        }
-    }
-
-    fn peek(&mut self) -> Option<u8> {
-        self.ws();
-        self.b.get(self.pos).copied()
-    }
-
-    fn expect(&mut self, c: u8, what: &str) -> Result<(), JsonError> {
-        if self.peek() == Some(c) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            self.err(what)
-        }
-    }
-
-    /// After the whole value: only whitespace may remain.
-    pub(crate) fn end(&mut self) -> Result<(), JsonError> {
-        if self.peek().is_some() {
-            return self.err("trailing data after JSON value");
-        }
-        Ok(())
-    }
-
-    /// Reads a string starting at its opening quote.
-    fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
-        self.expect(b'"', "expected string")?;
-        let start = self.pos;
-        // Fast path: no escapes, borrow from the line.
-        loop {
-            match self.b.get(self.pos) {
-                Some(b'"') => {
-                    let s = &self.src[start..self.pos];
-                    self.pos += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(c) if *c < 0x20 => return self.err("control character in string"),
-                Some(_) => self.pos += 1,
-                None => return self.err("unterminated string"),
-            }
-        }
-        let mut out = String::from(&self.src[start..self.pos]);
-        loop {
-            match self.b.get(self.pos) {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(Cow::Owned(out));
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let Some(&e) = self.b.get(self.pos) else {
-                        return self.err("unterminated string");
-                    };
-                    self.pos += 1;
-                    match e {
-                        b'"' => out.push('"'),
-                        b'\\' => out.push('\\'),
-                        b'/' => out.push('/'),
-                        b'b' => out.push('\u{8}'),
-                        b'f' => out.push('\u{c}'),
-                        b'n' => out.push('\n'),
-                        b'r' => out.push('\r'),
-                        b't' => out.push('\t'),
-                        b'u' => {
-                            let hi = self.hex4()?;
-                            let c = if (0xD800..0xDC00).contains(&hi)
-                                && self.b.get(self.pos) == Some(&b'\\')
-                                && self.b.get(self.pos + 1) == Some(&b'u')
-                            {
-                                self.pos += 2;
-                                let lo = self.hex4()?;
-                                if (0xDC00..0xE000).contains(&lo) {
-                                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
-                                } else {
-                                    None
-                                }
-                            } else {
-                                char::from_u32(hi)
-                            };
-                            out.push(c.unwrap_or('\u{FFFD}'));
-                        }
-                        _ => {
-                            self.pos -= 1;
-                            return self.err("invalid escape");
-                        }
-                    }
-                }
-                Some(c) if *c < 0x20 => return self.err("control character in string"),
-                Some(_) => {
-                    let rest = &self.src[self.pos..];
-                    let n = rest.find(['"', '\\']).unwrap_or(rest.len());
-                    out.push_str(&rest[..n]);
-                    self.pos += n;
-                }
-                None => return self.err("unterminated string"),
-            }
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, JsonError> {
-        let Some(h) = self.src.get(self.pos..self.pos + 4) else {
-            return self.err("invalid unicode escape");
-        };
-        match u32::from_str_radix(h, 16) {
-            Ok(v) if h.bytes().all(|b| b.is_ascii_hexdigit()) => {
-                self.pos += 4;
-                Ok(v)
-            }
-            _ => self.err("invalid unicode escape"),
-        }
-    }
-
-    fn number(&mut self) -> Result<&'a str, JsonError> {
-        let start = self.pos;
-        let b = self.b;
-        let digits = |p: &mut usize| {
-            let s = *p;
-            while b.get(*p).is_some_and(u8::is_ascii_digit) {
-                *p += 1;
-            }
-            *p > s
-        };
-        let mut p = self.pos;
-        if b.get(p) == Some(&b'-') {
-            p += 1;
-        }
-        if !digits(&mut p) {
-            self.pos = p;
-            return self.err("invalid number");
-        }
-        if b.get(p) == Some(&b'.') {
-            p += 1;
-            if !digits(&mut p) {
-                self.pos = p;
-                return self.err("invalid number");
-            }
-        }
-        if let Some(b'e' | b'E') = b.get(p) {
-            p += 1;
-            if let Some(b'+' | b'-') = b.get(p) {
-                p += 1;
-            }
-            if !digits(&mut p) {
-                self.pos = p;
-                return self.err("invalid number");
-            }
-        }
-        self.pos = p;
-        Ok(&self.src[start..p])
-    }
-
-    fn word(&mut self, w: &'static str) -> Result<&'a str, JsonError> {
-        if self.b[self.pos..].starts_with(w.as_bytes()) {
-            let s = &self.src[self.pos..self.pos + w.len()];
-            self.pos += w.len();
-            Ok(s)
-        } else {
-            self.err("invalid literal")
-        }
-    }
-
-    /// Reads any value; objects and arrays come back raw.
-    pub(crate) fn value(&mut self) -> Result<JsonValue<'a>, JsonError> {
-        match self.peek() {
-            Some(b'"') => self.string().map(JsonValue::Str),
-            Some(b'{' | b'[') => {
-                let start = self.pos;
-                self.skip(0)?;
-                Ok(JsonValue::Raw(&self.src[start..self.pos]))
-            }
-            Some(b't') => self.word("true").map(JsonValue::Literal),
-            Some(b'f') => self.word("false").map(JsonValue::Literal),
-            Some(b'n') => self.word("null").map(|_| JsonValue::Null),
-            Some(b'-' | b'0'..=b'9') => self.number().map(JsonValue::Literal),
-            _ => self.err("expected value"),
-        }
-    }
-
-    /// Skips one value, validating it.
-    pub(crate) fn skip(&mut self, depth: usize) -> Result<(), JsonError> {
-        if depth > MAX_DEPTH {
-            return self.err("nesting too deep");
-        }
-        match self.peek() {
-            Some(b'{') => {
-                self.pos += 1;
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.string()?;
-                    self.expect(b':', "expected ':'")?;
-                    self.skip(depth + 1)?;
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return self.err("expected ',' or '}'"),
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.pos += 1;
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip(depth + 1)?;
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return self.err("expected ',' or ']'"),
-                    }
-                }
-            }
-            _ => self.value().map(|_| ()),
-        }
-    }
-
-    /// Iterates the members of the object at the cursor, calling `f(scanner, key)` with the
-    /// cursor on each value; `f` must consume the value.
-    fn members(
-        &mut self,
-        mut f: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), JsonError>,
-    ) -> Result<(), JsonError> {
-        self.expect(b'{', "expected object")?;
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            let key = self.string()?;
-            self.expect(b':', "expected ':'")?;
-            f(self, key)?;
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return self.err("expected ',' or '}'"),
-            }
-        }
-    }
-}
+/// `__error_details__` of `unpack` on a line that does not start with `{`: Loki names the
+/// object type by its number in the JSON library it checks with.
+const UNPACK_NOT_OBJECT: &str = "expecting json object(6), but it is not";
 
 /// Appends `key` to `out` with every character outside `[A-Za-z0-9_]` replaced by `_`.
 pub(crate) fn push_sanitized(out: &mut String, key: &str) {
@@ -339,89 +37,191 @@ pub(crate) fn push_sanitized(out: &mut String, key: &str) {
     }
 }
 
-/// `| json` without parameters: every scalar becomes a label named by its flattened path.
-pub(crate) fn parse_all(line: &str, entry: &mut EntryLabels) {
-    let mut sc = Scanner::new(line);
-    if sc.peek() != Some(b'{') {
-        let e = sc.err::<()>("expected JSON object").err();
-        entry.set_error(JSON_ERR, &e.map(|e| e.0).unwrap_or_default());
-        return;
+/// A parsed key as a label name: trimmed, `_` in front of a leading digit, every character
+/// outside `[A-Za-z0-9_]` replaced by `_`. Empty when nothing is left. Borrows the common
+/// keys that are label names already.
+pub(crate) fn sanitize_key(key: &str) -> Cow<'_, str> {
+    let clean = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    if key.bytes().all(|b| clean(&b)) && !key.starts_with(|c: char| c.is_ascii_digit()) {
+        return Cow::Borrowed(key);
     }
-    let mut key = String::new();
-    let res = flatten(&mut sc, &mut key, entry, 0).and_then(|()| sc.end());
-    if let Err(e) = res {
-        entry.set_error(JSON_ERR, &e.0);
+    let key = key.trim();
+    let mut out = String::with_capacity(key.len() + 1);
+    if key.starts_with(|c: char| c.is_ascii_digit()) {
+        out.push('_');
+    }
+    push_sanitized(&mut out, key);
+    Cow::Owned(out)
+}
+
+/// The flattened name of a nested key: the non-blank parts, sanitised and joined by `_`.
+fn flattened(parts: &[Cow<'_, str>]) -> String {
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        if i > 0 && !out.is_empty() {
+            out.push('_');
+        }
+        if out.is_empty() && part.starts_with(|c: char| c.is_ascii_digit()) {
+            out.push('_');
+        }
+        push_sanitized(&mut out, part);
+    }
+    out
+}
+
+/// `| json` without parameters: every string, number and boolean becomes a label named by
+/// its flattened path; arrays and nulls are skipped. Labels found before a malformed part
+/// stay, and the error is recorded with the scanner's message. With `hints` only the wanted
+/// labels are extracted, nested objects no wanted name starts with are not read, and reading
+/// stops, without error, once every wanted label is there.
+pub(crate) fn parse_all(line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
+    let mut walk = Walk {
+        entry,
+        hints,
+        prefix: Vec::new(),
+    };
+    let res = lenient::object_each(line.as_bytes(), |k, v| walk.member(bytes_str(k), v));
+    if let Err(Halt::Failed(e)) = res {
+        walk.entry.set_error(JSON_ERR, e.text());
     }
 }
 
-fn flatten(
-    sc: &mut Scanner<'_>,
-    prefix: &mut String,
-    entry: &mut EntryLabels,
-    depth: usize,
-) -> Result<(), JsonError> {
-    if depth > MAX_DEPTH {
-        return sc.err("nesting too deep");
+/// Why the walk over a line stopped early.
+enum Halt {
+    /// Every wanted label is extracted: not an error.
+    Done,
+    Failed(JErr),
+}
+
+impl From<JErr> for Halt {
+    fn from(e: JErr) -> Self {
+        Halt::Failed(e)
     }
-    sc.members(|sc, k| {
-        let len = prefix.len();
-        if len > 0 {
-            prefix.push('_');
-        }
-        push_sanitized(prefix, &k);
-        let r = match sc.peek() {
-            Some(b'{') => flatten(sc, prefix, entry, depth + 1),
-            Some(b'[') => sc.skip(depth + 1),
-            _ => {
-                let v = sc.value()?;
-                if !k.is_empty() && !matches!(v, JsonValue::Null) {
-                    add_label(entry, prefix, v.as_text());
-                }
-                Ok(())
+}
+
+fn bytes_str(b: Cow<'_, [u8]>) -> Cow<'_, str> {
+    match b {
+        Cow::Borrowed(b) => String::from_utf8_lossy(b),
+        Cow::Owned(b) => Cow::Owned(String::from_utf8_lossy(&b).into_owned()),
+    }
+}
+
+struct Walk<'e, 'h, 'a> {
+    entry: &'e mut EntryLabels,
+    hints: Option<&'h ParserHints>,
+    prefix: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Walk<'_, '_, 'a> {
+    fn wants(&self, name: &str) -> bool {
+        self.hints.is_none_or(|h| h.wants(name))
+    }
+
+    fn member(&mut self, key: Cow<'a, str>, v: Val<'a>) -> Result<(), Halt> {
+        match v.kind {
+            Kind::String | Kind::Number | Kind::Boolean => self.scalar(key, &v),
+            Kind::Object if self.prefix.len() < MAX_DEPTH => {
+                self.prefix.push(key);
+                let wanted = self
+                    .hints
+                    .is_none_or(|h| h.wants_prefix(&flattened(&self.prefix)));
+                let r = if wanted {
+                    lenient::object_each(v.raw, |k, v| self.member(bytes_str(k), v))
+                } else {
+                    Ok(())
+                };
+                self.prefix.pop();
+                // Inner members already stop the walk when everything is found.
+                return r;
             }
+            _ => {}
+        }
+        match self.hints {
+            Some(h) if h.all_extracted(self.entry) => Err(Halt::Done),
+            _ => Ok(()),
+        }
+    }
+
+    fn scalar(&mut self, key: Cow<'a, str>, v: &Val<'a>) {
+        if self.prefix.is_empty() {
+            let name = sanitize_key(&key);
+            let name = self.entry.parsed_name(&name);
+            if !name.is_empty() && self.wants(&name) {
+                self.entry.add_parsed_exact(&name, &lenient::scalar_text(v));
+            }
+            return;
+        }
+        let name = {
+            self.prefix.push(key);
+            let mut name = flattened(&self.prefix);
+            if self.entry.clashes(&name) {
+                if let Some(last) = self.prefix.last_mut() {
+                    *last = Cow::Owned(format!("{last}_extracted"));
+                }
+                name = flattened(&self.prefix);
+            }
+            self.prefix.pop();
+            name
         };
-        prefix.truncate(len);
-        r
-    })
-}
-
-/// Label names may not start with a digit; Loki prefixes such keys with `_`.
-fn add_label(entry: &mut EntryLabels, name: &str, value: &str) {
-    if name.starts_with(|c: char| c.is_ascii_digit()) {
-        entry.add_parsed(&format!("_{name}"), value);
-    } else {
-        entry.add_parsed(name, value);
-    }
-}
-
-/// `| unpack`: string members become labels; `_entry` replaces the line.
-pub(crate) fn unpack<'l>(line: &'l str, entry: &mut EntryLabels) -> Option<Cow<'l, str>> {
-    let mut sc = Scanner::new(line);
-    let mut new_line = None;
-    let mut name = String::new();
-    let res = sc
-        .members(|sc, k| {
-            match sc.value()? {
-                JsonValue::Str(v) if k == "_entry" => new_line = Some(v),
-                JsonValue::Str(v) => {
-                    name.clear();
-                    push_sanitized(&mut name, &k);
-                    if !name.is_empty() {
-                        add_label(entry, &name, &v);
-                    }
-                }
-                _ => {}
-            }
-            Ok(())
-        })
-        .and_then(|()| sc.end());
-    match res {
-        Ok(()) => new_line,
-        Err(e) => {
-            entry.set_error(JSON_ERR, &e.0);
-            None
+        if !name.is_empty() && self.wants(&name) {
+            self.entry.add_parsed_exact(&name, &lenient::scalar_text(v));
         }
     }
+}
+
+/// `| unpack`: string members become labels and `_entry` replaces the line. As in Loki the
+/// labels are only applied to lines that carry `_entry` (lines packed by Promtail's `pack`
+/// stage); a line that is not an object records `JSONParserErr` and keeps its labels.
+pub(crate) fn unpack<'l>(
+    line: &'l str,
+    entry: &mut EntryLabels,
+    hints: Option<&ParserHints>,
+) -> Option<Cow<'l, str>> {
+    if line.is_empty() {
+        return None;
+    }
+    if !line.starts_with('{') {
+        entry.set_error(JSON_ERR, UNPACK_NOT_OBJECT);
+        return None;
+    }
+    let mut new_line: Option<String> = None;
+    let mut found: Vec<(String, String)> = Vec::new();
+    let res = lenient::object_each::<JErr>(line.as_bytes(), |k, v| {
+        if v.kind != Kind::String {
+            return Ok(());
+        }
+        let key = bytes_str(k);
+        if key == "_entry" {
+            let text = lenient::unescape(v.raw).ok_or(JErr::MalformedStringEscape)?;
+            new_line = Some(String::from_utf8_lossy(&text).into_owned());
+            return Ok(());
+        }
+        let key = if entry.clashes(&key) {
+            Cow::Owned(format!("{key}_extracted"))
+        } else {
+            key
+        };
+        if !entry.is_parsed(&key) && hints.is_none_or(|h| h.wants(&key)) {
+            found.push((
+                sanitize_key(&key).into_owned(),
+                lenient::string_value(v.raw).into_owned(),
+            ));
+        }
+        Ok(())
+    });
+    if let Err(e) = res {
+        entry.set_error(JSON_ERR, e.text());
+        return None;
+    }
+    let new_line = new_line?;
+    for (name, value) in found {
+        entry.set_parsed(&name, &value);
+    }
+    Some(Cow::Owned(new_line))
 }
 
 /// One step of a `json` extraction path.
@@ -517,86 +317,68 @@ pub(crate) fn parse_path(expr: &str) -> Result<Vec<PathSeg>, PipelineError> {
     Ok(out)
 }
 
-/// Finds `path` in the JSON text; `Ok(None)` when absent. The caller validated the text.
-pub(crate) fn lookup<'a>(
-    src: &'a str,
-    path: &[PathSeg],
-) -> Result<Option<JsonValue<'a>>, JsonError> {
-    let mut sc = Scanner::new(src);
-    for seg in path {
-        match (seg, sc.peek()) {
-            (PathSeg::Key(want), Some(b'{')) => {
-                let mut found = false;
-                sc.pos += 1;
-                if sc.peek() == Some(b'}') {
-                    return Ok(None);
-                }
-                loop {
-                    let k = sc.string()?;
-                    sc.expect(b':', "expected ':'")?;
-                    if k == want.as_str() {
-                        found = true;
-                        break;
-                    }
-                    sc.skip(0)?;
-                    match sc.peek() {
-                        Some(b',') => sc.pos += 1,
-                        _ => break,
-                    }
-                }
-                if !found {
-                    return Ok(None);
-                }
-            }
-            (PathSeg::Index(n), Some(b'[')) => {
-                sc.pos += 1;
-                if sc.peek() == Some(b']') {
-                    return Ok(None);
-                }
-                for _ in 0..*n {
-                    sc.skip(0)?;
-                    match sc.peek() {
-                        Some(b',') => sc.pos += 1,
-                        _ => return Ok(None),
-                    }
-                }
-            }
-            _ => return Ok(None),
-        }
-    }
-    sc.value().map(Some)
-}
-
 /// `| json a="x.y", b`: compiled extraction list.
 #[derive(Debug)]
 pub(crate) struct JsonExtract {
-    fields: Vec<(String, Vec<PathSeg>)>,
+    names: Vec<String>,
+    /// Each path as the scanner matches it: object keys, and `[n]` for array indexes.
+    paths: Vec<Vec<String>>,
 }
 
 impl JsonExtract {
     pub(crate) fn new(ex: &[parquetry_logql::LabelExtraction]) -> Result<Self, PipelineError> {
-        let fields = ex
-            .iter()
-            .map(|e| Ok((e.name.clone(), parse_path(e.path())?)))
-            .collect::<Result<_, PipelineError>>()?;
-        Ok(JsonExtract { fields })
+        let mut names = Vec::with_capacity(ex.len());
+        let mut paths = Vec::with_capacity(ex.len());
+        for e in ex {
+            names.push(e.name.clone());
+            paths.push(
+                parse_path(e.path())?
+                    .into_iter()
+                    .map(|seg| match seg {
+                        PathSeg::Key(k) => k,
+                        PathSeg::Index(n) => format!("[{n}]"),
+                    })
+                    .collect(),
+            );
+        }
+        Ok(JsonExtract { names, paths })
     }
 
+    /// Loki's extraction parser: a line must start with `{`, `[` or `"` (otherwise
+    /// `JSONParserErr` without details); each path found sets its label, overriding earlier
+    /// stages; a path whose value the scanner cannot read records the error with its
+    /// message; every requested label that is still absent is set to the empty string.
     pub(crate) fn process(&self, line: &str, entry: &mut EntryLabels) {
-        let mut sc = Scanner::new(line);
-        if let Err(e) = sc.skip(0).and_then(|()| sc.end()) {
-            entry.set_error(JSON_ERR, &e.0);
+        let Some(first) = line.bytes().next() else {
+            return;
+        };
+        if !matches!(first, b'{' | b'[' | b'"') {
+            entry.set_error_kind(JSON_ERR);
             return;
         }
-        for (name, path) in &self.fields {
-            match lookup(line, path) {
-                Ok(v) => {
-                    let text = v.as_ref().map(JsonValue::as_text).unwrap_or("");
-                    entry.add_parsed(name, text);
+        let mut matches = 0;
+        lenient::each_key(line.as_bytes(), &self.paths, |i, r| match (i, r) {
+            (_, Err(e)) => entry.set_error(JSON_ERR, e.text()),
+            (Some(i), Ok(v)) => {
+                let name = &self.names[i];
+                let value = match v.kind {
+                    Kind::Null => Cow::Borrowed(""),
+                    Kind::Object => String::from_utf8_lossy(v.raw),
+                    _ => lenient::string_value(v.raw),
+                };
+                if entry.clashes(name) {
+                    entry.set_parsed(&format!("{name}_extracted"), &value);
+                } else {
+                    entry.set_parsed(name, &value);
                 }
-                Err(e) => {
-                    entry.set_error(JSON_ERR, &e.0);
-                    return;
+                matches += 1;
+            }
+            (None, Ok(_)) => {}
+        });
+        if matches < self.names.len() {
+            for name in &self.names {
+                if entry.get(name).is_none() {
+                    entry.set_parsed(name, "");
                 }
             }
         }
@@ -610,7 +392,7 @@ mod tests {
 
     fn run_all(line: &str, stream: &[(&str, &str)]) -> EntryLabels {
         let mut e = EntryLabels::new(&Labels::from_pairs(stream.iter().copied()), &[]);
-        parse_all(line, &mut e);
+        parse_all(line, &mut e, None);
         e
     }
 
@@ -653,6 +435,119 @@ mod tests {
         }
     }
 
+    /// `| json` over lines that are not quite JSON: the labels and error details Loki 3.8
+    /// gave each line (`{app="bad"} | json`), stream labels left out.
+    const RECORDED: &[(&str, &str)] = &[
+        (
+            r#"not json"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (
+            r#"{"a":1"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value is array, but can't find closing ']' symbol", a="1"}"#,
+        ),
+        (
+            r#"{"a":}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Unknown value type"}"#,
+        ),
+        (
+            r#"{"a":"x}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value is string, but can't find closing '\"' symbol"}"#,
+        ),
+        (
+            r#"[1,2]"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (
+            r#"{oops}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (r#"{"a":1} trailing"#, r#"{a="1"}"#),
+        (r#"{"a":1,}"#, r#"{a="1"}"#),
+        (r#"{"a":"\q"}"#, r#"{a=""}"#),
+        (
+            r#"{"a":tru}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Unknown value type"}"#,
+        ),
+        (
+            r#"{"a":1 "b":2}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol", a="1"}"#,
+        ),
+        (
+            r#"123"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (
+            r#"{"a":{"b":1}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value is array, but can't find closing ']' symbol", a_b="1"}"#,
+        ),
+        (
+            r#"{"a":[1,2}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value is array, but can't find closing ']' symbol"}"#,
+        ),
+        (r#"   {"a":1}"#, r#"{a="1"}"#),
+        (
+            r#"{"a":"ok","b":nul}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Unknown value type", a="ok"}"#,
+        ),
+        (r#"{"a":1}}"#, r#"{a="1"}"#),
+        (
+            r#"{"#,
+            r#"{__error__="JSONParserErr", __error_details__="Malformed JSON error"}"#,
+        ),
+        (r#"{"a":"\u12"}"#, r#"{a=""}"#),
+        (r#"{"a":-}"#, r#"{a="-"}"#),
+        (r#"{"a":1.}"#, r#"{a="1."}"#),
+        (
+            r#"{"a" 1}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Malformed JSON error"}"#,
+        ),
+        (
+            r#"{1:2}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (
+            r#"{"a":1,"b"}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Malformed JSON error", a="1"}"#,
+        ),
+        (
+            r#""str""#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (
+            r#"null"#,
+            r#"{__error__="JSONParserErr", __error_details__="Value looks like object, but can't find closing '}' symbol"}"#,
+        ),
+        (r#"{"a":"b", "c":{"d":[1,{"e":2}]}}"#, r#"{a="b"}"#),
+        (r#"{"a":01}"#, r#"{a="01"}"#),
+        (r#"{"x":1e5,"y":-0.5}"#, r#"{x="1e5", y="-0.5"}"#),
+        (r#"{"k":"first","k":"second"}"#, r#"{k="first"}"#),
+        (
+            r#"{" spaced key ":1,"9lives":2,"a.b":{"c d":3}}"#,
+            r#"{_9lives="2", a_b_c_d="3", spaced_key="1"}"#,
+        ),
+        (r#"{"u":"bad�char"}"#, r#"{u="bad char"}"#),
+        (r#"{"a":1}x{"b":2}"#, r#"{a="1"}"#),
+        (
+            r#"{"a":"x","b":{"c":1,"d":}}"#,
+            r#"{__error__="JSONParserErr", __error_details__="Unknown value type", a="x", b_c="1"}"#,
+        ),
+        (r#"{"user":{"id":5}}"#, r#"{user_id="5"}"#),
+        (r#"{"a":{}}"#, r#"{}"#),
+        (
+            r#"{"n":null,"t":true,"f":false,"arr":[1,{"z":2}]}"#,
+            r#"{f="false", t="true"}"#,
+        ),
+    ];
+
+    #[test]
+    fn lines_as_loki_reads_them() {
+        for (line, want) in RECORDED {
+            let e = run_all(line, &[]);
+            assert_eq!(e.parsed().to_string(), *want, "{line}");
+        }
+    }
+
     #[test]
     fn paths() {
         assert_eq!(
@@ -673,30 +568,40 @@ mod tests {
         }
         let src = r#"{"a":{"b":[10,{"c":"x"},[1, 2]]},"k":{"x y":"q"}}"#;
         let get = |p: &str| {
-            lookup(src, &parse_path(p).unwrap())
-                .unwrap()
-                .map(|v| v.as_text().to_string())
+            let ex = JsonExtract::new(&[parquetry_logql::LabelExtraction {
+                name: "v".into(),
+                expression: Some(p.into()),
+            }])
+            .unwrap();
+            let mut e = EntryLabels::default();
+            ex.process(src, &mut e);
+            assert!(!e.has_error(), "{p}");
+            e.get("v").map(str::to_string)
         };
         assert_eq!(get("a.b[0]").as_deref(), Some("10"));
         assert_eq!(get("a.b[1].c").as_deref(), Some("x"));
         assert_eq!(get("a.b[2]").as_deref(), Some("[1, 2]"));
         assert_eq!(get("a.b[1]").as_deref(), Some(r#"{"c":"x"}"#));
         assert_eq!(get(r#"k["x y"]"#).as_deref(), Some("q"));
-        assert_eq!(get("a.b[5]"), None);
-        assert_eq!(get("a.z"), None);
-        assert_eq!(get("k.x"), None);
+        assert_eq!(get("a.b[5]").as_deref(), Some(""));
+        assert_eq!(get("a.z").as_deref(), Some(""));
+        assert_eq!(get("k.x").as_deref(), Some(""));
     }
 
     #[test]
     fn unpack_entry() {
         let mut e = EntryLabels::new(&Labels::from_pairs([("job", "j")]), &[]);
-        let out = unpack(r#"{"_entry":"the line","job":"x","n":5,"c":"v"}"#, &mut e);
+        let out = unpack(
+            r#"{"_entry":"the line","job":"x","n":5,"c":"v"}"#,
+            &mut e,
+            None,
+        );
         assert_eq!(out.as_deref(), Some("the line"));
         assert_eq!(e.get("job_extracted"), Some("x"));
         assert_eq!(e.get("c"), Some("v"));
         assert_eq!(e.get("n"), None);
         let mut e = EntryLabels::default();
-        assert!(unpack("nope", &mut e).is_none());
+        assert!(unpack("nope", &mut e, None).is_none());
         assert_eq!(e.get("__error__"), Some("JSONParserErr"));
     }
 }

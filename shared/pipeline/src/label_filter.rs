@@ -6,6 +6,7 @@ use parquetry_model::Matcher;
 
 use crate::PipelineError;
 use crate::labels::EntryLabels;
+use crate::template::value::go_quote;
 
 /// `__error__` of a numeric, duration or bytes filter on a value that does not convert.
 pub const LABEL_FILTER_ERR: &str = "LabelFilterErr";
@@ -76,37 +77,29 @@ impl CompiledLabelFilter {
         })
     }
 
-    /// Whether the entry passes. Typed comparisons let entries that already carry an error
-    /// through, so that the error reaches the user instead of silently dropping the line;
-    /// only string matchers can filter on `__error__`. A missing label fails a typed
-    /// comparison, whatever the operator.
+    /// Whether the entry passes, with Loki's rules per filter kind:
+    /// - a numeric, duration or bytes comparison on an absent label is false, even when an
+    ///   earlier stage failed (so `| json | latency_ms > 500` drops non-JSON lines rather
+    ///   than keeping them with `__error__` and failing a metric query);
+    /// - a value that does not convert keeps the line and records `LabelFilterErr`, unless
+    ///   an earlier error is already recorded (that one explains more);
+    /// - a value that converts is compared, whatever earlier stages recorded;
+    /// - `ip()` lets an entry that already carries an error through, then is false on an
+    ///   absent label;
+    /// - string matchers compare an absent label as the empty string, and are the only
+    ///   filters that see `__error__`.
     pub(crate) fn keep(&self, entry: &mut EntryLabels) -> bool {
         match self {
             CompiledLabelFilter::Matcher(m) => m.matches_value(entry.get(&m.name).unwrap_or("")),
-            CompiledLabelFilter::Number { name, op, value } => typed(
-                entry,
-                name,
-                |v| {
-                    v.parse::<f64>()
-                        .map_err(|e| format!("strconv.ParseFloat: parsing {v:?}: {e}"))
-                },
-                |x| op.compare(x, *value),
-            ),
-            CompiledLabelFilter::Duration { name, op, value } => typed(
-                entry,
-                name,
-                |v| parquetry_model::duration::parse_go(v).map_err(|e| e.to_string()),
-                |x| op.compare(x, *value),
-            ),
-            CompiledLabelFilter::Bytes { name, op, value } => typed(
-                entry,
-                name,
-                |v| {
-                    parse_human_bytes(v)
-                        .ok_or_else(|| format!("strconv.ParseFloat: parsing {v:?}: invalid syntax"))
-                },
-                |x| op.compare(x, *value),
-            ),
+            CompiledLabelFilter::Number { name, op, value } => {
+                typed(entry, name, go_parse_float, |x| op.compare(x, *value))
+            }
+            CompiledLabelFilter::Duration { name, op, value } => {
+                typed(entry, name, go_parse_duration, |x| op.compare(x, *value))
+            }
+            CompiledLabelFilter::Bytes { name, op, value } => {
+                typed(entry, name, go_parse_bytes, |x| op.compare(x, *value))
+            }
             CompiledLabelFilter::Ip {
                 name,
                 negated,
@@ -138,37 +131,115 @@ fn typed<T>(
     parse: impl Fn(&str) -> Result<T, String>,
     cmp: impl Fn(T) -> bool,
 ) -> bool {
-    if entry.has_error() {
-        return true;
-    }
     let Some(v) = entry.get(name) else {
         return false;
     };
     match parse(v) {
         Ok(x) => cmp(x),
         Err(details) => {
-            entry.set_error(LABEL_FILTER_ERR, &details);
+            if !entry.has_error() {
+                entry.set_error(LABEL_FILTER_ERR, &details);
+            }
             true
         }
     }
 }
 
-/// A byte size as humans write it in log lines: `42`, `1.5KB`, `10 MiB`, `3kib`. Units are
-/// case-insensitive; `K`/`KB` are 1000 and `Ki`/`KiB` 1024.
-pub(crate) fn parse_human_bytes(s: &str) -> Option<u64> {
-    let t = s.trim();
-    let split = t
+/// Go's `strconv.ParseFloat(v, 64)`, with its error text: the text becomes
+/// `__error_details__`, a label, so it must match Loki's for series to match.
+pub(crate) fn go_parse_float(v: &str) -> Result<f64, String> {
+    // Rust also reads forms Go rejects (`infinity` is shared, but not `1_0`, and Go has no
+    // `+nan`); the common inputs, decimal numbers and words, agree.
+    match v.parse::<f64>() {
+        Ok(x) if x.is_infinite() && !is_inf_literal(v) => Err(format!(
+            "strconv.ParseFloat: parsing {}: value out of range",
+            go_quote(v)
+        )),
+        Ok(x) => Ok(x),
+        Err(_) => Err(format!(
+            "strconv.ParseFloat: parsing {}: invalid syntax",
+            go_quote(v)
+        )),
+    }
+}
+
+fn is_inf_literal(v: &str) -> bool {
+    let t = v.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    t == "inf" || t == "infinity"
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds, with Go's error texts.
+pub(crate) fn go_parse_duration(v: &str) -> Result<i64, String> {
+    parquetry_model::duration::parse_go(v).map_err(|_| go_duration_error(v))
+}
+
+/// The message `time.ParseDuration` gives for an input it rejects: Go names the first
+/// problem it meets while reading number-unit pairs from the left.
+fn go_duration_error(orig: &str) -> String {
+    let invalid = || format!("time: invalid duration {}", go_quote(orig));
+    let mut s = orig.strip_prefix(['+', '-']).unwrap_or(orig);
+    if s.is_empty() {
+        return invalid();
+    }
+    while !s.is_empty() {
+        let b = s.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+            return invalid();
+        }
+        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut i = int_len;
+        let mut frac_len = 0;
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            frac_len = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+            i += frac_len;
+        }
+        if int_len == 0 && frac_len == 0 {
+            return invalid();
+        }
+        let unit_len = b[i..]
+            .iter()
+            .take_while(|c| !(**c == b'.' || c.is_ascii_digit()))
+            .count();
+        if unit_len == 0 {
+            return format!("time: missing unit in duration {}", go_quote(orig));
+        }
+        let unit = &s[i..i + unit_len];
+        if !matches!(unit, "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h") {
+            return format!(
+                "time: unknown unit {} in duration {}",
+                go_quote(unit),
+                go_quote(orig)
+            );
+        }
+        s = &s[i + unit_len..];
+    }
+    // Every pair read well: the value overflowed.
+    invalid()
+}
+
+/// `humanize.ParseBytes`, the byte-size reader of Loki's bytes filters, with its error texts.
+pub(crate) fn go_parse_bytes(v: &str) -> Result<u64, String> {
+    // The number is the leading run of digits, dots and commas; everything after it,
+    // trimmed, is the unit.
+    let split = v
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    // Thousands separators are allowed (`1,024 KB`).
-    let n: f64 = if num.contains(',') {
-        num.replace(',', "").parse().ok()?
-    } else {
-        num.parse().ok()?
-    };
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let n = go_parse_float(&num.replace(',', ""))?;
     let unit = unit.trim().to_ascii_lowercase();
-    let mult: f64 = match unit.as_str() {
+    let Some(mult) = byte_unit(&unit) else {
+        return Err(format!("unhandled size name: {unit}"));
+    };
+    let b = n * mult;
+    if b >= u64::MAX as f64 {
+        return Err(format!("too large: {v}"));
+    }
+    Ok(b as u64)
+}
+
+fn byte_unit(unit: &str) -> Option<f64> {
+    Some(match unit {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
         "m" | "mb" => 1e6,
@@ -183,9 +254,7 @@ pub(crate) fn parse_human_bytes(s: &str) -> Option<u64> {
         "pi" | "pib" => 1024f64.powi(5),
         "ei" | "eib" => 1024f64.powi(6),
         _ => return None,
-    };
-    let v = n * mult;
-    (v.is_finite() && v < u64::MAX as f64).then_some(v as u64)
+    })
 }
 
 #[cfg(test)]
@@ -219,12 +288,77 @@ mod tests {
         let mut e = entry(&[("status", "abc")]);
         assert!(f.keep(&mut e));
         assert_eq!(e.get("__error__"), Some(LABEL_FILTER_ERR));
-        assert!(e.get("__error_details__").is_some());
-        // An entry that already failed passes typed filters untouched.
-        let mut e = entry(&[("status", "100")]);
-        e.set_error("JSONParserErr", "x");
+        assert_eq!(
+            e.get("__error_details__"),
+            Some(r#"strconv.ParseFloat: parsing "abc": invalid syntax"#)
+        );
+    }
+
+    /// Loki decides typed filters on the label alone: an earlier parser error neither lets
+    /// an absent or failing label through nor hides a matching one.
+    #[test]
+    fn typed_filters_ignore_earlier_errors() {
+        let failed = |pairs: &[(&str, &str)]| {
+            let mut e = entry(pairs);
+            e.set_error("JSONParserErr", "x");
+            e
+        };
+        let f = CompiledLabelFilter::new(&num("latency_ms", CmpOp::Gt, 500.0)).unwrap();
+        assert!(!f.keep(&mut failed(&[])), "absent label drops the line");
+        assert!(!f.keep(&mut failed(&[("latency_ms", "100")])));
+        assert!(f.keep(&mut failed(&[("latency_ms", "900")])));
+        // Unconvertible: kept, and the earlier error stays.
+        let mut e = failed(&[("latency_ms", "fast")]);
         assert!(f.keep(&mut e));
         assert_eq!(e.get("__error__"), Some("JSONParserErr"));
+        assert_eq!(e.get("__error_details__"), Some("x"));
+        let d = CompiledLabelFilter::new(&LabelFilter::Duration {
+            name: "d".into(),
+            op: CmpOp::Gt,
+            value: 1_000_000_000,
+        })
+        .unwrap();
+        assert!(!d.keep(&mut failed(&[])));
+        assert!(d.keep(&mut failed(&[("d", "2s")])));
+        let b = CompiledLabelFilter::new(&LabelFilter::Bytes {
+            name: "b".into(),
+            op: CmpOp::Gt,
+            value: 1000,
+        })
+        .unwrap();
+        assert!(!b.keep(&mut failed(&[])));
+        assert!(!b.keep(&mut failed(&[("b", "10B")])));
+        // ip() alone lets failed entries through, as in Loki.
+        let ip = CompiledLabelFilter::new(&LabelFilter::Ip {
+            name: "addr".into(),
+            negated: false,
+            pattern: "10.0.0.0/8".into(),
+        })
+        .unwrap();
+        assert!(ip.keep(&mut failed(&[])));
+        assert!(!ip.keep(&mut entry(&[])));
+    }
+
+    #[test]
+    fn go_error_texts() {
+        assert_eq!(
+            go_parse_float("1e400"),
+            Err(r#"strconv.ParseFloat: parsing "1e400": value out of range"#.into())
+        );
+        assert_eq!(go_parse_float("-Inf"), Ok(f64::NEG_INFINITY));
+        assert_eq!(
+            go_parse_duration("fast"),
+            Err(r#"time: invalid duration "fast""#.into())
+        );
+        assert_eq!(
+            go_parse_duration("5"),
+            Err(r#"time: missing unit in duration "5""#.into())
+        );
+        assert_eq!(
+            go_parse_duration("5x"),
+            Err(r#"time: unknown unit "x" in duration "5x""#.into())
+        );
+        assert_eq!(go_parse_duration("1m30s"), Ok(90_000_000_000));
     }
 
     #[test]
@@ -287,11 +421,17 @@ mod tests {
 
     #[test]
     fn human_bytes() {
-        assert_eq!(parse_human_bytes("42"), Some(42));
-        assert_eq!(parse_human_bytes("1.5KiB"), Some(1536));
-        assert_eq!(parse_human_bytes("2 kb"), Some(2000));
-        assert_eq!(parse_human_bytes("1,024 B"), Some(1024));
-        assert_eq!(parse_human_bytes("x"), None);
-        assert_eq!(parse_human_bytes("1 XB"), None);
+        assert_eq!(go_parse_bytes("42"), Ok(42));
+        assert_eq!(go_parse_bytes("1.5KiB"), Ok(1536));
+        assert_eq!(go_parse_bytes("2 kb"), Ok(2000));
+        assert_eq!(go_parse_bytes("1,024 B"), Ok(1024));
+        assert_eq!(
+            go_parse_bytes("x"),
+            Err(r#"strconv.ParseFloat: parsing "": invalid syntax"#.into())
+        );
+        assert_eq!(
+            go_parse_bytes("1 XB"),
+            Err("unhandled size name: xb".into())
+        );
     }
 }

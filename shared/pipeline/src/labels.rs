@@ -96,6 +96,16 @@ impl Set {
     }
 }
 
+/// The name structured metadata `name` goes by next to `stream`: Loki keeps metadata named
+/// like a stream label as `<name>_extracted` rather than letting either hide the other.
+pub fn metadata_name<'a>(stream: &Labels, name: &'a str) -> std::borrow::Cow<'a, str> {
+    if stream.get(name).is_some() {
+        std::borrow::Cow::Owned(format!("{name}_extracted"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// Labels of one entry by origin, as Loki categorises them: stream labels, structured
 /// metadata and parsed (extracted) labels, including `__error__`/`__error_details__`.
 ///
@@ -121,11 +131,13 @@ pub struct EntryLabels {
     /// Parsed pairs of earlier entries, kept so that parsing the next entry reuses their
     /// buffers instead of allocating two strings per label.
     pool: Vec<(String, String)>,
+    /// Stage failures recorded for this entry, so a stage can tell whether it failed.
+    errors: u32,
 }
 
 impl EntryLabels {
-    /// Starts an entry from its stream labels and structured metadata. Metadata names that
-    /// are also stream labels are ignored: the stream label wins.
+    /// Starts an entry from its stream labels and structured metadata. Metadata named like a
+    /// stream label is kept as `<name>_extracted`, as Loki shows it.
     pub fn new(stream: &Labels, structured_metadata: &[(String, String)]) -> Self {
         let mut e = EntryLabels::default();
         e.reset(stream, structured_metadata);
@@ -149,13 +161,25 @@ impl EntryLabels {
         }
         self.original_stream.truncate(n);
         self.original_stream.sort();
-        self.metadata.assign(
-            structured_metadata
+        if structured_metadata
+            .iter()
+            .any(|(n, _)| self.stream.contains(n))
+        {
+            let renamed: Vec<(String, String)> = structured_metadata
                 .iter()
-                .filter(|(n, _)| !self.stream.contains(n))
-                .map(|(n, v)| (n.as_str(), v.as_str())),
-        );
+                .map(|(n, v)| (metadata_name(stream, n).into_owned(), v.clone()))
+                .collect();
+            self.metadata
+                .assign(renamed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        } else {
+            self.metadata.assign(
+                structured_metadata
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+            );
+        }
         self.pool.append(&mut self.parsed.0);
+        self.errors = 0;
     }
 
     /// Stream labels as modified by the pipeline.
@@ -229,6 +253,12 @@ impl EntryLabels {
     pub fn set_error(&mut self, kind: &str, details: &str) {
         self.set(Category::Parsed, ERROR_LABEL, kind);
         self.set(Category::Parsed, ERROR_DETAILS_LABEL, details);
+        self.errors += 1;
+    }
+
+    /// How many stage failures were recorded for this entry so far.
+    pub(crate) fn error_count(&self) -> u32 {
+        self.errors
     }
 
     /// Sets `name` in `category`, removing it from any other category.
@@ -276,31 +306,62 @@ impl EntryLabels {
         }
     }
 
-    /// Adds a label produced by a parser, applying Loki's clash rules: a name that was a
-    /// stream label gets the `_extracted` suffix, and a name some parser already extracted for
-    /// this entry keeps its first value.
+    /// Adds a label produced by a parser, applying Loki's clash rules: a name that is a
+    /// stream label or structured metadata gets the `_extracted` suffix (both values stay
+    /// visible, in every kind of query), and a name some parser already extracted for this
+    /// entry keeps its first value. (Parsers call [`EntryLabels::parsed_name`] and
+    /// [`EntryLabels::add_parsed_exact`] themselves, to consult the metric hints between.)
+    #[cfg(test)]
     pub(crate) fn add_parsed(&mut self, name: &str, value: &str) {
-        if self
-            .original_stream
+        let name = self.parsed_name(name).into_owned();
+        self.add_parsed_exact(&name, value);
+    }
+
+    /// True if a parser must rename `name` with `_extracted`: the entry's stream had that
+    /// label (even if `drop` or `label_format` removed it since), or it is structured
+    /// metadata now.
+    pub(crate) fn clashes(&self, name: &str) -> bool {
+        self.original_stream
             .binary_search_by(|n| n.as_str().cmp(name))
             .is_ok()
             || self.stream.contains(name)
-        {
-            let mut n = String::with_capacity(name.len() + 10);
-            n.push_str(name);
-            n.push_str("_extracted");
-            self.add_parsed_exact(&n, value);
-        } else {
-            self.add_parsed_exact(name, value);
-        }
+            || self.metadata.contains(name)
     }
 
-    fn add_parsed_exact(&mut self, name: &str, value: &str) {
+    /// True if a stage already set `name` as a parsed label for this entry.
+    pub(crate) fn is_parsed(&self, name: &str) -> bool {
+        self.parsed.contains(name)
+    }
+
+    /// Adds a parsed label whose name the caller already checked for clashes, unless a
+    /// parser already extracted that name for this entry.
+    pub(crate) fn add_parsed_exact(&mut self, name: &str, value: &str) {
         if self.parsed.contains(name) {
             return;
         }
         self.metadata.remove(name);
         self.parsed.set_pooled(name, value, &mut self.pool);
+    }
+
+    /// Sets a parsed label, replacing an earlier value: the extraction parsers
+    /// (`json a="x"`, `logfmt a`) and `unpack` overwrite where the others keep the first.
+    pub(crate) fn set_parsed(&mut self, name: &str, value: &str) {
+        self.set(Category::Parsed, name, value);
+    }
+
+    /// Records a stage failure without a message, leaving any earlier `__error_details__`.
+    pub(crate) fn set_error_kind(&mut self, kind: &str) {
+        self.set(Category::Parsed, ERROR_LABEL, kind);
+        self.errors += 1;
+    }
+
+    /// The name a parser gives key `name`: with `_extracted` when it clashes.
+    pub(crate) fn parsed_name<'a>(&self, name: &'a str) -> std::borrow::Cow<'a, str> {
+        if self.clashes(name) {
+            std::borrow::Cow::Owned(format!("{name}_extracted"))
+        } else {
+            std::borrow::Cow::Borrowed(name)
+        }
     }
 
     fn set_mut(&mut self, c: Category) -> &mut Set {
@@ -325,15 +386,23 @@ mod tests {
         ];
         let mut e = EntryLabels::new(&stream, &sm);
         assert_eq!(e.get("app"), Some("a"));
-        assert_eq!(e.structured_metadata().to_string(), r#"{trace_id="t"}"#);
+        // Metadata named like a stream label shows as `_extracted` (recorded from Loki 3.8).
+        assert_eq!(
+            e.structured_metadata().to_string(),
+            r#"{app_extracted="dup", trace_id="t"}"#
+        );
+        // A parsed name clashing with either a stream label or metadata is renamed too,
+        // and the parsed value replaces metadata of the renamed name.
         e.add_parsed("app", "x");
         e.add_parsed("app", "y");
         e.add_parsed("trace_id", "parsed");
         assert_eq!(e.get("app_extracted"), Some("x"));
-        assert_eq!(e.category("trace_id"), Some(Category::Parsed));
+        assert_eq!(e.category("app_extracted"), Some(Category::Parsed));
+        assert_eq!(e.category("trace_id"), Some(Category::StructuredMetadata));
+        assert_eq!(e.get("trace_id_extracted"), Some("parsed"));
         assert_eq!(
             e.all().to_string(),
-            r#"{app="a", app_extracted="x", env="p", trace_id="parsed"}"#
+            r#"{app="a", app_extracted="x", env="p", trace_id="t", trace_id_extracted="parsed"}"#
         );
         e.set_error("JSONParserErr", "bad");
         assert!(e.has_error());

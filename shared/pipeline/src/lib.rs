@@ -27,6 +27,7 @@
 //! template function, a malformed JSON path) are [`PipelineError`]s.
 
 mod filter;
+mod hints;
 mod json;
 mod label_filter;
 mod labels;
@@ -35,7 +36,8 @@ mod stage;
 pub mod template;
 mod unwrap;
 
-pub use labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels};
+pub use hints::{PRESERVE_ERROR_LABEL, ParserHints, SampleGrouping, sample_stages};
+pub use labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, metadata_name};
 pub use stage::Pipeline;
 pub use unwrap::{SAMPLE_EXTRACTION_ERR, Unwrapper};
 

@@ -6,7 +6,8 @@
 
 use std::borrow::Cow;
 
-use crate::json::push_sanitized;
+use crate::hints::ParserHints;
+use crate::json::sanitize_key;
 use crate::labels::EntryLabels;
 
 /// `__error__` of `logfmt --strict` on a malformed pair.
@@ -191,9 +192,18 @@ impl Logfmt {
         }
     }
 
-    pub(crate) fn process(&self, line: &str, entry: &mut EntryLabels) {
+    /// With `hints`, only wanted keys are extracted and reading stops once all are there.
+    pub(crate) fn process(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
+        if self.extractions.is_empty() {
+            self.process_all(line, entry, hints);
+        } else {
+            self.process_extractions(line, entry, hints);
+        }
+    }
+
+    /// `| logfmt`: every pair becomes a label; the first value of a name wins.
+    fn process_all(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
         let mut dec = Decoder { s: line, pos: 0 };
-        let mut name = String::new();
         while let Some(item) = dec.next() {
             match item {
                 Item::Pair(key, value) => {
@@ -201,32 +211,109 @@ impl Logfmt {
                     if value.is_empty() && !self.keep_empty {
                         continue;
                     }
-                    if self.extractions.is_empty() {
-                        name.clear();
-                        push_sanitized(&mut name, key);
-                        if name.starts_with(|c: char| c.is_ascii_digit()) {
-                            name.insert(0, '_');
-                        }
-                        entry.add_parsed(&name, &value);
-                    } else {
-                        for (label, k) in &self.extractions {
-                            if k == key {
-                                entry.add_parsed(label, &value);
-                            }
-                        }
+                    let name = sanitize_key(key);
+                    if name.is_empty() {
+                        continue;
+                    }
+                    let name = entry.parsed_name(&name).into_owned();
+                    if hints.is_some_and(|h| !h.wants(&name)) {
+                        continue;
+                    }
+                    entry.add_parsed_exact(&name, &replacement_to_space(value));
+                    if hints.is_some_and(|h| h.all_extracted(entry)) {
+                        break;
                     }
                 }
                 Item::Malformed { pos, msg } => {
                     if self.strict {
-                        entry.set_error(
-                            LOGFMT_ERR,
-                            &format!("logfmt syntax error at pos {} : {msg}", pos + 1),
-                        );
+                        set_syntax_error(entry, pos, msg);
                         return;
                     }
                 }
             }
         }
+    }
+
+    /// `| logfmt q="queue", a`: Loki's extraction parser. Every requested label exists
+    /// afterwards — empty when its key is absent — unless it clashes with a stream label or
+    /// structured metadata, in which case only a found key adds `<name>_extracted`. A key
+    /// that appears twice gives its last value, except for a clashing name, where the first
+    /// stays and reading stops.
+    fn process_extractions(
+        &self,
+        line: &str,
+        entry: &mut EntryLabels,
+        hints: Option<&ParserHints>,
+    ) {
+        for (label, _) in &self.extractions {
+            if !entry.clashes(label) {
+                entry.set_parsed(label, "");
+            }
+        }
+        let mut dec = Decoder { s: line, pos: 0 };
+        while let Some(item) = dec.next() {
+            match item {
+                Item::Pair(key, value) => {
+                    let key = sanitize_key(key);
+                    if key.is_empty() {
+                        continue;
+                    }
+                    let requested = self.extractions.iter().any(|(l, _)| *l == key);
+                    if !requested
+                        && (entry.is_parsed(&key) || hints.is_some_and(|h| !h.wants(&key)))
+                    {
+                        continue;
+                    }
+                    // A value with U+FFFD (invalid UTF-8 in the line) is dropped whole here,
+                    // where the plain parser only blanks the bad characters.
+                    let value = value
+                        .filter(|v| !v.contains('\u{FFFD}'))
+                        .unwrap_or(Cow::Borrowed(""));
+                    let label = self
+                        .extractions
+                        .iter()
+                        .find(|(_, k)| *k == key)
+                        .map_or(&*key, |(l, _)| l.as_str());
+                    if !self.extractions.iter().any(|(l, _)| l == label) {
+                        continue;
+                    }
+                    if entry.clashes(label) {
+                        let renamed = format!("{label}_extracted");
+                        if entry.is_parsed(&renamed) || hints.is_some_and(|h| !h.wants(&renamed)) {
+                            break;
+                        }
+                        entry.set_parsed(&renamed, &value);
+                    } else {
+                        entry.set_parsed(label, &value);
+                    }
+                    if hints.is_some_and(|h| h.all_extracted(entry)) {
+                        break;
+                    }
+                }
+                Item::Malformed { pos, msg } => {
+                    if self.strict {
+                        set_syntax_error(entry, pos, msg);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn set_syntax_error(entry: &mut EntryLabels, pos: usize, msg: &str) {
+    entry.set_error(
+        LOGFMT_ERR,
+        &format!("logfmt syntax error at pos {} : {msg}", pos + 1),
+    );
+}
+
+/// Loki turns U+FFFD, which is what invalid UTF-8 in a line decodes to, into spaces.
+fn replacement_to_space(v: Cow<'_, str>) -> Cow<'_, str> {
+    if v.contains('\u{FFFD}') {
+        Cow::Owned(v.replace('\u{FFFD}', " "))
+    } else {
+        v
     }
 }
 
@@ -238,7 +325,7 @@ mod tests {
 
     fn run(p: LogfmtParser, line: &str) -> EntryLabels {
         let mut e = EntryLabels::new(&Labels::from_pairs([("level", "x")]), &[]);
-        Logfmt::new(&p).process(line, &mut e);
+        Logfmt::new(&p).process(line, &mut e, None);
         e
     }
 
@@ -298,5 +385,56 @@ mod tests {
         assert_eq!(e.get("lat"), Some("5ms"));
         assert_eq!(e.get("a"), Some("1"));
         assert_eq!(e.get("other"), None);
+    }
+
+    fn extractions(pairs: &[(&str, &str)]) -> LogfmtParser {
+        LogfmtParser {
+            extractions: pairs
+                .iter()
+                .map(|(n, e)| LabelExtraction {
+                    name: n.to_string(),
+                    expression: Some(e.to_string()),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Recorded from Loki 3.8 (`| logfmt q="queue", a="attempt"` and `| logfmt env, queue`
+    /// over a stream `{env="test"}`): a requested key that is absent still gives its label,
+    /// empty; a requested name that is a stream label only appears, as `_extracted`, when
+    /// the key is there.
+    #[test]
+    fn absent_requested_keys_are_empty_labels() {
+        let p = extractions(&[("q", "queue"), ("a", "attempt")]);
+        let cases = [
+            (
+                "level=info queue=emails attempt=3 took=1.5s",
+                r#"{a="3", q="emails"}"#,
+            ),
+            (
+                "level=info queue=emails took=200ms",
+                r#"{a="", q="emails"}"#,
+            ),
+            (r#"level=error msg="boom" attempt=2"#, r#"{a="2", q=""}"#),
+            (r#"not logfmt at all "unterminated"#, r#"{a="", q=""}"#),
+        ];
+        for (line, want) in cases {
+            let mut e = EntryLabels::new(&Labels::from_pairs([("env", "test")]), &[]);
+            Logfmt::new(&p).process(line, &mut e, None);
+            assert_eq!(e.parsed().to_string(), want, "{line}");
+        }
+        let p = extractions(&[("env", "env"), ("queue", "queue")]);
+        for (line, want) in [
+            (
+                "env=prod queue=sms attempt=1",
+                r#"{env_extracted="prod", queue="sms"}"#,
+            ),
+            ("level=info attempt=1", r#"{queue=""}"#),
+        ] {
+            let mut e = EntryLabels::new(&Labels::from_pairs([("env", "test")]), &[]);
+            Logfmt::new(&p).process(line, &mut e, None);
+            assert_eq!(e.parsed().to_string(), want, "{line}");
+        }
     }
 }

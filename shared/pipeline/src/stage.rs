@@ -7,6 +7,7 @@ use regex::Regex;
 
 use crate::PipelineError;
 use crate::filter::{CompiledLineFilter, Pattern};
+use crate::hints::{PRESERVE_ERROR_LABEL, ParserHints};
 use crate::json::{self, JsonExtract};
 use crate::label_filter::CompiledLabelFilter;
 use crate::labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels};
@@ -52,6 +53,8 @@ enum LabelFormatOp {
 #[derive(Debug)]
 pub struct Pipeline {
     stages: Vec<Compiled>,
+    /// Set for metric queries: which labels the parsers must extract.
+    hints: Option<ParserHints>,
 }
 
 impl Pipeline {
@@ -59,7 +62,16 @@ impl Pipeline {
     /// can act on (the engine answers them with 400).
     pub fn new(stages: &[Stage]) -> Result<Pipeline, PipelineError> {
         let stages = stages.iter().map(compile).collect::<Result<Vec<_>, _>>()?;
-        Ok(Pipeline { stages })
+        Ok(Pipeline {
+            stages,
+            hints: None,
+        })
+    }
+
+    /// Limits the parsers to what a metric query needs, as Loki does (see [`ParserHints`]).
+    pub fn with_hints(mut self, hints: ParserHints) -> Pipeline {
+        self.hints = Some(hints);
+        self
     }
 
     /// No stages at all.
@@ -92,33 +104,48 @@ impl Pipeline {
         entry: &mut EntryLabels,
     ) -> Option<Cow<'l, str>> {
         let mut line: Cow<'l, str> = Cow::Borrowed(line);
+        let hints = self.hints.as_ref();
+        let skip = |entry: &EntryLabels| hints.is_some_and(|h| h.skip_parsers(entry));
+        let wants = |name: &str| hints.is_none_or(|h| h.wants(name));
         for stage in &self.stages {
+            let errors = entry.error_count();
             match stage {
                 Compiled::LineFilter(f) => {
                     if !f.keep(&line) {
                         return None;
                     }
                 }
-                Compiled::JsonAll => json::parse_all(&line, entry),
-                Compiled::Json(j) => j.process(&line, entry),
-                Compiled::Logfmt(l) => l.process(&line, entry),
+                Compiled::JsonAll if !skip(entry) => json::parse_all(&line, entry, hints),
+                Compiled::Json(j) if !skip(entry) => j.process(&line, entry),
+                Compiled::Logfmt(l) if !skip(entry) => l.process(&line, entry, hints),
+                Compiled::JsonAll | Compiled::Json(_) | Compiled::Logfmt(_) => {}
                 Compiled::Regexp { re, names } => {
                     if let Some(caps) = re.captures(&line) {
                         for (i, name) in names {
                             let v = caps.get(*i).map_or("", |m| m.as_str());
-                            entry.add_parsed(name, v);
+                            let name = entry.parsed_name(name);
+                            if wants(&name) {
+                                entry.add_parsed_exact(&name, v);
+                            }
                         }
                     }
                 }
                 Compiled::Pattern { pattern, names } => {
-                    pattern.run(&line, |i, v| {
-                        if let Some(Some(name)) = names.get(i) {
-                            entry.add_parsed(name, v);
-                        }
-                    });
+                    if !skip(entry) {
+                        pattern.run(&line, |i, v| {
+                            if let Some(Some(name)) = names.get(i) {
+                                let name = entry.parsed_name(name);
+                                if wants(&name) {
+                                    entry.add_parsed_exact(&name, v);
+                                }
+                            }
+                        });
+                    }
                 }
                 Compiled::Unpack => {
-                    if let Some(new) = json::unpack(&line, entry) {
+                    if !skip(entry)
+                        && let Some(new) = json::unpack(&line, entry, hints)
+                    {
                         line = Cow::Owned(new.into_owned());
                     }
                 }
@@ -136,6 +163,7 @@ impl Pipeline {
                 Compiled::Keep(refs) => entry.retain(|name, value| {
                     name == ERROR_LABEL
                         || name == ERROR_DETAILS_LABEL
+                        || name == PRESERVE_ERROR_LABEL
                         || refs.iter().any(|r| match r {
                             LabelRef::Name(n) => n == name,
                             LabelRef::Matcher(m) => m.name == name && m.matches_value(value),
@@ -147,9 +175,24 @@ impl Pipeline {
                     }
                 }
             }
+            // A parser failure the query groups by (`by (__error__)`) is marked so that it
+            // is counted rather than failing the query.
+            if hints.is_some_and(ParserHints::preserve_error)
+                && entry.error_count() > errors
+                && is_parser(stage)
+            {
+                entry.set_parsed(PRESERVE_ERROR_LABEL, "true");
+            }
         }
         Some(line)
     }
+}
+
+fn is_parser(stage: &Compiled) -> bool {
+    matches!(
+        stage,
+        Compiled::JsonAll | Compiled::Json(_) | Compiled::Logfmt(_) | Compiled::Unpack
+    )
 }
 
 fn compile(stage: &Stage) -> Result<Compiled, PipelineError> {

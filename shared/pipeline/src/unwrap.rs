@@ -3,7 +3,7 @@
 use parquetry_logql::{Unwrap, UnwrapConversion};
 
 use crate::PipelineError;
-use crate::label_filter::{CompiledLabelFilter, parse_human_bytes};
+use crate::label_filter::{CompiledLabelFilter, go_parse_bytes, go_parse_duration, go_parse_float};
 use crate::labels::EntryLabels;
 
 /// `__error__` of an unwrapped value that does not convert.
@@ -86,19 +86,15 @@ impl Unwrapper {
         entry.remove(&self.label);
     }
 
+    /// The error texts are Go's (`strconv`, `time`, `humanize`): they become
+    /// `__error_details__` and so part of a series' identity.
     fn convert(&self, v: &str) -> Result<f64, String> {
         match self.conversion {
-            None => v
-                .parse::<f64>()
-                .map_err(|_| format!("strconv.ParseFloat: parsing {v:?}: invalid syntax")),
+            None => go_parse_float(v),
             Some(UnwrapConversion::Duration | UnwrapConversion::DurationSeconds) => {
-                parquetry_model::duration::parse_go(v)
-                    .map(|ns| ns as f64 / 1e9)
-                    .map_err(|e| format!("time: {e}"))
+                go_parse_duration(v).map(|ns| ns as f64 / 1e9)
             }
-            Some(UnwrapConversion::Bytes) => parse_human_bytes(v)
-                .map(|b| b as f64)
-                .ok_or_else(|| format!("invalid byte size {v:?}")),
+            Some(UnwrapConversion::Bytes) => go_parse_bytes(v).map(|b| b as f64),
         }
     }
 }

@@ -13,6 +13,8 @@
 //! Metadata endpoints (`labels`, `series`, `index/stats`) stop after step 2 and never read a
 //! line.
 
+mod dedup;
+mod limits;
 pub mod logs;
 pub mod metadata;
 pub mod metric;
@@ -23,6 +25,7 @@ pub mod table;
 
 use std::sync::Arc;
 
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use parquetry_store::Store;
 
 pub use logs::{Direction, LogQuery, LogResult, ResultEntry};
@@ -42,12 +45,27 @@ pub enum QueryError {
     #[error("storage: {0}")]
     Store(#[from] parquetry_store::StoreError),
     #[error("execution: {0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(datafusion::error::DataFusionError),
     /// A bug or an environment failure, not the caller's fault.
     #[error("internal: {0}")]
     Internal(String),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        use datafusion::error::DataFusionError;
+        match e.find_root() {
+            // The memory pool said no: the query is too big for `query_range.max_memory`, not
+            // broken, and the caller can act on it.
+            DataFusionError::ResourcesExhausted(what) => QueryError::BadRequest(format!(
+                "the query needs more memory than query_range.max_memory allows ({what}): \
+                 narrow the selector or the time range"
+            )),
+            _ => QueryError::DataFusion(e),
+        }
+    }
 }
 
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
@@ -56,11 +74,37 @@ pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
     store: Arc<Store>,
+    /// One memory pool and object-store registry for every query of the process.
+    runtime: Arc<RuntimeEnv>,
 }
 
 impl QueryEngine {
+    /// An engine without a memory limit.
     pub fn new(store: Arc<Store>) -> Self {
-        QueryEngine { store }
+        Self::with_memory_limit(store, 0)
+    }
+
+    /// An engine whose queries together hold at most `max_memory` bytes in sorts and
+    /// aggregations (0: no limit).
+    pub fn with_memory_limit(store: Arc<Store>, max_memory: u64) -> Self {
+        let mut builder = RuntimeEnvBuilder::new();
+        if max_memory > 0 {
+            builder =
+                builder.with_memory_limit(usize::try_from(max_memory).unwrap_or(usize::MAX), 1.0);
+        }
+        // Building a runtime env only fails on a bad disk-manager setting, which we never make;
+        // fall back to the default one rather than refuse to start.
+        let runtime = builder.build_arc().unwrap_or_default();
+        if let Ok(url) =
+            datafusion::execution::object_store::ObjectStoreUrl::parse(table::STORE_URL)
+        {
+            runtime.register_object_store(url.as_ref(), store.object_store());
+        }
+        QueryEngine { store, runtime }
+    }
+
+    pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {
+        self.runtime.clone()
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -4,23 +4,25 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, MapArray, RecordBatch};
+use arrow::array::{
+    Array, ArrayRef, AsArray, MapArray, RecordBatch, TimestampNanosecondArray, UInt64Array,
+};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
 use datafusion::common::ScalarValue;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use parquetry_logql::LogExpr;
 use parquetry_model::Labels;
-use parquetry_pipeline::{EntryLabels, Pipeline};
+use parquetry_pipeline::{EntryLabels, Pipeline, metadata_name};
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 
+use crate::limits::{Cancelled, OutputBudget, cancellation};
 use crate::pushdown::{Pushdown, compile_pipeline};
 use crate::select::Selection;
 use crate::stats::QueryStats;
-use crate::table::{LogTable, STORE_URL};
+use crate::table::LogTable;
 use crate::{QueryEngine, QueryError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,8 @@ pub struct LogQuery {
     /// Thinning: after the first entry, emit only entries at least this far (ns) from the
     /// last emitted one, in query direction.
     pub interval_ns: Option<i64>,
+    /// `limits_config.max_query_response_size` in bytes; 0 = unlimited.
+    pub max_response_bytes: u64,
 }
 
 /// One entry of a result.
@@ -92,11 +96,16 @@ impl QueryEngine {
             )
             .await?;
         account_selection(&selection, q.start, q.end, &mut stats);
-        let labels_by_fp: HashMap<u64, Labels> = selection
-            .streams()
-            .into_iter()
-            .map(|s| (s.fingerprint, s.labels()))
-            .collect();
+        let labels_by_fp: Arc<HashMap<u64, Labels>> = Arc::new(
+            selection
+                .streams()
+                .into_iter()
+                .map(|s| (s.fingerprint, s.labels()))
+                .collect(),
+        );
+        let pipeline = pipeline.map(Arc::new);
+        // Dropped with this future (a timeout), it stops the pipeline's blocking thread.
+        let (_cancel_on_drop, cancelled) = cancellation();
 
         let mut out = Vec::new();
         if !selection.objects.is_empty() && q.limit > 0 {
@@ -110,7 +119,16 @@ impl QueryEngine {
                 let exhausted = fetched.len() < fetch;
                 stats.bytes_scanned = scan.bytes_scanned;
                 stats.objects_scanned = selection.objects.len() as u64;
-                let processed = run_pipeline(dedup(fetched), pipeline.as_ref(), &labels_by_fp);
+                let job = PipelineJob {
+                    pipeline: pipeline.clone(),
+                    labels_by_fp: labels_by_fp.clone(),
+                    budget: OutputBudget::new(q.max_response_bytes),
+                    cancelled: cancelled.clone(),
+                };
+                let rows = dedup(fetched);
+                let processed = tokio::task::spawn_blocking(move || job.run(rows))
+                    .await
+                    .map_err(|e| QueryError::Internal(format!("pipeline task failed: {e}")))??;
                 stats.post_filter_lines = processed.len() as u64;
                 out = thin(processed, q.interval_ns);
                 if exhausted || out.len() >= q.limit {
@@ -186,10 +204,7 @@ pub(crate) fn session(engine: &QueryEngine) -> Result<SessionContext> {
     opts.execution.parquet.reorder_filters = true;
     opts.execution.parquet.enable_page_index = true;
     opts.execution.parquet.bloom_filter_on_read = true;
-    let ctx = SessionContext::new_with_config(config);
-    let url = ObjectStoreUrl::parse(STORE_URL)?;
-    ctx.register_object_store(url.as_ref(), engine.store().object_store());
-    Ok(ctx)
+    Ok(SessionContext::new_with_config_rt(config, engine.runtime()))
 }
 
 pub(crate) fn ts_lit(ns: i64) -> Expr {
@@ -235,16 +250,25 @@ pub(crate) fn scan_metrics(plan: &dyn ExecutionPlan) -> ScanMetrics {
     m
 }
 
-fn read_rows(batch: &RecordBatch, out: &mut Vec<Row>) -> Result<()> {
+/// The first three columns of a `timestamp, stream, line, …` batch.
+pub(crate) fn ts_stream_line(
+    batch: &RecordBatch,
+) -> Result<(&TimestampNanosecondArray, &UInt64Array, ArrayRef)> {
     let ts = batch
         .column(0)
         .as_primitive_opt::<TimestampNanosecondType>()
-        .ok_or_else(|| QueryError::BadRequest("unexpected timestamp column type".into()))?;
+        .ok_or_else(|| QueryError::Internal("unexpected timestamp column type".into()))?;
     let stream = batch
         .column(1)
         .as_primitive_opt::<UInt64Type>()
-        .ok_or_else(|| QueryError::BadRequest("unexpected stream column type".into()))?;
+        .ok_or_else(|| QueryError::Internal("unexpected stream column type".into()))?;
+    // Lines may come back as views or dictionaries depending on the scan's settings.
     let line = cast(batch.column(2), &DataType::Utf8)?;
+    Ok((ts, stream, line))
+}
+
+fn read_rows(batch: &RecordBatch, out: &mut Vec<Row>) -> Result<()> {
+    let (ts, stream, line) = ts_stream_line(batch)?;
     let line = line.as_string::<i32>();
     let meta = batch.column(3).as_map_opt();
     for i in 0..batch.num_rows() {
@@ -297,46 +321,82 @@ fn dedup(mut rows: Vec<Row>) -> Vec<Row> {
     rows
 }
 
-/// Runs the per-entry pipeline (when the scan could not do it all) and attaches each entry's
-/// result-stream labels.
-fn run_pipeline(
-    rows: Vec<Row>,
-    pipeline: Option<&Pipeline>,
-    labels_by_fp: &HashMap<u64, Labels>,
-) -> Vec<(Labels, ResultEntry)> {
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let Some(stream) = labels_by_fp.get(&r.stream) else {
-            continue;
-        };
-        let Some(p) = pipeline else {
+/// The per-entry pipeline (when the scan could not do it all) over fetched rows, with each
+/// entry's labels attached. CPU-bound, so it runs on a blocking thread.
+struct PipelineJob {
+    pipeline: Option<Arc<Pipeline>>,
+    labels_by_fp: Arc<HashMap<u64, Labels>>,
+    budget: Arc<OutputBudget>,
+    cancelled: Cancelled,
+}
+
+impl PipelineJob {
+    fn run(&self, rows: Vec<Row>) -> Result<Vec<(Labels, ResultEntry)>> {
+        let mut out = Vec::with_capacity(rows.len());
+        for (i, r) in rows.into_iter().enumerate() {
+            if i % 256 == 0 {
+                self.cancelled.check()?;
+            }
+            let Some(stream) = self.labels_by_fp.get(&r.stream) else {
+                continue;
+            };
+            let Some(p) = self.pipeline.as_deref() else {
+                self.budget
+                    .spend(r.line.len() + metadata_bytes(&r.metadata))?;
+                let mut metadata = r.metadata;
+                // Loki shows metadata named like a stream label as `<name>_extracted`,
+                // with or without a pipeline.
+                for (name, _) in metadata.iter_mut() {
+                    if let std::borrow::Cow::Owned(n) = metadata_name(stream, name) {
+                        *name = n;
+                    }
+                }
+                out.push((
+                    stream.clone(),
+                    ResultEntry {
+                        ts: r.ts,
+                        line: r.line,
+                        structured_metadata: metadata,
+                        parsed: Vec::new(),
+                    },
+                ));
+                continue;
+            };
+            let mut entry = EntryLabels::new(stream, &r.metadata);
+            let Some(line) = p.process(r.ts, &r.line, &mut entry) else {
+                continue;
+            };
+            let line = line.into_owned();
+            let labels = entry.stream();
+            let structured_metadata = pairs(entry.structured_metadata());
+            let parsed = pairs(entry.parsed());
+            // Labels are written once per stream in a response, but every distinct value
+            // makes a stream: counting them per entry bounds both.
+            self.budget.spend(
+                line.len()
+                    + labels
+                        .iter()
+                        .map(|l| l.name.len() + l.value.len())
+                        .sum::<usize>()
+                    + metadata_bytes(&structured_metadata)
+                    + metadata_bytes(&parsed),
+            )?;
             out.push((
-                stream.clone(),
+                labels,
                 ResultEntry {
                     ts: r.ts,
-                    line: r.line,
-                    structured_metadata: r.metadata,
-                    parsed: Vec::new(),
+                    line,
+                    structured_metadata,
+                    parsed,
                 },
             ));
-            continue;
-        };
-        let mut entry = EntryLabels::new(stream, &r.metadata);
-        let Some(line) = p.process(r.ts, &r.line, &mut entry) else {
-            continue;
-        };
-        let line = line.into_owned();
-        out.push((
-            entry.stream(),
-            ResultEntry {
-                ts: r.ts,
-                line,
-                structured_metadata: pairs(entry.structured_metadata()),
-                parsed: pairs(entry.parsed()),
-            },
-        ));
+        }
+        Ok(out)
     }
-    out
+}
+
+fn metadata_bytes(pairs: &[(String, String)]) -> usize {
+    pairs.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 fn pairs(l: Labels) -> Vec<(String, String)> {

@@ -101,12 +101,18 @@ impl QueryEngine {
             chunks: sel.objects.len() as u64,
             ..Default::default()
         };
+        // Catalog figures are per whole object, so repeats are counted over whole objects.
+        let repeats = self.repeats(&sel, i64::MIN, i64::MAX).await?;
         let mut streams: BTreeMap<u64, ()> = BTreeMap::new();
-        for o in &sel.objects {
+        for (i, o) in sel.objects.iter().enumerate() {
             for s in &o.streams {
+                let r = repeats
+                    .get(&(i, s.fingerprint))
+                    .copied()
+                    .unwrap_or_default();
                 streams.insert(s.fingerprint, ());
-                out.bytes += s.bytes;
-                out.entries += s.entries;
+                out.bytes += s.bytes.saturating_sub(r.bytes);
+                out.entries += s.entries.saturating_sub(r.entries);
             }
         }
         out.streams = streams.len() as u64;
@@ -167,9 +173,15 @@ impl QueryEngine {
                 _ => q.end,
             }
         };
+        let repeats = self.repeats(&sel, i64::MIN, i64::MAX).await?;
         let mut acc: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
-        for o in &sel.objects {
+        for (i, o) in sel.objects.iter().enumerate() {
             for s in &o.streams {
+                let bytes = s.bytes.saturating_sub(
+                    repeats
+                        .get(&(i, s.fingerprint))
+                        .map_or(0, |r: &crate::dedup::Repeats| r.bytes),
+                );
                 let t = bucket_end(s.max_ts.clamp(q.start, q.end));
                 let keys: Vec<Labels> = if q.by_label_names {
                     s.labels
@@ -183,7 +195,7 @@ impl QueryEngine {
                     }))]
                 };
                 for k in keys {
-                    *acc.entry(k).or_default().entry(t).or_default() += s.bytes;
+                    *acc.entry(k).or_default().entry(t).or_default() += bytes;
                 }
             }
         }

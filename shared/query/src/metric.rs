@@ -25,9 +25,14 @@ use futures::StreamExt;
 use parquetry_eval::{EvalParams, SampleSeries, Value};
 use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorOp};
 use parquetry_model::Labels;
-use parquetry_pipeline::{ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, Pipeline, Unwrapper};
+use parquetry_pipeline::{
+    ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints, Pipeline,
+    SampleGrouping, Unwrapper, sample_stages,
+};
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 
+use crate::dedup::{Seen, overlapping_streams};
+use crate::limits::OutputBudget;
 use crate::logs::{account_selection, scan_metrics, session, ts_lit};
 use crate::pushdown::{Pushdown, compile_pipeline};
 use crate::stats::QueryStats;
@@ -48,6 +53,8 @@ pub struct MetricQuery {
     pub instant: bool,
     /// `max_query_series`; 0 = unlimited.
     pub max_series: usize,
+    /// `limits_config.max_query_response_size` in bytes, spent on series labels; 0 = unlimited.
+    pub max_response_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -67,10 +74,11 @@ impl QueryEngine {
         }
         let ranges = q.expr.range_aggregations();
         let hints = pregroup_hints(&q.expr);
+        let groupings = SampleGrouping::of(&q.expr);
         let mut inputs = Vec::with_capacity(ranges.len());
-        for (ra, hint) in ranges.iter().zip(&hints) {
+        for ((ra, hint), grouping) in ranges.iter().zip(&hints).zip(&groupings) {
             inputs.push(
-                self.range_samples(q, ra, hint.as_deref(), &mut stats)
+                self.range_samples(q, ra, hint.as_deref(), grouping, &mut stats)
                     .await?,
             );
         }
@@ -97,6 +105,7 @@ impl QueryEngine {
         q: &MetricQuery,
         ra: &RangeAggregation,
         group_by: Option<&[String]>,
+        grouping: &SampleGrouping,
         stats: &mut QueryStats,
     ) -> Result<Vec<SampleSeries>> {
         // Windows are (t - range - offset, t - offset] for t in [start, end].
@@ -117,12 +126,16 @@ impl QueryEngine {
             return Ok(Vec::new());
         }
 
-        let push = Pushdown::of(&log.pipeline);
+        // Loki plans the stages of a metric query leaner than a log query's, and that shows
+        // in answers (see `parquetry_pipeline::ParserHints`).
+        let stages = sample_stages(&log.pipeline, ra.op);
+        let push = Pushdown::of(&stages);
         let bad = |e: parquetry_pipeline::PipelineError| QueryError::BadRequest(e.to_string());
         let pipeline = if push.exact {
             None
         } else {
-            Some(compile_pipeline(&log.pipeline)?)
+            let hints = ParserHints::for_range(&stages, ra.range.unwrap.as_ref(), grouping);
+            Some(compile_pipeline(&stages)?.with_hints(hints))
         };
         let unwrapper = ra
             .range
@@ -140,7 +153,8 @@ impl QueryEngine {
             _ if unwrapper.is_some() => SampleValue::Unwrapped,
             _ => SampleValue::One,
         };
-        let need_line = pipeline.is_some() || value == SampleValue::LineBytes;
+        let seen = Seen::new(overlapping_streams(&selection));
+        let need_line = pipeline.is_some() || value == SampleValue::LineBytes || !seen.is_empty();
 
         let streams: HashMap<u64, Labels> = selection
             .streams()
@@ -154,6 +168,8 @@ impl QueryEngine {
             keep_unwrapped,
             value,
             group_by: group_by.map(|g| g.to_vec()),
+            seen,
+            budget: OutputBudget::new(q.max_response_bytes),
         });
 
         let ctx = session(self)?;
@@ -179,10 +195,11 @@ impl QueryEngine {
             .select_columns(&columns)?;
         let plan = df.create_physical_plan().await?;
         let parts = execute_stream_partitioned(plan.clone(), ctx.task_ctx())?;
-        let mut tasks = Vec::with_capacity(parts.len());
-        for mut part in parts {
+        // A JoinSet aborts its tasks when dropped: a query that timed out stops scanning.
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, mut part) in parts.into_iter().enumerate() {
             let fold = fold.clone();
-            tasks.push(tokio::spawn(async move {
+            tasks.spawn(async move {
                 let mut acc = Acc::default();
                 let mut rows = 0u64;
                 while let Some(batch) = part.next().await {
@@ -190,14 +207,19 @@ impl QueryEngine {
                     rows += batch.num_rows() as u64;
                     fold.batch(&batch, &mut acc)?;
                 }
-                Ok::<_, QueryError>((acc, rows))
-            }));
+                Ok::<_, QueryError>((i, acc, rows))
+            });
         }
+        let mut done = Vec::with_capacity(tasks.len());
+        while let Some(t) = tasks.join_next().await {
+            let done_part =
+                t.map_err(|e| QueryError::Internal(format!("scan task failed: {e}")))??;
+            done.push(done_part);
+        }
+        // Partition order, so results never depend on which task finished first.
+        done.sort_by_key(|(i, _, _)| *i);
         let mut total = Acc::default();
-        for t in tasks {
-            let (acc, rows) = t
-                .await
-                .map_err(|e| QueryError::Internal(format!("scan task failed: {e}")))??;
+        for (_, acc, rows) in done {
             stats.post_filter_lines += rows;
             total.merge(acc);
         }
@@ -222,6 +244,10 @@ struct Fold {
     keep_unwrapped: bool,
     value: SampleValue,
     group_by: Option<Vec<String>>,
+    /// Entries of streams that may be stored twice (see `dedup`).
+    seen: Arc<Seen>,
+    /// Label bytes of every series made: a pipeline can make one per row.
+    budget: Arc<OutputBudget>,
 }
 
 /// Sample series under construction, indexed by label set, with a per-stream shortcut for
@@ -299,6 +325,9 @@ impl Fold {
                 continue;
             };
             let text = line.map_or("", |l| l.value(row));
+            if !self.seen.first(f, t, text) {
+                continue;
+            }
             if simple {
                 let v = match self.value {
                     SampleValue::LineBytes => text.len() as f64,
@@ -360,22 +389,33 @@ impl Fold {
                 Some(by) => project(labels.iter().map(pair), by),
                 None => labels,
             };
+            let made = acc.series.len();
             let slot = acc.slot(labels);
+            if acc.series.len() > made {
+                self.budget.spend(label_bytes(&acc.series[slot].labels))?;
+            }
             acc.series[slot].samples.push((t, v));
         }
         Ok(())
     }
 }
 
+fn label_bytes(l: &Labels) -> usize {
+    l.iter().map(|l| l.name.len() + l.value.len()).sum()
+}
+
 fn pair(l: &parquetry_model::Label) -> (&str, &str) {
     (l.name.as_str(), l.value.as_str())
 }
 
+/// A stream's labels plus an entry's structured metadata; metadata named like a stream label
+/// goes by `<name>_extracted`, as in Loki.
 fn merged<'a>(stream: &'a Labels, extra: impl Iterator<Item = (&'a str, &'a str)>) -> Labels {
     let mut l = stream.clone();
     for (k, v) in extra {
-        if l.get(k).is_none() {
-            l.set(k, v);
+        let name = parquetry_pipeline::metadata_name(stream, k);
+        if l.get(&name).is_none() {
+            l.set(&name, v);
         }
     }
     l
@@ -386,7 +426,10 @@ fn merged<'a>(stream: &'a Labels, extra: impl Iterator<Item = (&'a str, &'a str)
 fn project<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, by: &[String]) -> Labels {
     Labels::from_pairs(pairs.filter(|(k, v)| {
         !v.is_empty()
-            && (by.iter().any(|b| b == k) || *k == ERROR_LABEL || *k == ERROR_DETAILS_LABEL)
+            && (by.iter().any(|b| b == k)
+                || *k == ERROR_LABEL
+                || *k == ERROR_DETAILS_LABEL
+                || *k == PRESERVE_ERROR_LABEL)
     }))
 }
 
@@ -541,6 +584,21 @@ mod tests {
         assert_eq!(
             hints(r#"sum by (x) (rate({a="b"}[1m])) / sum(count_over_time({a="b"}[1m]))"#),
             vec![Some(vec!["x".to_string()]), Some(vec![])]
+        );
+    }
+
+    #[test]
+    fn metadata_named_like_a_stream_label_is_extracted() {
+        let stream = Labels::from_pairs([("app", "api"), ("trace_id", "stream")]);
+        let l = merged(&stream, [("trace_id", "meta"), ("user", "u1")].into_iter());
+        assert_eq!(
+            l,
+            Labels::from_pairs([
+                ("app", "api"),
+                ("trace_id", "stream"),
+                ("trace_id_extracted", "meta"),
+                ("user", "u1"),
+            ])
         );
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashSet};
 
 use parquetry_model::{Matcher, matcher::matches_all};
+use parquetry_store::layout::PartValue;
 use parquetry_store::{DataObject, StreamInfo};
 
 use crate::stats::QueryStats;
@@ -55,14 +56,12 @@ impl QueryEngine {
         let partition_labels = self.store().partition_labels().to_vec();
         // A partition value is the label's value (empty when absent), so a matcher on a
         // partition label can be decided from the key alone.
-        let keep = |part: &[(String, String)]| {
+        let keep = |part: &[(String, PartValue)]| {
             matcher_sets.is_empty()
                 || matcher_sets.iter().any(|set| {
                     set.iter()
                         .all(|m| match part.iter().find(|(n, _)| *n == m.name) {
-                            Some((_, v)) if partition_labels.contains(&m.name) => {
-                                m.matches_value(v)
-                            }
+                            Some((_, v)) if partition_labels.contains(&m.name) => v.may_match(m),
                             _ => true,
                         })
                 })

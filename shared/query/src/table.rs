@@ -19,6 +19,7 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use object_store::ObjectMeta;
 use parquetry_store::DataObject;
 use parquetry_store::schema::log_schema;
 
@@ -78,7 +79,7 @@ impl datafusion::catalog::TableProvider for LogTable {
         let groups: Vec<FileGroup> = self
             .objects
             .iter()
-            .map(|o| FileGroup::new(vec![PartitionedFile::new(o.path.to_string(), o.size)]))
+            .map(|o| FileGroup::new(vec![partitioned_file(o)]))
             .collect();
         let config =
             FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
@@ -88,4 +89,17 @@ impl datafusion::catalog::TableProvider for LogTable {
                 .build();
         Ok(DataSourceExec::from_data_source(config))
     }
+}
+
+/// The object as DataFusion's scan opens it. The key goes over as a `Path` as is:
+/// `PartitionedFile::new` takes a string and escapes it again, so every key holding a `%`
+/// (any partition value outside `[A-Za-z0-9._-]`) would name an object that does not exist.
+fn partitioned_file(o: &DataObject) -> PartitionedFile {
+    PartitionedFile::new_from_meta(ObjectMeta {
+        location: o.path.clone(),
+        last_modified: chrono::DateTime::UNIX_EPOCH,
+        size: o.size,
+        e_tag: None,
+        version: None,
+    })
 }

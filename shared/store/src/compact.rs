@@ -34,7 +34,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquetry_model::config::CompactorConfig;
 
 use crate::catalog::{StreamCatalog, StreamInfo};
-use crate::layout::{ObjectKey, day_prefix};
+use crate::layout::{ObjectKey, PartValue, day_prefix};
 use crate::manifest::{self, ColdObject, Manifest};
 use crate::schema::{CATALOG_KEY, log_schema};
 use crate::writer::writer_properties;
@@ -79,6 +79,8 @@ pub struct CompactSummary {
     pub orphans_deleted: u64,
     pub manifests_deleted: u64,
     pub races_lost: u64,
+    /// Staging files of a killed writer removed (local directory only).
+    pub temp_files_deleted: u64,
 }
 
 /// Progress callbacks (a progress bar on a terminal, nothing elsewhere).
@@ -93,6 +95,8 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// Index of `line` in [`log_schema`].
+const LINE_COLUMN: usize = 3;
 /// Output batches: big enough to amortise interleaving, small against a row group.
 const OUT_BATCH_ROWS: usize = 8192;
 /// Decoded rows held across all inputs at once; each input's batch size is this divided by
@@ -108,6 +112,8 @@ const COMMIT_ATTEMPTS: usize = 16;
 const MAX_MERGE_CONCURRENCY: usize = 1;
 /// Small cold objects of one partition-day that trigger merging them again.
 const COLD_FANIN: usize = 8;
+/// Deletes in flight at once.
+pub(crate) const DELETE_CONCURRENCY: usize = 16;
 
 fn now_ns() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -121,7 +127,7 @@ fn older_than(meta: &ObjectMeta, age: Duration) -> bool {
 }
 
 /// Merge candidates by partition values.
-type ByPartition = BTreeMap<Vec<(String, String)>, Vec<(ObjectKey, ObjectMeta)>>;
+type ByPartition = BTreeMap<Vec<(String, PartValue)>, Vec<(ObjectKey, ObjectMeta)>>;
 
 /// One tenant-day as a compactor sees it.
 struct DayScan {
@@ -170,6 +176,7 @@ impl Store {
         summary: &mut CompactSummary,
     ) -> Result<()> {
         let started = Instant::now();
+        self.remove_stale_temp_files(tenant, day, summary).await;
         let Some(scan) = self.scan_day(tenant, day).await? else {
             return Ok(());
         };
@@ -343,6 +350,27 @@ impl Store {
             .await
     }
 
+    /// Removes what killed writers left in a local day directory: `LocalFileSystem` writes
+    /// each object to a staging file `<name>#<n>` first, and its listing never shows those, so
+    /// nothing else would ever delete them. Only files untouched for
+    /// [`TEMP_FILE_MIN_AGE`](crate::durable::TEMP_FILE_MIN_AGE) go, never one still being
+    /// written. Housekeeping only: a failure is logged, and the pass goes on.
+    async fn remove_stale_temp_files(&self, tenant: &str, day: &str, summary: &mut CompactSummary) {
+        let Some(local) = &self.local else {
+            return;
+        };
+        let prefix = day_prefix(tenant, day);
+        match local
+            .remove_stale_temp_files(&prefix, crate::durable::TEMP_FILE_MIN_AGE)
+            .await
+        {
+            Ok(n) => summary.temp_files_deleted += n,
+            Err(e) => {
+                tracing::warn!(tenant, day, error = %e, "could not remove stale staging files")
+            }
+        }
+    }
+
     /// The day's newest manifest, then its listing (in that order: see `Store::live_objects`).
     /// `None` when retention is deleting the day.
     async fn scan_day(&self, tenant: &str, day: &str) -> Result<Option<DayScan>> {
@@ -410,17 +438,30 @@ impl Store {
             .collect();
         let mut gone = HashSet::new();
         if !due.is_empty() {
-            for rel in &due {
-                match store
-                    .delete(&manifest::absolute_path(tenant, day, rel))
-                    .await
-                {
+            // Concurrent: on a local directory each delete waits for a directory fsync, and
+            // overlapping ones share the disk flush.
+            // Owned futures: borrowed ones would make the pass's future not `Send`.
+            let deletes: Vec<_> = due
+                .iter()
+                .map(|rel| {
+                    let (store, rel) = (self.store.clone(), rel.clone());
+                    let path = manifest::absolute_path(tenant, day, &rel);
+                    async move {
+                        let result = store.delete(&path).await;
+                        (rel, result)
+                    }
+                })
+                .collect();
+            let mut deletes = futures::stream::iter(deletes).buffer_unordered(DELETE_CONCURRENCY);
+            while let Some((rel, result)) = deletes.next().await {
+                match result {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                        gone.insert(rel.clone());
+                        gone.insert(rel);
                     }
                     Err(e) => return Err(e.into()),
                 }
             }
+            drop(deletes);
             let updated = manifest::update(store, tenant, day, COMMIT_ATTEMPTS, |base| {
                 let mut next = base.clone();
                 let mut changed = false;
@@ -529,7 +570,7 @@ impl Store {
         let upload =
             WriteMultipart::new_with_chunk_size(self.store.put_multipart(&path).await?, PART_SIZE);
         let handle = tokio::runtime::Handle::current();
-        let size = tokio::task::spawn_blocking(move || {
+        let (size, repeats) = tokio::task::spawn_blocking(move || {
             let _guard = handle.enter();
             let mut sink = UploadSink {
                 upload: Some(upload),
@@ -539,11 +580,11 @@ impl Store {
             let merged = merge_into(readers, &catalog, &mut sink);
             let upload = sink.upload.take();
             match (merged, upload) {
-                (Ok(()), Some(up)) => {
+                (Ok(repeats), Some(up)) => {
                     handle.block_on(up.finish())?;
-                    Ok(sink.written)
+                    Ok((sink.written, repeats))
                 }
-                (Ok(()), None) => Err(StoreError::Conflict("upload closed early".into())),
+                (Ok(_), None) => Err(StoreError::Conflict("upload closed early".into())),
                 (Err(e), up) => {
                     if let Some(up) = up {
                         let _ = handle.block_on(up.abort());
@@ -557,7 +598,7 @@ impl Store {
         Ok(ColdObject {
             key: manifest::relative_key(tenant, day, &path).unwrap_or_default(),
             size,
-            entries,
+            entries: entries.saturating_sub(repeats),
             min_ts,
             max_ts,
             created_ns: 0,
@@ -638,12 +679,16 @@ impl Cursor {
 /// K-way merge of inputs sorted by (stream, timestamp) into one sorted Parquet file written to
 /// `sink`. Memory: one decoded batch per input plus one output batch and the row group being
 /// encoded.
+/// K-way merge of inputs sorted by (stream, timestamp) into one sorted Parquet file written to
+/// `sink`, keeping one of each set of identical entries (same stream, time and line: a retried
+/// push stored twice). Returns how many it dropped; the footer's catalog counts the rest.
 fn merge_into<W: Write + Send>(
     readers: Vec<ParquetRecordBatchReader>,
     catalog: &StreamCatalog,
     sink: &mut W,
-) -> Result<()> {
-    let props = writer_properties(catalog)?;
+) -> Result<u64> {
+    // The catalog goes in at the end, once the repeats are known.
+    let props = writer_properties(catalog, false)?;
     let mut writer = ArrowWriter::try_new(sink, log_schema(), Some(props))?;
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut cursors: Vec<Option<Cursor>> = Vec::new();
@@ -662,6 +707,7 @@ fn merge_into<W: Write + Send>(
         }
     }
     let mut indices: Vec<(usize, usize)> = Vec::with_capacity(OUT_BATCH_ROWS);
+    let mut dedup = Dedup::default();
     while let Some(Reverse((_, i))) = heap.pop() {
         let bound = heap.peek().map(|Reverse((k, _))| *k);
         let Some(c) = cursors[i].as_mut() else {
@@ -669,7 +715,9 @@ fn merge_into<W: Write + Send>(
         };
         // Take the run of rows that sort before every other input's next row.
         loop {
-            indices.push((c.held, c.row));
+            if dedup.keep(c.key(c.row), &held, c.held, c.row)? {
+                indices.push((c.held, c.row));
+            }
             c.row += 1;
             if c.row >= c.batch.num_rows() || indices.len() >= OUT_BATCH_ROWS {
                 break;
@@ -695,6 +743,7 @@ fn merge_into<W: Write + Send>(
         if indices.len() >= OUT_BATCH_ROWS {
             flush(&mut writer, &held, &mut indices)?;
             // Only the batches cursors still point into stay held.
+            dedup.settle(&held)?;
             held.clear();
             for c in cursors.iter_mut().flatten() {
                 held.push(c.batch.clone());
@@ -703,8 +752,83 @@ fn merge_into<W: Write + Send>(
         }
     }
     flush(&mut writer, &held, &mut indices)?;
+    let mut kept = catalog.clone();
+    for s in &mut kept.streams {
+        if let Some((entries, bytes)) = dedup.removed.get(&s.fingerprint) {
+            s.entries = s.entries.saturating_sub(*entries);
+            s.bytes = s.bytes.saturating_sub(*bytes);
+        }
+    }
+    writer.append_key_value_metadata(parquet::file::metadata::KeyValue::new(
+        CATALOG_KEY.to_string(),
+        kept.to_json(),
+    ));
     writer.finish()?;
-    Ok(())
+    Ok(dedup.removed.values().map(|(entries, _)| entries).sum())
+}
+
+/// Drops entries identical to one already merged. Rows arrive in (stream, time) order, so
+/// identical entries are among the rows of one (stream, time): only when a second row of the
+/// same key shows up are lines read and hashed, so the common case costs one comparison.
+#[derive(Default)]
+struct Dedup {
+    key: Option<(u64, i64)>,
+    /// The first row of the current key, `(held batch, row)`, not yet hashed.
+    first: Option<(usize, usize)>,
+    /// Line hashes seen at the current key (xxHash64: a collision needs two different lines
+    /// of one stream at the same nanosecond).
+    lines: Vec<u64>,
+    /// Per stream: entries and line bytes dropped.
+    removed: BTreeMap<u64, (u64, u64)>,
+}
+
+impl Dedup {
+    fn keep(
+        &mut self,
+        key: (u64, i64),
+        held: &[RecordBatch],
+        batch: usize,
+        row: usize,
+    ) -> Result<bool> {
+        if self.key != Some(key) {
+            self.key = Some(key);
+            self.first = Some((batch, row));
+            self.lines.clear();
+            return Ok(true);
+        }
+        self.settle(held)?;
+        let line = line_at(held, batch, row)?;
+        let h = twox_hash::XxHash64::oneshot(0, line.as_bytes());
+        if self.lines.contains(&h) {
+            let r = self.removed.entry(key.0).or_default();
+            r.0 += 1;
+            r.1 += line.len() as u64;
+            return Ok(false);
+        }
+        self.lines.push(h);
+        Ok(true)
+    }
+
+    /// Hashes the pending first row while its batch is still held.
+    fn settle(&mut self, held: &[RecordBatch]) -> Result<()> {
+        if let Some((batch, row)) = self.first.take() {
+            let line = line_at(held, batch, row)?;
+            self.lines
+                .push(twox_hash::XxHash64::oneshot(0, line.as_bytes()));
+        }
+        Ok(())
+    }
+}
+
+fn line_at(held: &[RecordBatch], batch: usize, row: usize) -> Result<&str> {
+    held.get(batch)
+        .and_then(|b| b.column(LINE_COLUMN).as_string_opt::<i32>())
+        .filter(|l| row < l.len())
+        .map(|l| l.value(row))
+        .ok_or_else(|| StoreError::Corrupt {
+            path: String::new(),
+            reason: "line column is not text".into(),
+        })
 }
 
 fn next_batch(reader: &mut ParquetRecordBatchReader) -> Result<Option<RecordBatch>> {
@@ -792,4 +916,61 @@ pub struct Row {
     pub stream: u64,
     pub ts_ns: i64,
     pub line: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use parquetry_model::Labels;
+
+    use super::*;
+    use crate::writer::{LogEntry, StreamEntries};
+
+    #[tokio::test]
+    async fn a_pass_removes_stale_staging_files_and_keeps_fresh_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().to_str().unwrap(), vec!["service_name".into()]).unwrap();
+        let t0 = 1_700_000_000_000_000_000;
+        let push = vec![StreamEntries {
+            labels: Labels::from_pairs([("service_name", "api")]),
+            entries: vec![LogEntry {
+                ts_ns: t0,
+                line: "hello".into(),
+                structured_metadata: Vec::new(),
+            }],
+        }];
+        store.write("fake", push).await.unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let day = root.join(day_prefix("fake", &crate::layout::day_of(t0)).as_ref());
+        let partition = day.join("service_name=api");
+        // What a push and a compaction killed mid-write leave: the first an hour and a half
+        // ago, so gone; the others still being written for all anyone knows.
+        let old = SystemTime::now() - Duration::from_secs(5400);
+        let stale = [
+            partition.join("1-2-abc.parquet#1"),
+            day.join("_manifest/00000000000000000001.json#1"),
+        ];
+        std::fs::create_dir_all(day.join("_manifest")).unwrap();
+        for p in &stale {
+            std::fs::File::create(p).unwrap().set_modified(old).unwrap();
+        }
+        let fresh = partition.join("3-4-def.parquet#1");
+        std::fs::write(&fresh, b"partial").unwrap();
+
+        let opts = CompactOptions {
+            hot_min_age: Duration::from_secs(3600),
+            target_size: 1 << 30,
+            delete_delay: Duration::from_secs(3600),
+            max_inputs: 100,
+        };
+        let s = store.compact(&opts, &NoProgress).await.unwrap();
+        assert_eq!(s.temp_files_deleted, 2, "{s:?}");
+        for p in &stale {
+            assert!(!p.exists(), "{p:?}");
+        }
+        assert!(fresh.exists());
+        // The object itself is untouched.
+        assert_eq!(store.list_keys("").await.unwrap().len(), 1);
+    }
 }

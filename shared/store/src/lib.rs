@@ -18,6 +18,7 @@
 
 pub mod catalog;
 pub mod compact;
+pub mod durable;
 pub mod faulty;
 pub mod layout;
 pub mod manifest;

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -13,7 +12,8 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use parquetry_model::config::StorageConfig;
 
 use crate::catalog::StreamCatalog;
-use crate::layout::{DataObject, ObjectKey, day_of, day_prefix};
+use crate::durable::DurableStore;
+use crate::layout::{DataObject, ObjectKey, PartValue, day_of, day_prefix};
 use crate::manifest::{self, Manifest};
 use crate::schema::CATALOG_KEY;
 use crate::writer::{StreamEntries, encode_objects};
@@ -39,8 +39,13 @@ pub struct Store {
     pub(crate) store: Arc<dyn ObjectStore>,
     url: String,
     partition_labels: Vec<String>,
+    /// `storage.max_partitions_per_push` (see `writer::fold_partitions`).
+    max_partitions_per_push: usize,
     catalogs: Mutex<HashMap<Path, Arc<StreamCatalog>>>,
     manifests: Mutex<HashMap<Path, Arc<Manifest>>>,
+    /// The same store as `store` when it is a local directory opened by URL: the compactor
+    /// reaches the files behind it (staging files the listing hides).
+    pub(crate) local: Option<Arc<DurableStore>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -77,6 +82,7 @@ impl Store {
             reason,
         };
         let labels = storage.partition_labels.clone();
+        let mut local = None;
         let store: Arc<dyn ObjectStore> = if url == "memory://" || url == "memory:" {
             Arc::new(InMemory::new())
         } else if let Some(parsed) = crate::s3::parse_url(url) {
@@ -92,11 +98,18 @@ impl Store {
                 }
                 None => url,
             };
-            std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
-            let abs = std::fs::canonicalize(dir).map_err(|e| bad(e.to_string()))?;
-            Arc::new(LocalFileSystem::new_with_prefix(abs).map_err(|e| bad(e.to_string()))?)
+            // A push is acknowledged when `write` returns: on a local directory that needs the
+            // fsyncs `LocalFileSystem` does not do (see `durable`).
+            let durable = Arc::new(
+                DurableStore::open(std::path::Path::new(dir)).map_err(|e| bad(e.to_string()))?,
+            );
+            local = Some(durable.clone());
+            durable
         };
-        Ok(Self::from_object_store(store, url, labels))
+        let mut opened = Self::from_object_store(store, url, labels);
+        opened.local = local;
+        opened.max_partitions_per_push = storage.max_partitions_per_push;
+        Ok(opened)
     }
 
     pub fn from_object_store(
@@ -108,8 +121,10 @@ impl Store {
             store,
             url: url.to_string(),
             partition_labels,
+            max_partitions_per_push: parquetry_model::config::DEFAULT_MAX_PARTITIONS_PER_PUSH,
             catalogs: Mutex::new(HashMap::new()),
             manifests: Mutex::new(HashMap::new()),
+            local: None,
         }
     }
 
@@ -158,7 +173,7 @@ impl Store {
             .iter()
             .filter_map(|p| p.filename())
             .filter_map(|f| f.strip_prefix(name))
-            .filter_map(crate::layout::unescape)
+            .filter_map(crate::layout::decode_tenant)
             .collect();
         out.sort();
         Ok(out)
@@ -171,17 +186,20 @@ impl Store {
     }
 
     /// Stores validated streams: encodes one object per (day, partition) on a blocking thread,
-    /// then puts them all. Returns only when every object is durable; a failure part-way leaves
-    /// whole objects only, and a retried push is deduplicated at query time.
+    /// then puts them all. Returns only when every object is durable (S3: its PUT answered; a
+    /// local directory: `DurableStore` fsynced the file and its directories; the puts run
+    /// concurrently so their flushes overlap). A failure part-way leaves whole objects only,
+    /// and a retried push is deduplicated at query time.
     pub async fn write(&self, tenant: &str, streams: Vec<StreamEntries>) -> Result<WriteSummary> {
         if streams.iter().all(|s| s.entries.is_empty()) {
             return Ok(WriteSummary::default());
         }
         let tenant_owned = tenant.to_string();
         let labels = self.partition_labels.clone();
+        let max_partitions = self.max_partitions_per_push;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let objects = tokio::task::spawn_blocking(move || {
-            encode_objects(&tenant_owned, streams, &labels, &id)
+            encode_objects(&tenant_owned, streams, &labels, max_partitions, &id)
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))??;
@@ -224,7 +242,7 @@ impl Store {
         tenant: &str,
         start: i64,
         end: i64,
-        keep_partition: impl Fn(&[(String, String)]) -> bool,
+        keep_partition: impl Fn(&[(String, PartValue)]) -> bool,
     ) -> Result<Vec<DataObject>> {
         let mut out = Vec::new();
         if end <= start {
@@ -456,7 +474,9 @@ mod tests {
             .unwrap();
         assert_eq!(all.len(), 3);
         let api_day0 = store
-            .list("fake", T0, T0 + DAY_NS / 2, |p| p[0].1 == "api")
+            .list("fake", T0, T0 + DAY_NS / 2, |p| {
+                p[0].1.exact() == Some("api")
+            })
             .await
             .unwrap();
         assert_eq!(api_day0.len(), 1);
@@ -495,7 +515,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].key.partition[0].1, "a/../../b");
+        assert_eq!(found[0].key.partition[0].1.exact(), Some("a/../../b"));
         assert_eq!(
             store.catalog(&found[0]).await.unwrap().streams[0].entries,
             2

@@ -2,7 +2,7 @@
 //!
 //! This is the CPU-heavy half of a push: callers run [`encode_objects`] on a blocking thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -18,7 +18,7 @@ use parquet::schema::types::ColumnPath;
 use parquetry_model::Labels;
 
 use crate::catalog::{StreamCatalog, StreamInfo};
-use crate::layout::{ObjectKey, day_of};
+use crate::layout::{ObjectKey, PartValue, day_of};
 use crate::schema::{self, CATALOG_KEY, FORMAT_KEY, FORMAT_VERSION, log_schema};
 use crate::{DAY_NS, Result};
 
@@ -49,7 +49,19 @@ pub struct EncodedObject {
 /// footers stay small.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
 
-pub(crate) fn writer_properties(catalog: &StreamCatalog) -> Result<WriterProperties> {
+/// Writer settings for an object holding `catalog`'s streams; `with_catalog` puts the catalog
+/// in the footer now (a writer that learns its final counts later appends it before finish).
+pub(crate) fn writer_properties(
+    catalog: &StreamCatalog,
+    with_catalog: bool,
+) -> Result<WriterProperties> {
+    let mut kv = vec![KeyValue::new(
+        FORMAT_KEY.to_string(),
+        FORMAT_VERSION.to_string(),
+    )];
+    if with_catalog {
+        kv.push(KeyValue::new(CATALOG_KEY.to_string(), catalog.to_json()));
+    }
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -73,19 +85,42 @@ pub(crate) fn writer_properties(catalog: &StreamCatalog) -> Result<WriterPropert
                 nulls_first: false,
             },
         ]))
-        .set_key_value_metadata(Some(vec![
-            KeyValue::new(FORMAT_KEY.to_string(), FORMAT_VERSION.to_string()),
-            KeyValue::new(CATALOG_KEY.to_string(), catalog.to_json()),
-        ]))
+        .set_key_value_metadata(Some(kv))
         .build())
 }
 
+type Partition = Vec<(String, PartValue)>;
+
 /// The partition an entry's stream belongs to: the value of each configured label, empty when
 /// absent.
-fn partition_of(labels: &Labels, partition_labels: &[String]) -> Vec<(String, String)> {
+fn partition_of(labels: &Labels, partition_labels: &[String]) -> Partition {
     partition_labels
         .iter()
-        .map(|n| (n.clone(), labels.get(n).unwrap_or("").to_string()))
+        .map(|n| (n.clone(), PartValue::of(labels.get(n).unwrap_or(""))))
+        .collect()
+}
+
+/// Keeps at most `max` partitions (0: no limit): the largest `max - 1` by entries keep theirs,
+/// the rest share one object whose partition values are all [`PartValue::Mixed`]. One push
+/// with thousands of partition values would otherwise become thousands of tiny objects.
+fn fold_partitions(
+    parts: &[Partition],
+    streams: &[StreamEntries],
+    max: usize,
+) -> HashSet<Partition> {
+    let mut sizes: HashMap<&Partition, usize> = HashMap::new();
+    for (p, s) in parts.iter().zip(streams) {
+        *sizes.entry(p).or_default() += s.entries.len();
+    }
+    if max == 0 || sizes.len() <= max {
+        return HashSet::new();
+    }
+    let mut ranked: Vec<(&Partition, usize)> = sizes.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked
+        .into_iter()
+        .skip(max.saturating_sub(1))
+        .map(|(p, _)| p.clone())
         .collect()
 }
 
@@ -95,15 +130,29 @@ pub fn encode_objects(
     tenant: &str,
     streams: Vec<StreamEntries>,
     partition_labels: &[String],
+    max_partitions: usize,
     id: &str,
 ) -> Result<Vec<EncodedObject>> {
     // (day, partition) -> fingerprint -> (labels, entries). BTreeMaps give the row order the
     // format promises: by stream fingerprint, then time.
     type Group = BTreeMap<u64, (Labels, Vec<LogEntry>)>;
-    let mut groups: BTreeMap<(i64, Vec<(String, String)>), Group> = BTreeMap::new();
-    for s in streams {
+    let parts: Vec<Partition> = streams
+        .iter()
+        .map(|s| partition_of(&s.labels, partition_labels))
+        .collect();
+    let folded = fold_partitions(&parts, &streams, max_partitions);
+    let mixed: Partition = partition_labels
+        .iter()
+        .map(|n| (n.clone(), PartValue::Mixed))
+        .collect();
+    let mut groups: BTreeMap<(i64, Partition), Group> = BTreeMap::new();
+    for (s, part) in streams.into_iter().zip(parts) {
         let fp = s.labels.fingerprint();
-        let part = partition_of(&s.labels, partition_labels);
+        let part = if folded.contains(&part) {
+            mixed.clone()
+        } else {
+            part
+        };
         for e in s.entries {
             let day = e.ts_ns.div_euclid(DAY_NS);
             groups
@@ -118,7 +167,10 @@ pub fn encode_objects(
     let mut out = Vec::with_capacity(groups.len());
     for ((_, partition), mut group) in groups {
         for (_, entries) in group.values_mut() {
-            entries.sort_by_key(|e| e.ts_ns);
+            // Identical (timestamp, line) in one stream is one entry, as in Loki: an agent
+            // that repeats an entry in a batch must not count it twice.
+            entries.sort_by(|a, b| a.ts_ns.cmp(&b.ts_ns).then_with(|| a.line.cmp(&b.line)));
+            entries.dedup_by(|b, a| a.ts_ns == b.ts_ns && a.line == b.line);
         }
         out.push(encode_group(tenant, partition, group, id)?);
     }
@@ -127,7 +179,7 @@ pub fn encode_objects(
 
 fn encode_group(
     tenant: &str,
-    partition: Vec<(String, String)>,
+    partition: Partition,
     group: BTreeMap<u64, (Labels, Vec<LogEntry>)>,
     id: &str,
 ) -> Result<EncodedObject> {
@@ -189,7 +241,7 @@ fn encode_group(
         Arc::new(meta.finish()),
     ];
     let batch = RecordBatch::try_new(log_schema(), columns)?;
-    let props = writer_properties(&catalog)?;
+    let props = writer_properties(&catalog, true)?;
     let mut buf = Vec::with_capacity(line_bytes / 4 + 4096);
     let mut writer = ArrowWriter::try_new(&mut buf, log_schema(), Some(props))?;
     writer.write(&batch)?;
@@ -208,4 +260,64 @@ fn encode_group(
         data: Bytes::from(buf),
         entries: rows as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(svc: &str, n: usize) -> StreamEntries {
+        StreamEntries {
+            labels: Labels::from_pairs([("service_name", svc)]),
+            entries: (0..n)
+                .map(|i| LogEntry {
+                    ts_ns: 1_700_000_000_000_000_000 + i as i64,
+                    line: format!("{svc} {i}"),
+                    structured_metadata: vec![],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn many_partitions_in_one_push_share_a_mixed_object() {
+        let labels = vec!["service_name".to_string()];
+        let mut streams: Vec<StreamEntries> =
+            (0..50).map(|i| stream(&format!("s{i}"), 1)).collect();
+        streams.push(stream("big", 10));
+        let out = encode_objects("t", streams.clone(), &labels, 5, "id").unwrap();
+        assert_eq!(out.len(), 5);
+        let mixed: Vec<_> = out
+            .iter()
+            .filter(|o| o.key.partition[0].1 == PartValue::Mixed)
+            .collect();
+        assert_eq!(mixed.len(), 1);
+        assert_eq!(mixed[0].entries, 47);
+        assert!(
+            out.iter()
+                .any(|o| o.key.partition[0].1.exact() == Some("big"))
+        );
+        assert_eq!(out.iter().map(|o| o.entries).sum::<u64>(), 60);
+        // No limit: one object per partition.
+        assert_eq!(
+            encode_objects("t", streams, &labels, 0, "id")
+                .unwrap()
+                .len(),
+            51
+        );
+    }
+
+    #[test]
+    fn repeated_entries_in_one_push_are_stored_once() {
+        let mut s = stream("a", 3);
+        let again = s.entries.clone();
+        s.entries.extend(again);
+        s.entries.push(LogEntry {
+            ts_ns: s.entries[0].ts_ns,
+            line: "same time, other line".into(),
+            structured_metadata: vec![],
+        });
+        let out = encode_objects("t", vec![s], &["service_name".to_string()], 0, "id").unwrap();
+        assert_eq!(out[0].entries, 4);
+    }
 }

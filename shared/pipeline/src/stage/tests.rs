@@ -65,8 +65,10 @@ fn json_then_numeric_filter() {
     assert_eq!(e.structured_metadata().to_string(), r#"{trace="t1"}"#);
     assert!(run(q, r#"{"status":200}"#).is_none());
     assert!(run(q, r#"{"other":1}"#).is_none(), "missing label drops");
-    // Not JSON: the parser error lets the line through the numeric filter.
-    let (_, e) = run(q, "plain text").unwrap();
+    // Not JSON: no `status`, so the numeric filter drops the line whatever the error.
+    assert!(run(q, "plain text").is_none());
+    // The error still shows where no typed filter on an absent label follows.
+    let (_, e) = run("| json", "plain text").unwrap();
     assert_eq!(e.get("__error__"), Some("JSONParserErr"));
     assert!(run(r#"| json | __error__="" | status >= 500"#, "plain text").is_none());
     assert!(run(r#"| json | __error__!="JSONParserErr""#, "plain").is_none());
@@ -92,10 +94,11 @@ fn extracted_suffix_and_first_wins() {
     assert_eq!(e.get("k"), Some("k"));
     let (_, e) = run(r#"| regexp "k=(?P<k>\\w+)" | logfmt"#, "k=first k=second").unwrap();
     assert_eq!(e.get("k"), Some("first"));
-    // Structured metadata with the same name is replaced by the parsed value.
+    // A key named like structured metadata is renamed, as for stream labels, so both
+    // values stay (Loki 3.8 answers `trace="t1", trace_extracted="t2"`).
     let (_, e) = run("| json", r#"{"trace":"t2"}"#).unwrap();
-    assert_eq!(e.parsed().get("trace"), Some("t2"));
-    assert!(e.structured_metadata().is_empty());
+    assert_eq!(e.parsed().to_string(), r#"{trace_extracted="t2"}"#);
+    assert_eq!(e.structured_metadata().to_string(), r#"{trace="t1"}"#);
 }
 
 #[test]
@@ -112,8 +115,21 @@ fn json_params() {
     assert_eq!(e.get("q"), Some("sp"));
     assert_eq!(e.get("gone"), Some(""));
     assert_eq!(e.get("level_extracted"), Some("warn"));
+    // Recorded from Loki 3.8: a line that does not start with `{`, `[` or `"` fails
+    // without `__error_details__`; one that does is searched leniently, missing paths
+    // giving empty labels; a value the scanner cannot read fails with its message.
+    let q = r#"| json a="a", b="b""#;
+    let (_, e) = run(q, "not json").unwrap();
+    assert_eq!(e.parsed().to_string(), r#"{__error__="JSONParserErr"}"#);
+    let (_, e) = run(q, r#"   {"a":1}"#).unwrap();
+    assert_eq!(e.parsed().to_string(), r#"{__error__="JSONParserErr"}"#);
     let (_, e) = run(q, "{bad").unwrap();
-    assert_eq!(e.get("__error__"), Some("JSONParserErr"));
+    assert_eq!(e.parsed().to_string(), r#"{a="", b=""}"#);
+    let (_, e) = run(q, r#"{"a":"ok","b":nul}"#).unwrap();
+    assert_eq!(
+        e.parsed().to_string(),
+        r#"{__error__="JSONParserErr", __error_details__="Unknown value type", a="ok", b=""}"#
+    );
     let err = Pipeline::new(&stages(r#"| json x="a[" "#)).unwrap_err();
     assert!(err.to_string().contains("invalid JSON expression"), "{err}");
 }

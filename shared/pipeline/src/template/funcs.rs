@@ -160,9 +160,7 @@ static FUNCS: &[(&str, F)] = &[
     ("bytes", |c, a| {
         arity(c, &a, 1)?;
         let v = s(c, &a, 0)?;
-        crate::label_filter::parse_human_bytes(v)
-            .map(|b| Value::Float(b as f64))
-            .ok_or_else(|| format!("invalid byte size {v:?}"))
+        crate::label_filter::go_parse_bytes(v).map(|b| Value::Float(b as f64))
     }),
     ("duration", f_duration),
     ("duration_seconds", f_duration),

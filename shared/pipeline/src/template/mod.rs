@@ -9,7 +9,7 @@
 mod exec;
 mod funcs;
 mod parse;
-mod value;
+pub(crate) mod value;
 
 use crate::labels::EntryLabels;
 
@@ -31,6 +31,15 @@ impl Template {
             _ => None,
         };
         Ok(Template { tree, constant })
+    }
+
+    /// The names the template reads as fields of dot (`.name`, and each part of `.a.b`),
+    /// as Loki lists the labels a template requires: variables and `(pipe).field` chains do
+    /// not count.
+    pub fn fields(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        nodes_fields(&self.tree.nodes, &mut out);
+        out
     }
 
     /// Renders against an entry's labels, the current line and the entry time (ns).
@@ -58,6 +67,39 @@ impl Template {
             ts: ts_ns,
         };
         exec::execute(&self.tree, &ctx, out)
+    }
+}
+
+fn nodes_fields(nodes: &[parse::Node], out: &mut Vec<String>) {
+    for n in nodes {
+        match n {
+            parse::Node::Text(_) => {}
+            parse::Node::Action(p) => pipe_fields(p, out),
+            parse::Node::If { pipe, then, els } | parse::Node::With { pipe, then, els } => {
+                pipe_fields(pipe, out);
+                nodes_fields(then, out);
+                nodes_fields(els, out);
+            }
+            parse::Node::Range {
+                pipe, body, els, ..
+            } => {
+                pipe_fields(pipe, out);
+                nodes_fields(body, out);
+                nodes_fields(els, out);
+            }
+        }
+    }
+}
+
+fn pipe_fields(p: &parse::Pipe, out: &mut Vec<String>) {
+    for c in &p.cmds {
+        for a in &c.args {
+            match a {
+                parse::Arg::Field(f) => out.extend(f.iter().cloned()),
+                parse::Arg::Pipe(p) => pipe_fields(p, out),
+                _ => {}
+            }
+        }
     }
 }
 
