@@ -7,7 +7,7 @@
 #
 # Each variant takes under two minutes and exits non-zero if any acknowledged entry is lost or
 # returned twice. Not run by CI. Extra arguments go to both runs (e.g. --duration 30);
-# `target/release/loadtest --help` lists them.
+# `$CARGO_TARGET_DIR/release/loadtest --help` lists them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -77,7 +77,7 @@ impl Default for CompactorConfig {
             retention_delete_delay: LokiDuration::from_secs(2 * 3600),
             hot_object_min_age: LokiDuration::from_secs(15 * 60),
             target_object_size: ByteSize(256 << 20),
-            max_objects_per_merge: 2000,
+            max_objects_per_merge: 200,
         }
     }
 }

@@ -70,6 +70,12 @@ fn line_hash(line: &str) -> u64 {
     twox_hash::XxHash64::oneshot(0, line.as_bytes())
 }
 
+/// Most entries one scan tracks (~40 bytes each). Overlaps are large only where writers
+/// interleave one stream, and only until the compactor, which removes duplicates for good,
+/// has merged them (`compactor.hot_object_min_age` plus a pass); past the cap further entries
+/// count as first seen, so memory stays bounded and an answer may count a repeat once more.
+const MAX_TRACKED: usize = 2_000_000;
+
 /// Entries already seen, shared by the parallel partitions of one scan.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
@@ -105,7 +111,13 @@ impl Seen {
         // A poisoned lock means another partition panicked; counting twice is then the
         // lesser harm than failing, and the query fails on that panic anyway.
         match self.seen.lock() {
-            Ok(mut s) => s.insert((fp, ts, line_hash(line))),
+            Ok(mut s) => {
+                let key = (fp, ts, line_hash(line));
+                if s.len() >= MAX_TRACKED {
+                    return !s.contains(&key);
+                }
+                s.insert(key)
+            }
             Err(_) => true,
         }
     }
@@ -167,7 +179,12 @@ impl QueryEngine {
                     }
                     let text = line.value(row);
                     let key = (fp.value(row), ts.value(row), line_hash(text));
-                    if !seen.insert(key) {
+                    let repeat = if seen.len() >= MAX_TRACKED {
+                        seen.contains(&key)
+                    } else {
+                        !seen.insert(key)
+                    };
+                    if repeat {
                         let r: &mut Repeats = out.entry((i, key.0)).or_default();
                         r.entries += 1;
                         r.bytes += text.len() as u64;

@@ -4,9 +4,10 @@
 //! port, with the compaction timer at a short interval, then for `--duration` seconds:
 //!
 //! - `--pushers` clients push snappy protobuf like Promtail: batches of `--batch` entries over
-//!   `--streams` streams, every line carrying a unique id. A push answered with a 5xx, a 429,
-//!   a transport error or a timeout is retried with the same body until it gets 204; only then
-//!   do its entries count as acknowledged;
+//!   `--streams` streams, every line carrying a unique id, `--rate` pushes per second each
+//!   (0: as fast as answered). A push answered with a 5xx, a 429, a transport error or a
+//!   timeout is retried with the same body until it gets 204; only then do its entries count
+//!   as acknowledged;
 //! - two query clients loop over `query_range` log queries, `count_over_time` range queries
 //!   and an all-time count whose result must lie between the entries acknowledged before it
 //!   was sent and the entries sent before it returned (acknowledged data never disappears,
@@ -16,15 +17,23 @@
 //! - with `--kill-every N`, the server is SIGKILLed every N seconds and restarted on the same
 //!   directory and port.
 //!
-//! Then the server is stopped (SIGTERM, or SIGKILL in the kill variant), started again, and
-//! every acknowledged entry must be returned exactly once by log queries paging over time,
-//! and `sum(count_over_time(...))` must equal the number of distinct acknowledged entries.
-//! The exit status is 0 only when nothing was lost, duplicated or invented.
+//! Then the server is stopped (SIGTERM, or SIGKILL in the kill variant) and started again
+//! (compaction timer off unless `--compact-during-check`), every acknowledged entry must be
+//! returned exactly once, with its timestamp and stream, by log queries paging over time
+//! windows, and `sum(count_over_time(...))` must equal the number of distinct acknowledged
+//! entries (a push stored twice by a retry is one entry). The report gives pushes/s,
+//! entries/s, push and query latency percentiles and the server's peak RSS (VmHWM, read before
+//! every stop or kill, and VmRSS sampled every 200 ms). The exit status is 0 only when nothing
+//! was lost, duplicated or invented, and no query or push got an unexpected error answer;
+//! 1 otherwise, 2 when the harness itself failed. A failed run keeps its directory.
+//!
+//! `scripts/loadtest.sh` builds and runs both variants; by hand:
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=/root/.cache/parquetry-release cargo build --release -p parquetry -p parquetry-e2e
-//! /root/.cache/parquetry-release/release/loadtest --parquetry /root/.cache/parquetry-release/release/parquetry
-//! /root/.cache/parquetry-release/release/loadtest --parquetry ... --kill-every 10
+//! export CARGO_TARGET_DIR=$HOME/.cache/parquetry-release
+//! cargo build --release -p parquetry -p parquetry-e2e --bin parquetry --bin loadtest
+//! $CARGO_TARGET_DIR/release/loadtest --parquetry $CARGO_TARGET_DIR/release/parquetry
+//! $CARGO_TARGET_DIR/release/loadtest --parquetry $CARGO_TARGET_DIR/release/parquetry --kill-every 10
 //! ```
 
 use std::borrow::Cow;
@@ -113,7 +122,7 @@ struct Args {
 // ---------------------------------------------------------------------------------------------
 // Entries
 
-/// Service names (the partition label): stream `s` belongs to `SERVICES[s % 4]`.
+/// Service names (the partition label): stream `s` belongs to `svc-{s % SERVICES}`.
 const SERVICES: usize = 4;
 
 fn stream_labels(s: usize) -> String {
@@ -1093,6 +1102,33 @@ fn compaction_passes(log: &Path) -> Passes {
     passes
 }
 
+/// Warnings and errors of the compactor in a log, without terminal colours.
+fn compaction_failures(log: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.contains("compaction pass failed") || l.contains("compaction of a day failed")
+        })
+        .map(|l| {
+            let mut plain = String::new();
+            let mut chars = l.chars();
+            while let Some(c) = chars.next() {
+                if c == '\u{1b}' {
+                    // Skip an escape sequence: ESC [ ... letter.
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() {
+                            break;
+                        }
+                    }
+                } else {
+                    plain.push(c);
+                }
+            }
+            plain
+        })
+        .collect()
+}
+
 fn count_log_lines(log: &Path, needle: &str) -> usize {
     std::fs::read_to_string(log)
         .map(|s| s.lines().filter(|l| l.contains(needle)).count())
@@ -1114,6 +1150,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<bool> {
+    if args.pushers == 0 || args.batch == 0 || !(1..=255).contains(&args.streams) {
+        bail!("--pushers and --batch must be positive, --streams within 1..=255");
+    }
     let bin = std::fs::canonicalize(&args.parquetry)
         .with_context(|| format!("the parquetry binary {}", args.parquetry.display()))?;
     let tmp = tempfile::Builder::new()
@@ -1320,6 +1359,7 @@ async fn run(args: Args) -> Result<bool> {
 
     // Stop the server the way the variant dictates, then start it again for the check.
     let final_server = server.lock().await.take();
+    let stopping = Instant::now();
     let graceful = match final_server {
         Some(s) if kill_every.is_some() => {
             h.kill(s).await?;
@@ -1328,6 +1368,7 @@ async fn run(args: Args) -> Result<bool> {
         Some(s) => Some(h.terminate(s, false).await?),
         None => None,
     };
+    let stop_secs = stopping.elapsed().as_secs_f64();
     h.shared.done.store(true, Ordering::SeqCst);
     sampler.await?;
     let load_peaks = h.shared.peaks();
@@ -1542,7 +1583,7 @@ async fn run(args: Args) -> Result<bool> {
     } else {
         let _ = writeln!(
             out,
-            "stop           SIGTERM: {}",
+            "stop           SIGTERM: {} after {stop_secs:.1} s (in-flight requests finish first)",
             if graceful == Some(true) {
                 "graceful exit"
             } else {
@@ -1550,6 +1591,8 @@ async fn run(args: Args) -> Result<bool> {
             }
         );
     }
+    let load_compaction_failures = compaction_failures(&h.log);
+    list(&mut out, "COMPACTION FAILURES", &load_compaction_failures);
     list(&mut out, "CONSISTENCY VIOLATIONS", &violations);
     list(&mut out, "PUSH REJECTIONS", &rejections);
     list(&mut out, "QUERY ERROR ANSWERS", &query_failures);
@@ -1572,7 +1615,16 @@ async fn run(args: Args) -> Result<bool> {
             exp.acked, exp.maybe
         );
         // Always checked, whatever happened during the load.
-        let checked = check(&h, &args, &exp, &kills, run_start_ns, &mut out).await?;
+        let checked = check(
+            &h,
+            &args,
+            &exp,
+            &kills,
+            run_start_ns,
+            load_compaction_failures.len(),
+            &mut out,
+        )
+        .await?;
         load_ok && checked
     };
     let _ = writeln!(
@@ -1614,6 +1666,7 @@ async fn check(
     exp: &Arc<Expected>,
     kills: &[(f64, Duration)],
     run_start_ns: i64,
+    load_compaction_failures: usize,
     out: &mut String,
 ) -> Result<bool> {
     let check_start = Instant::now();
@@ -1740,7 +1793,11 @@ async fn check(
             b.first_seq,
             b.first_seq + b.len,
             b.sent_at,
-            b.acked_at.map_or("never".into(), |a| format!("{a:.2}s")),
+            match (b.acked_at, b.rejected) {
+                (Some(a), _) => format!("{a:.2}s"),
+                (None, true) => "never (rejected)".into(),
+                (None, false) => "never".into(),
+            },
             b.attempts,
             if near.is_empty() {
                 String::new()
@@ -1761,6 +1818,12 @@ async fn check(
         passes.done,
         count_log_lines(&h.log, "compaction pass failed"),
         passes.totals()
+    );
+    let failures = compaction_failures(&h.log);
+    list(
+        out,
+        "COMPACTION FAILURES DURING THE CHECK",
+        failures.get(load_compaction_failures..).unwrap_or_default(),
     );
     list(out, "LOST", &lost_s);
     list(out, "DUPLICATED", &dup_s);
