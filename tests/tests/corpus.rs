@@ -410,7 +410,7 @@ async fn logql_corpus() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Differential run against a reference Loki (../shared/tools/reference-loki): not part of CI.
+// Differential run against a reference Loki (docs/compatibility.md): not part of CI.
 //
 //   PARQUETRY_REFERENCE_LOKI=http://127.0.0.1:3190 \
 //     cargo test -p parquetry-e2e --test corpus -- --ignored --nocapture compare_with_reference_loki

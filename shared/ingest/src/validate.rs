@@ -1,4 +1,4 @@
-//! Loki's ingest-time processing of a decoded push (LOKI-API §2.5): label parsing,
+//! Loki's ingest-time processing of a decoded push (as Loki's distributor does it): label parsing,
 //! `service_name` discovery, stream- and entry-level validation with partial acceptance,
 //! `detected_level`, merging of streams with equal labels and dropping of duplicate entries.
 //!

@@ -7,7 +7,7 @@
 
 use parquetry_model::Labels;
 
-/// `__error__`: the error category of the first failing stage (see LOKI-API.md §7.4).
+/// `__error__`: the error category of the first failing stage (Loki's error categories, e.g. `JSONParserErr`).
 pub const ERROR_LABEL: &str = "__error__";
 /// `__error_details__`: the underlying message of `__error__`.
 pub const ERROR_DETAILS_LABEL: &str = "__error_details__";

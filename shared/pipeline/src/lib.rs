@@ -1,7 +1,7 @@
 //! The LogQL log pipeline: what happens to one entry after its stream was selected.
 //!
-//! This crate owns the per-entry evaluation of LogQL pipeline stages (LOKI-API.md §7.3 and
-//! §7.4): line filters, the `json`/`logfmt`/`regexp`/`pattern`/`unpack` parsers, label
+//! This crate owns the per-entry evaluation of LogQL pipeline stages, as
+//! Loki's LogQL documentation defines them: line filters, the `json`/`logfmt`/`regexp`/`pattern`/`unpack` parsers, label
 //! filters, `line_format`/`label_format` with a Go-template interpreter, `drop`/`keep`,
 //! `decolorize`, and the `| unwrap` sample extraction of range aggregations. It knows nothing
 //! about storage or query planning: the engine compiles a [`Pipeline`] once per query from the

@@ -1,8 +1,8 @@
 //! A Go `text/template` interpreter for `line_format` and `label_format`.
 //!
 //! Loki runs these templates with Go's engine, so users write Go syntax: `{{ .label }}`,
-//! pipelines, `if`/`else`/`with`/`range`, variables and the function set listed in
-//! LOKI-API.md §7.3. This is a purpose-built subset interpreter: parsing (and function name
+//! pipelines, `if`/`else`/`with`/`range`, variables and the function set of Loki's
+//! template documentation. This is a purpose-built subset interpreter: parsing (and function name
 //! resolution) happens once per query, execution once per entry. Not supported:
 //! `define`/`template`/`block`, `break`/`continue`, method calls and `call`.
 
