@@ -26,6 +26,8 @@ scripts/s3-server.sh start
 if [ "$s3_started" = 1 ]; then trap 'scripts/s3-server.sh stop' EXIT; fi
 eval "$(scripts/s3-server.sh env)"
 export PARQUETRY_TEST_REQUIRE_S3="${PARQUETRY_TEST_REQUIRE_S3:-1}"
+# The ruler test needs Debian's prometheus and prometheus-alertmanager (.ci/run installs them).
+export PARQUETRY_TEST_REQUIRE_RULER_DEPS="${PARQUETRY_TEST_REQUIRE_RULER_DEPS:-1}"
 # --- end S3 backend
 
 cargo test --workspace "$@"

@@ -165,6 +165,11 @@ impl TestServer {
         }
     }
 
+    /// The configuration the server runs with (storage as resolved for the backend).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -188,10 +193,19 @@ impl TestServer {
             hot_min_age: std::time::Duration::ZERO,
             ..parquetry_store::CompactOptions::from_config(&self.config.compactor)
         };
-        store
+        let summary = store
             .compact(&opts, &parquetry_store::compact::NoProgress)
             .await
-            .expect("compaction pass")
+            .expect("compaction pass");
+        // Delete requests and `retention_stream` rules, as `parquetry compact` applies them.
+        store
+            .apply_deletes(
+                &parquetry_store::DeletePassOptions::from_config(&self.config.compactor),
+                |t| parquetry_store::TenantPolicy::from_config(&self.config, t),
+            )
+            .await
+            .expect("delete pass");
+        summary
     }
 
     /// Every Parquet object written so far, as local files (on S3: fresh downloads into

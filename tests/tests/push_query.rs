@@ -519,3 +519,61 @@ async fn tenants_are_isolated_with_auth_on() {
     let (code, _) = get(&s, "/loki/api/v1/labels", &range(t0)).await;
     assert_eq!(code, 401);
 }
+
+/// The newest (oldest) `limit` entries are found in two passes, the second bounded by the
+/// time of the `limit`-th entry: entries that tie on that time must all stay candidates, on
+/// both directions, before and after compaction (cold objects hold whole days).
+#[tokio::test]
+async fn limit_boundary_keeps_ties_on_both_directions() {
+    let s = TestServer::start("").await;
+    let t0 = now_ns() - 10_000_000_000;
+    let mut streams = vec![];
+    // Stream a: ten entries one second apart; b and c: one entry each, at a's sixth second.
+    let a: Vec<Value> = (0..10)
+        .map(|i| json!([(t0 + i * 1_000_000_000).to_string(), format!("a{i}")]))
+        .collect();
+    streams.push(json!({"stream": {"service_name": "svc", "s": "a"}, "values": a}));
+    for name in ["b", "c"] {
+        streams.push(json!({"stream": {"service_name": "svc", "s": name}, "values": [[(t0 + 5_000_000_000).to_string(), format!("{name}5")]]}));
+    }
+    assert_eq!(push_json(&s, &json!({"streams": streams})).await.0, 204);
+    for compacted in [false, true] {
+        if compacted {
+            s.compact().await;
+        }
+        let back = query_range(&s, r#"{service_name="svc"}"#, &[("limit", "5".into())], t0).await;
+        let mut got = lines(&back);
+        got.sort();
+        // a9..a6 are newer than the tie at second 5; exactly one of the three tied entries
+        // completes the five.
+        assert_eq!(got.len(), 5, "{got:?}");
+        for l in ["a6", "a7", "a8", "a9"] {
+            assert!(got.contains(&l.to_string()), "{got:?}");
+        }
+        assert_eq!(
+            got.iter().filter(|l| l.ends_with('5')).count(),
+            1,
+            "{got:?}"
+        );
+        let fwd = query_range(
+            &s,
+            r#"{service_name="svc"}"#,
+            &[("limit", "7".into()), ("direction", "forward".into())],
+            t0,
+        )
+        .await;
+        let mut got = lines(&fwd);
+        got.sort();
+        // a0..a4, then two of the three entries at second 5.
+        assert_eq!(got.len(), 7, "{got:?}");
+        for l in ["a0", "a1", "a2", "a3", "a4"] {
+            assert!(got.contains(&l.to_string()), "{got:?}");
+        }
+        assert_eq!(
+            got.iter().filter(|l| l.ends_with('5')).count(),
+            2,
+            "{got:?}"
+        );
+    }
+    s.stop().await;
+}

@@ -14,7 +14,7 @@ use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use parquetry_model::Config;
 use parquetry_store::compact::NoProgress;
-use parquetry_store::{CompactOptions, RetentionOptions, Store};
+use parquetry_store::{CompactOptions, DeletePassOptions, RetentionOptions, Store, TenantPolicy};
 use serde_json::{Value, json};
 
 /// The store and the options of both passes, built once per execution environment.
@@ -58,6 +58,23 @@ impl Compactor {
         );
         let started = std::time::Instant::now();
         let compaction = self.store.compact(&self.compact, &NoProgress).await;
+        // Delete requests past their cancel period and `retention_stream` rules.
+        let deletes = self
+            .store
+            .apply_deletes(
+                &DeletePassOptions::from_config(&self.config.compactor),
+                |t| TenantPolicy::from_config(&self.config, t),
+            )
+            .await;
+        match &deletes {
+            Ok(d) => tracing::info!(
+                requests = d.requests_processed.len(),
+                objects = d.objects_rewritten,
+                entries = d.entries_removed,
+                "delete pass done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "delete pass failed"),
+        }
         let retention = if self.config.compactor.retention_enabled {
             Some(
                 self.store

@@ -3,7 +3,9 @@
 //! query latency on what it stored.
 //!
 //! `cargo bench -p parquetry --bench ingest` (PARQUETRY_BENCH_MB sets the raw line volume,
-//! default 256; PARQUETRY_BENCH_STREAMS the stream count, default 1000).
+//! default 256; PARQUETRY_BENCH_STREAMS the stream count, default 1000;
+//! PARQUETRY_BENCH_PUSH=otlp pushes the same entries as OTLP/HTTP protobuf, gzip, to
+//! `/otlp/v1/logs` instead, each stream a resource whose labels are resource attributes).
 //!
 //! Reports raw line MB/s, entries/s, MB/s per core of server CPU actually used, bytes stored
 //! per raw byte, the server's peak RSS, and metadata/query latencies.
@@ -54,6 +56,70 @@ fn body(streams: &[GenStream]) -> Vec<u8> {
     snap::raw::Encoder::new()
         .compress_vec(&req.encode_to_vec())
         .expect("snappy")
+}
+
+/// The same entries as an OTLP export, as the OpenTelemetry SDKs and Collector send it: one
+/// resource per stream (its labels as attributes, every one indexed), the trace id as the
+/// record's own field, protobuf then gzip.
+fn otlp_body(streams: &[GenStream]) -> Vec<u8> {
+    use parquetry_ingest::otlp::proto::collector::logs::v1::ExportLogsServiceRequest;
+    use parquetry_ingest::otlp::proto::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use parquetry_ingest::otlp::proto::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use parquetry_ingest::otlp::proto::resource::v1::Resource;
+    let text = |s: &str| {
+        Some(AnyValue {
+            value: Some(Value::StringValue(s.to_string())),
+        })
+    };
+    let req = ExportLogsServiceRequest {
+        resource_logs: streams
+            .iter()
+            .map(|s| ResourceLogs {
+                resource: Some(Resource {
+                    attributes: s
+                        .labels
+                        .iter()
+                        .map(|(k, v)| KeyValue {
+                            // OTLP's name for it; it maps back to `service_name`.
+                            key: if k == "service_name" {
+                                "service.name".to_string()
+                            } else {
+                                k.to_string()
+                            },
+                            value: text(v),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: s
+                        .entries
+                        .iter()
+                        .map(|e| LogRecord {
+                            time_unix_nano: e.ts_ns as u64,
+                            body: text(&e.line),
+                            trace_id: (0..16)
+                                .map(|i| {
+                                    u8::from_str_radix(
+                                        e.trace_id.get(2 * i..2 * i + 2).unwrap_or("00"),
+                                        16,
+                                    )
+                                    .unwrap_or(0)
+                                })
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &req.encode_to_vec()).expect("gzip");
+    gz.finish().expect("gzip")
 }
 
 /// utime + stime of a process, in seconds.
@@ -119,6 +185,7 @@ async fn main() {
     let target_mb = env_usize("PARQUETRY_BENCH_MB", 256);
     let n_streams = env_usize("PARQUETRY_BENCH_STREAMS", 1000);
     let per_stream_per_push = 5;
+    let otlp = std::env::var("PARQUETRY_BENCH_PUSH").is_ok_and(|v| v == "otlp");
 
     // Generate every body up front so the client costs almost nothing while we measure.
     let now = std::time::SystemTime::now()
@@ -142,7 +209,11 @@ async fn main() {
                 entries += 1;
             }
         }
-        let b = body(&batch);
+        let b = if otlp {
+            otlp_body(&batch)
+        } else {
+            body(&batch)
+        };
         proto_bytes += b.len() as u64;
         bodies.push(b);
     }
@@ -156,6 +227,11 @@ async fn main() {
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir.path())
         .arg("--log.level=warn")
+        // OTLP: every resource attribute indexed, so the streams are the push case's.
+        .env(
+            "PARQUETRY__LIMITS_CONFIG__OTLP_CONFIG",
+            "{resource_attributes: {attributes_config: [{action: index_label, regex: '.*'}]}}",
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -173,7 +249,11 @@ async fn main() {
 
     let cpu0 = cpu_seconds(pid);
     let t0 = Instant::now();
-    let push_url = format!("{base}/loki/api/v1/push");
+    let push_url = if otlp {
+        format!("{base}/otlp/v1/logs")
+    } else {
+        format!("{base}/loki/api/v1/push")
+    };
     let concurrency = 4;
     let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
     let mut tasks = Vec::new();
@@ -183,16 +263,17 @@ async fn main() {
             loop {
                 let next = queue.lock().expect("queue").pop();
                 let Some(b) = next else { break };
-                let r = c
+                let mut req = c
                     .post(&url)
                     .header("Content-Type", "application/x-protobuf")
-                    .body(b)
-                    .send()
-                    .await
-                    .expect("push");
+                    .body(b);
+                if otlp {
+                    req = req.header("Content-Encoding", "gzip");
+                }
+                let r = req.send().await.expect("push");
                 assert_eq!(
                     r.status().as_u16(),
-                    204,
+                    if otlp { 200 } else { 204 },
                     "{}",
                     r.text().await.unwrap_or_default()
                 );
@@ -214,7 +295,12 @@ async fn main() {
         n_streams * per_stream_per_push
     );
     println!(
-        "raw line bytes        {mb:.1} MB ({entries} entries, protobuf+snappy on the wire {:.1} MB)",
+        "raw line bytes        {mb:.1} MB ({entries} entries, {} on the wire {:.1} MB)",
+        if otlp {
+            "OTLP protobuf+gzip"
+        } else {
+            "protobuf+snappy"
+        },
         proto_bytes as f64 / 1e6
     );
     println!("wall                  {wall:.2} s");
@@ -380,6 +466,54 @@ async fn main() {
             scanned / 1e6,
             processed / 1e6 / secs,
             processed / 1e6 / best_cpu.max(1e-9),
+        );
+    }
+
+    // Logs Drilldown: the fields of the newest lines (Loki's default sample of 100, and the
+    // 1,000 some callers ask for) and the stream labels of the whole range.
+    let fields = || vec![("query", r#"{namespace="shop"}"#.to_string())];
+    /// (name, endpoint, parameters).
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, String)>);
+    let drilldown: Vec<Case> = vec![
+        (
+            "detected_fields, 1 service",
+            "detected_fields",
+            vec![("query", r#"{service_name="checkout"}"#.to_string())],
+        ),
+        ("detected_fields, all", "detected_fields", fields()),
+        (
+            "detected_fields, all, 1000",
+            "detected_fields",
+            [fields(), vec![("line_limit", "1000".to_string())]].concat(),
+        ),
+        ("detected_labels, all", "detected_labels", vec![]),
+        (
+            "detected_labels, 1 service",
+            "detected_labels",
+            vec![("query", r#"{service_name="checkout"}"#.to_string())],
+        ),
+    ];
+    println!();
+    println!("## Logs Drilldown over the whole range (best of 3)");
+    for (name, path, extra) in drilldown {
+        let mut q = range.clone();
+        q.extend(extra);
+        let url = format!("{base}/loki/api/v1/{path}");
+        let mut best = Duration::MAX;
+        let mut body = String::new();
+        for _ in 0..3 {
+            let (lat, b) = timed_get(&c, &url, &q).await;
+            best = best.min(lat);
+            body = b;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let n = v["fields"]
+            .as_array()
+            .or(v["detectedLabels"].as_array())
+            .map_or(0, |a| a.len());
+        println!(
+            "{name:<28} {:>7.0} ms  ({n} fields/labels)",
+            best.as_secs_f64() * 1e3
         );
     }
 }

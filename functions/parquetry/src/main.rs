@@ -11,8 +11,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parquetry_api::{AppState, router};
 use parquetry_model::Config;
+use parquetry_model::config::Role;
 use parquetry_store::compact::{NoProgress, Progress};
-use parquetry_store::{CompactOptions, RetentionOptions, Store};
+use parquetry_store::lease::LeaseState;
+use parquetry_store::{CompactOptions, DeletePassOptions, RetentionOptions, Store, TenantPolicy};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -36,6 +38,16 @@ enum Command {
     /// Delete tenant-days outside their retention period (limits_config.retention_period,
     /// overrides.<tenant>.retention_period).
     Retention(RetentionArgs),
+    /// Exit 0 when a server answers `/ready` with 200: a container health check for images
+    /// without a shell or curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct HealthcheckArgs {
+    /// The server to ask.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:3100")]
+    addr: SocketAddr,
 }
 
 /// Where the configuration and the data are: shared by every subcommand.
@@ -52,6 +64,26 @@ struct StoreArgs {
     /// Storage URL or directory; overrides storage.url.
     #[arg(long, value_name = "URL")]
     data: Option<String>,
+    /// Replace `${VAR}` and `${VAR:-default}` in the file from the environment (Loki's
+    /// `-config.expand-env`).
+    #[arg(long = "config.expand-env", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_name = "BOOL")]
+    expand_env: bool,
+}
+
+impl StoreArgs {
+    /// The configuration these arguments name, with `--data` applied.
+    fn load(&self) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let mut config = if self.expand_env {
+            Config::load_expanding_env(self.config.as_deref(), env)?
+        } else {
+            Config::load(self.config.as_deref(), env)?
+        };
+        if let Some(data) = &self.data {
+            config.storage.url = Some(data.clone());
+        }
+        Ok(config)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -82,16 +114,62 @@ struct ServeArgs {
     /// debug, info, warn or error; overrides server.log_level.
     #[arg(long = "log.level", value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Roles to run: all, or a comma list of write, read, backend (Loki's `-target`,
+    /// component names accepted). Overrides `target`.
+    #[arg(long, value_name = "TARGETS")]
+    target: Option<String>,
+    /// Check the configuration, print what it turned into, and exit (Loki's
+    /// `-verify-config`).
+    #[arg(long = "verify-config", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_name = "BOOL")]
+    verify_config: bool,
+    /// Loki's `-server.http-listen-port`; overrides server.http_listen_port.
+    #[arg(long = "server.http-listen-port", value_name = "PORT")]
+    http_listen_port: Option<u16>,
+    /// Loki's `-server.http-listen-address`; overrides server.http_listen_address.
+    #[arg(long = "server.http-listen-address", value_name = "ADDR")]
+    http_listen_address: Option<String>,
+    /// Loki's `-auth.enabled`; overrides auth_enabled.
+    #[arg(long = "auth.enabled", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    auth_enabled: Option<bool>,
+    /// Loki's `-log.format` (`logfmt` or `json`); overrides server.log_format.
+    #[arg(long = "log.format", value_name = "FORMAT")]
+    log_format: Option<String>,
+    /// Print the effective configuration to stderr at start-up (Loki's
+    /// `-print-config-stderr`).
+    #[arg(long = "print-config-stderr", num_args = 0..=1, default_missing_value = "true", default_value = "false", value_name = "BOOL")]
+    print_config_stderr: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     limit_malloc_arenas();
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(loki_flags(std::env::args_os()));
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Compact(args) => compact(args),
         Command::Retention(args) => retention(args),
+        Command::Healthcheck(args) => healthcheck(args),
     }
+}
+
+/// Accepts Loki's command line as it is written in unit files and manifests:
+/// single-dash flags (`-config.file=/etc/loki/config.yaml -target=read`) become clap's
+/// double-dash ones, and a command line that starts with a flag runs `serve`, as `loki` does.
+fn loki_flags(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = args.into_iter().collect();
+    for a in args.iter_mut().skip(1) {
+        let Some(s) = a.to_str() else { continue };
+        // `-x` short flags stay; `-name...` with a letter after the dash is Loki's spelling.
+        if s.len() > 2 && s.starts_with('-') && s.as_bytes()[1].is_ascii_alphabetic() {
+            *a = format!("-{s}").into();
+        }
+    }
+    if let Some(first) = args.get(1).and_then(|a| a.to_str())
+        && first.starts_with("--")
+        && !matches!(first, "--help" | "--version")
+    {
+        args.insert(1, "serve".into());
+    }
+    args
 }
 
 /// glibc gives each thread that allocates under contention its own arena, up to 8 per core,
@@ -109,16 +187,28 @@ fn limit_malloc_arenas() {
     }
 }
 
-/// Configuration, logging, runtime and store for the maintenance subcommands.
-fn maintenance(
-    config: Option<&std::path::Path>,
-    data: Option<String>,
-) -> anyhow::Result<(Config, tokio::runtime::Runtime, Arc<Store>)> {
-    let mut config = Config::load(config, std::env::vars())?;
-    if let Some(data) = data {
-        config.storage.url = Some(data);
+fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(3);
+    let mut conn = std::net::TcpStream::connect_timeout(&args.addr, timeout)
+        .with_context(|| format!("connecting to {}", args.addr))?;
+    conn.set_read_timeout(Some(timeout))?;
+    conn.set_write_timeout(Some(timeout))?;
+    conn.write_all(b"GET /ready HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head)?;
+    // "HTTP/1.x 200"
+    if &head[9..12] != b"200" {
+        anyhow::bail!("not ready: {}", String::from_utf8_lossy(&head));
     }
+    Ok(())
+}
+
+/// Configuration, logging, runtime and store for the maintenance subcommands.
+fn maintenance(args: &StoreArgs) -> anyhow::Result<(Config, tokio::runtime::Runtime, Arc<Store>)> {
+    let config = args.load()?;
     init_logging(&config)?;
+    report_loki_keys(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -131,14 +221,27 @@ fn maintenance(
 }
 
 fn compact(args: CompactArgs) -> anyhow::Result<()> {
-    let (config, runtime, store) = maintenance(args.store.config.as_deref(), args.store.data)?;
+    let (config, runtime, store) = maintenance(&args.store)?;
     let opts = CompactOptions::from_config(&config.compactor);
+    let dopts = DeletePassOptions::from_config(&config.compactor);
     let interval = config.compactor.compaction_interval.0;
     runtime.block_on(async move {
         loop {
             let progress = TerminalProgress::new();
             let result = store.compact(&opts, &progress).await;
             progress.finish();
+            // Delete requests and `retention_stream` rules: objects rewritten without the
+            // removed entries.
+            let result = match result {
+                Ok(s) => store
+                    .apply_deletes(&dopts, |t| TenantPolicy::from_config(&config, t))
+                    .await
+                    .map(|d| {
+                        tracing::info!(?d, "delete pass done");
+                        s
+                    }),
+                Err(e) => Err(e),
+            };
             match result {
                 Ok(summary) => tracing::info!(?summary, "compaction pass done"),
                 // One pass: the exit status says it failed.
@@ -161,7 +264,7 @@ fn compact(args: CompactArgs) -> anyhow::Result<()> {
 }
 
 fn retention(args: RetentionArgs) -> anyhow::Result<()> {
-    let (config, runtime, store) = maintenance(args.store.config.as_deref(), args.store.data)?;
+    let (config, runtime, store) = maintenance(&args.store)?;
     let opts = RetentionOptions {
         delete_delay: config.compactor.retention_delete_delay.0,
         dry_run: args.dry_run,
@@ -170,6 +273,33 @@ fn retention(args: RetentionArgs) -> anyhow::Result<()> {
         let summary = store
             .retention(|t| config.retention_period(t).0, &opts)
             .await?;
+        // Per-stream retention: what each `retention_stream` rule removes (or would).
+        let dopts = DeletePassOptions {
+            dry_run: args.dry_run,
+            ..DeletePassOptions::from_config(&config.compactor)
+        };
+        let rules = store
+            .apply_deletes(&dopts, |t| TenantPolicy {
+                physical_deletes: false,
+                stream_rules: TenantPolicy::stream_rules(&config, t),
+            })
+            .await?;
+        for r in &rules.rules {
+            let what = if args.dry_run {
+                "would remove"
+            } else {
+                "removed"
+            };
+            println!(
+                "{what}	tenant={}	retention_stream={}	period={}s	streams={}	entries={}	bytes={}",
+                r.tenant,
+                r.selector,
+                r.period.as_secs(),
+                r.streams,
+                r.entries,
+                r.bytes
+            );
+        }
         for d in &summary.expired {
             let what = if args.dry_run {
                 "would delete"
@@ -198,11 +328,45 @@ async fn maintenance_timer(config: Config, store: Arc<Store>) {
         delete_delay: config.compactor.retention_delete_delay.0,
         dry_run: false,
     };
+    // Several processes may run this timer over one bucket (backend replicas in a rolling
+    // upgrade, a second server): the lease keeps them from repeating each other's work.
+    let owner = format!(
+        "{}-{}-{}",
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    // Long enough to cover a pass and the next tick; the holder renews at every tick.
+    let ttl = interval
+        .saturating_mul(3)
+        .max(std::time::Duration::from_secs(60));
     loop {
         tokio::time::sleep(interval).await;
+        match store.acquire_lease("compactor", &owner, ttl).await {
+            Ok(LeaseState::Held { .. }) => {}
+            Ok(LeaseState::Busy { owner, .. }) => {
+                tracing::debug!(%owner, "another process holds the compactor lease; skipping this pass");
+                continue;
+            }
+            // A lease we cannot read is no reason to stop compacting: passes are safe to race.
+            Err(e) => tracing::warn!(error = %e, "compactor lease unavailable; compacting anyway"),
+        }
         match store.compact(&opts, &NoProgress).await {
             Ok(s) => tracing::info!(?s, "compaction pass done"),
             Err(e) => tracing::warn!(error = %e, "compaction pass failed; retrying next interval"),
+        }
+        let dopts = DeletePassOptions::from_config(&config.compactor);
+        match store
+            .apply_deletes(&dopts, |t| TenantPolicy::from_config(&config, t))
+            .await
+        {
+            Ok(d) => tracing::info!(?d, "delete pass done"),
+            Err(e) => tracing::warn!(error = %e, "delete pass failed; retrying next interval"),
         }
         if config.compactor.retention_enabled {
             match store
@@ -276,14 +440,33 @@ impl Progress for TerminalProgress {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = Config::load(args.store.config.as_deref(), std::env::vars())?;
-    if let Some(data) = args.store.data {
-        config.storage.url = Some(data);
-    }
+    let mut config = args.store.load()?;
     if let Some(level) = args.log_level {
         config.server.log_level = level;
     }
+    if let Some(port) = args.http_listen_port {
+        config.server.http_listen_port = port;
+    }
+    if let Some(addr) = args.http_listen_address {
+        config.server.http_listen_address = addr;
+    }
+    if let Some(on) = args.auth_enabled {
+        config.auth_enabled = on;
+    }
+    if let Some(format) = args.log_format {
+        config.server.log_format = format;
+    }
+    if let Some(target) = args.target {
+        config.target = parquetry_model::config::Target::parse(&target)?;
+    }
+    if args.verify_config || args.print_config_stderr {
+        eprint!("{}", effective_config(&config)?);
+    }
+    if args.verify_config {
+        return Ok(());
+    }
     init_logging(&config)?;
+    report_loki_keys(&config);
     let addr: SocketAddr = match args.listen {
         Some(a) => a,
         None => format!(
@@ -302,14 +485,26 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Store::open_config(&url, &config.storage)
                 .with_context(|| format!("opening storage {url}"))?,
         );
-        tokio::spawn(maintenance_timer(config.clone(), store.clone()));
+        // Compaction and retention belong to the backend role: in a split deployment exactly
+        // one process should run them (the manifests tolerate a race, but it wastes work).
+        if config.target.runs(Role::Backend) {
+            tokio::spawn(maintenance_timer(config.clone(), store.clone()));
+        }
         let state = AppState::new(config.clone(), store);
+        // Rules run where Loki's ruler does: in the backend role.
+        if config.target.runs(Role::Backend) {
+            parquetry_ruler::spawn(
+                state.config.clone(),
+                state.store.clone(),
+                state.engine.clone(),
+            );
+        }
         let shutting_down = state.shutting_down.clone();
         let app = router(state);
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(%addr, storage = %url, "parquetry is ready");
+        tracing::info!(%addr, storage = %url, target = %config.target.0, "parquetry is ready");
         parquetry_api::serve(listener, app, &config, async move {
             shutdown_signal().await;
             // /ready answers 503 from here on, while in-flight pushes finish and become
@@ -340,6 +535,31 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// The effective configuration as YAML, with what a Loki file's keys turned into.
+fn effective_config(config: &Config) -> anyhow::Result<String> {
+    let mut text = serde_yaml::to_string(config)?;
+    for t in &config.loki.translated {
+        text.push_str(&format!("# translated: {t}\n"));
+    }
+    for i in &config.loki.ignored {
+        text.push_str(&format!("# ignored (no effect in Parquetry): {i}\n"));
+    }
+    Ok(text)
+}
+
+/// One line for the Loki keys that were honoured, one warning for those that were not.
+fn report_loki_keys(config: &Config) {
+    if !config.loki.translated.is_empty() {
+        tracing::info!(keys = %config.loki.translated.join(", "), "Loki configuration keys translated");
+    }
+    if !config.loki.ignored.is_empty() {
+        tracing::warn!(
+            keys = %config.loki.ignored.join(", "),
+            "Loki configuration keys that have no effect in Parquetry are ignored"
+        );
     }
 }
 

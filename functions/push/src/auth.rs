@@ -12,6 +12,7 @@
 //! the router still requires `X-Scope-OrgID`.
 
 use std::sync::Arc;
+use subtle::ConstantTimeEq;
 
 use axum::Router;
 use axum::extract::Request;
@@ -84,16 +85,11 @@ pub fn accepts(tokens: &[String], headers: &HeaderMap) -> bool {
         return false;
     };
     // Check every secret, so the time taken does not tell which one nearly matched.
-    tokens.iter().fold(false, |ok, t| {
-        ok | constant_time_eq(t.as_bytes(), &presented)
-    })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    let mut ok = subtle::Choice::from(0);
+    for t in tokens {
+        ok |= t.as_bytes().ct_eq(&presented);
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    ok.into()
 }
 
 fn unauthorized() -> Response {

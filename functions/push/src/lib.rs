@@ -35,7 +35,7 @@ pub const CONFIG_FILE_ENV: &str = "PARQUETRY_CONFIG";
 /// Which part of the API a function serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// `POST /loki/api/v1/push` and `POST /api/prom/push` (and `/ready`).
+    /// `POST /loki/api/v1/push`, `POST /api/prom/push`, `POST /otlp/v1/logs` (and `/ready`).
     Push,
     /// Every other route: queries, metadata, status.
     Query,
@@ -155,8 +155,31 @@ pub fn wrap(app: Router, settings: &HostSettings) -> Router {
     app
 }
 
+fn is_tail_path(path: &str) -> bool {
+    path.ends_with("/loki/api/v1/tail") || path.ends_with("/api/prom/tail")
+}
+
+/// API Gateway's HTTP APIs and function URLs cannot upgrade a request to a WebSocket, so a
+/// live tail is refused with what to use instead, rather than failing as a bad handshake.
+fn tail_unavailable() -> Response {
+    let mut resp = (
+        StatusCode::BAD_REQUEST,
+        "live tail (/loki/api/v1/tail) needs a WebSocket, which the Lambda query function \
+         cannot serve: poll /loki/api/v1/query_range instead (logcli query without --tail, \
+         Grafana without Live), or run parquetry serve for live tailing\n",
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
 fn is_push_path(path: &str) -> bool {
-    path.ends_with("/loki/api/v1/push") || path.ends_with("/api/prom/push")
+    path.ends_with("/loki/api/v1/push")
+        || path.ends_with("/api/prom/push")
+        || path.ends_with("/otlp/v1/logs")
 }
 
 async fn serve_role(role: Role, req: Request, next: Next) -> Response {
@@ -165,6 +188,9 @@ async fn serve_role(role: Role, req: Request, next: Next) -> Response {
         Role::Push => is_push_path(path) || path.ends_with("/ready"),
         Role::Query => !is_push_path(path),
     };
+    if role == Role::Query && is_tail_path(path) {
+        return tail_unavailable();
+    }
     if allowed {
         return next.run(req).await;
     }

@@ -220,3 +220,17 @@ async fn push_routes_are_not_served_by_the_query_function() {
     assert_eq!(resp["statusCode"], 404, "{resp}");
     assert!(body(&resp).contains("push function"));
 }
+
+#[tokio::test]
+async fn live_tail_is_refused_with_the_alternatives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = handler(dir.path(), Role::Query, &[]);
+    let mut event: Value = serde_json::from_str(QUERY_RANGE).unwrap();
+    event["rawPath"] = "/loki/api/v1/tail".into();
+    event["requestContext"]["http"]["path"] = "/loki/api/v1/tail".into();
+    let resp = invoke(&mut h, &event.to_string()).await;
+    assert_eq!(resp["statusCode"], 400, "{resp}");
+    let text = body(&resp);
+    assert!(text.contains("query_range"), "{text}");
+    assert!(text.contains("parquetry serve"), "{text}");
+}

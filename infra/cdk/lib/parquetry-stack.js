@@ -2,8 +2,8 @@
 // The Parquetry stack in CDK, resource for resource the same as infra/template.yaml (keep the
 // two in step): an S3 bucket, a push and a query function (provided.al2023, arm64), an HTTP API
 // routing Loki's push routes to push and the other /loki/api/v1/* routes to query, one optional
-// protection of the URL (shared secret or IAM), a compactor function on an EventBridge
-// schedule, least-privilege roles.
+// protection of the URL (shared secret or IAM), a compactor and a ruler function on EventBridge
+// schedules, least-privilege roles.
 const fs = require('fs');
 const path = require('path');
 const cdk = require('aws-cdk-lib');
@@ -52,6 +52,18 @@ class ParquetryStack extends cdk.Stack {
       type: 'String', default: 'rate(10 minutes)', allowedPattern: '^(rate|cron)\\(.+\\)$',
       description: 'How often the compactor runs (an EventBridge schedule expression).',
     });
+    const rulerSchedule = new CfnParameter(this, 'RulerSchedule', {
+      type: 'String', default: 'rate(1 minute)', allowedPattern: '^(rate|cron)\\(.+\\)$',
+      description: "How often the ruler function evaluates every rule group (Loki's ruler.evaluation_interval).",
+    });
+    const alertmanagerUrl = new CfnParameter(this, 'AlertmanagerUrl', {
+      type: 'String', default: '',
+      description: 'Alertmanager base URLs, comma-separated (ruler.alertmanager_url); empty: alerts go nowhere.',
+    });
+    const remoteWriteUrl = new CfnParameter(this, 'RemoteWriteUrl', {
+      type: 'String', default: '',
+      description: 'Prometheus remote-write URL for recording rules (ruler.remote_write.client.url); empty: not written.',
+    });
     const logLevel = new CfnParameter(this, 'LogLevel', {
       type: 'String', default: 'info', allowedValues: ['debug', 'info', 'warn', 'error'],
     });
@@ -87,6 +99,12 @@ class ParquetryStack extends cdk.Stack {
     const useRetention = new CfnCondition(this, 'UseRetention', {
       expression: Fn.conditionNot(Fn.conditionEquals(retentionPeriodDays.valueAsString, '0')),
     });
+    const hasAlertmanager = new CfnCondition(this, 'HasAlertmanager', {
+      expression: Fn.conditionNot(Fn.conditionEquals(alertmanagerUrl.valueAsString, '')),
+    });
+    const hasRemoteWrite = new CfnCondition(this, 'HasRemoteWrite', {
+      expression: Fn.conditionNot(Fn.conditionEquals(remoteWriteUrl.valueAsString, '')),
+    });
 
     const bucket = new s3.Bucket(this, 'LogBucket', {
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -96,7 +114,8 @@ class ParquetryStack extends cdk.Stack {
       enforceSSL: true,
       removalPolicy: RemovalPolicy.RETAIN,
       lifecycleRules: [
-        { id: 'retention-backstop', expiration: Duration.days(retentionDays.valueAsNumber) },
+        // Log objects only: rule groups and alert state (ruler/) must not expire.
+        { id: 'retention-backstop', prefix: 'v1/', expiration: Duration.days(retentionDays.valueAsNumber) },
         { id: 'abort-incomplete-uploads', abortIncompleteMultipartUploadAfter: Duration.days(1) },
       ],
     });
@@ -146,7 +165,7 @@ class ParquetryStack extends cdk.Stack {
       return f;
     };
 
-    const push = fn('Push', 'push', pushMemory, 'Loki push API (/loki/api/v1/push, /api/prom/push)');
+    const push = fn('Push', 'push', pushMemory, 'Loki push API (/loki/api/v1/push, /api/prom/push) and OTLP logs (/otlp/v1/logs)');
     const query = fn('Query', 'query', queryMemory, 'Loki query API (/loki/api/v1/query_range, labels, series, ...)');
     // Writes new objects only; reads and lists only.
     push.addToRolePolicy(new iam.PolicyStatement({
@@ -157,6 +176,16 @@ class ParquetryStack extends cdk.Stack {
     }));
     query.addToRolePolicy(new iam.PolicyStatement({
       actions: ['s3:ListBucket'], resources: [bucket.bucketArn],
+    }));
+    // The delete API stores requests (POST/PUT) and cancels them (DELETE): those objects only.
+    query.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:PutObject', 's3:DeleteObject'],
+      resources: [bucket.arnForObjects('v1/tenant=*/_deletes/*')],
+    }));
+    // The ruler API (/loki/api/v1/rules) stores and deletes rule groups.
+    query.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:PutObject', 's3:DeleteObject'],
+      resources: [bucket.arnForObjects('ruler/rules/*')],
     }));
 
     // Reads, lists, writes (cold objects, manifests) and deletes (absorbed objects, expired
@@ -191,6 +220,39 @@ class ParquetryStack extends cdk.Stack {
       targets: [new targets.LambdaFunction(compactor)],
     });
 
+    // Reads and lists (logs, rule groups, alert state); writes alert state only. One run at a
+    // time: each run reads, advances and writes back the alert state.
+    const ruler = fn('Ruler', 'ruler', queryMemory,
+      "Alerting and recording rules (Loki's ruler), one evaluation pass per schedule", {
+        timeout: Duration.seconds(120),
+        reservedConcurrentExecutions: 1,
+        maxEventAge: Duration.seconds(60),
+        retryAttempts: 0,
+        environment: {
+          ...compactorBase,
+          PARQUETRY__RULER__ALERTMANAGER_URL:
+            Fn.conditionIf(hasAlertmanager.logicalId, alertmanagerUrl.valueAsString, Aws.NO_VALUE).toString(),
+          PARQUETRY__RULER__REMOTE_WRITE__ENABLED:
+            Fn.conditionIf(hasRemoteWrite.logicalId, 'true', 'false').toString(),
+          PARQUETRY__RULER__REMOTE_WRITE__CLIENT__URL:
+            Fn.conditionIf(hasRemoteWrite.logicalId, remoteWriteUrl.valueAsString, Aws.NO_VALUE).toString(),
+        },
+      });
+    ruler.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:GetObject'], resources: [bucket.arnForObjects('*')],
+    }));
+    ruler.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:ListBucket'], resources: [bucket.bucketArn],
+    }));
+    ruler.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['s3:PutObject'], resources: [bucket.arnForObjects('ruler/state/*')],
+    }));
+    new events.Rule(this, 'RulerEvaluationSchedule', {
+      description: 'Runs one Parquetry ruler evaluation pass',
+      schedule: events.Schedule.expression(rulerSchedule.valueAsString),
+      targets: [new targets.LambdaFunction(ruler)],
+    });
+
     const api = new apigw.CfnApi(this, 'HttpApi', {
       name: `${Aws.STACK_NAME}-loki`,
       protocolType: 'HTTP',
@@ -212,8 +274,12 @@ class ParquetryStack extends cdk.Stack {
     });
     route('PushRoute', 'POST /loki/api/v1/push', pushIntegration);
     route('LegacyPushRoute', 'POST /api/prom/push', pushIntegration);
+    route('OtlpLogsRoute', 'POST /otlp/v1/logs', pushIntegration);
     // Every other Loki route; the more specific push route wins for POST .../push.
+    route('DeleteRoute', 'ANY /loki/api/v1/delete', queryIntegration);
     route('QueryRoute', 'ANY /loki/api/v1/{proxy+}', queryIntegration);
+    // The ruler's Prometheus-compatible views (rules, alerts), as Grafana reads them.
+    route('PrometheusRulesRoute', 'ANY /prometheus/api/v1/{proxy+}', queryIntegration);
 
     const sourceArn = `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${api.ref}/*/*`;
     for (const [name, f] of [['Push', push], ['Query', query]]) {
@@ -232,6 +298,7 @@ class ParquetryStack extends cdk.Stack {
     new CfnOutput(this, 'PushFunctionName', { value: push.functionName });
     new CfnOutput(this, 'QueryFunctionName', { value: query.functionName });
     new CfnOutput(this, 'CompactorFunctionName', { value: compactor.functionName });
+    new CfnOutput(this, 'RulerFunctionName', { value: ruler.functionName });
   }
 }
 

@@ -33,6 +33,13 @@ pub enum ApiError {
     Internal(String),
     #[error("{0}")]
     NotFound(String),
+    /// Not allowed for this tenant (e.g. `deletion_mode: disabled`): 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The ruler API's server errors: 500 in the Prometheus JSON error envelope, as Loki's
+    /// ruler answers them (`errorType: server_error`).
+    #[error("{0}")]
+    RulerServerError(String),
     /// `limits_config.query_timeout` elapsed.
     #[error(
         "request timed out, decrease the duration of the request or add more label matchers (prefer exact match over regex match) to reduce the amount of data processed"
@@ -57,10 +64,12 @@ impl ApiError {
             ApiError::Query(QueryError::BadRequest(_) | QueryError::Unsupported(_)) => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Query(_) | ApiError::Storage(_) | ApiError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Query(_)
+            | ApiError::Storage(_)
+            | ApiError::Internal(_)
+            | ApiError::RulerServerError(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
@@ -144,6 +153,20 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, status = status.as_u16(), "request rejected");
         }
+        if let ApiError::RulerServerError(_) = &self {
+            let body = serde_json::json!({
+                "status": "error",
+                "data": null,
+                "errorType": "server_error",
+                "error": self.public_message(),
+            });
+            let mut resp = (status, body.to_string()).into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
         let mut resp = (status, self.public_message()).into_response();
         let h = resp.headers_mut();
         h.insert(
@@ -159,6 +182,32 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// An error answered the OTLP/HTTP way: the same status as [`ApiError`] (but 503 for 500, so
+/// that exporters retry, as Loki does), and a `google.rpc.Status` body in the request's format.
+pub struct OtlpError(pub ApiError, pub parquetry_ingest::otlp::OtlpFormat);
+
+impl IntoResponse for OtlpError {
+    fn into_response(self) -> Response {
+        let OtlpError(err, format) = self;
+        let mut status = err.status();
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        if status.is_server_error() {
+            tracing::error!(error = %err, "OTLP request failed");
+        } else {
+            tracing::debug!(error = %err, status = status.as_u16(), "OTLP request rejected");
+        }
+        let body = parquetry_ingest::otlp::error_response(format, &err.public_message());
+        let mut resp = (status, body).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        resp
+    }
+}
 
 /// Runs a query under `limits_config.query_timeout` (0 = no limit). On timeout the request
 /// answers 504 at once; scan tasks already started finish in the background.

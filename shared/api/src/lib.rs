@@ -7,16 +7,23 @@
 //! index stats), [`status`] (ready, build info, metrics). Errors map to Loki's status codes and
 //! text bodies in [`error`] only.
 
+pub mod deletes;
+pub mod detected;
 pub mod error;
 pub mod json;
 pub mod metadata;
 pub mod metrics;
+pub mod otlp;
 pub mod params;
+pub mod patterns;
 pub mod push;
 pub mod query;
 pub mod request;
+pub mod roles;
+pub mod rules;
 pub mod serve;
 pub mod status;
+pub mod tail;
 
 use std::sync::Arc;
 
@@ -39,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Set once the server is shutting down, so `/ready` turns 503 first.
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Live tails of this process; pushes are handed to them once durable.
+    pub tail_hub: Arc<tail::TailHub>,
 }
 
 impl AppState {
@@ -50,6 +59,7 @@ impl AppState {
             store,
             metrics: Arc::new(metrics::Metrics::new()),
             shutting_down: Default::default(),
+            tail_hub: Default::default(),
         }
     }
 }
@@ -73,10 +83,12 @@ pub fn router(state: AppState) -> Router {
         };
         api.clone().nest(&p, api)
     };
-    app.layer(axum::middleware::from_fn_with_state(
-        state,
-        metrics::track_requests,
-    ))
+    let target = state.config.target.clone();
+    app.layer(axum::middleware::from_fn_with_state(target, roles::filter))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            metrics::track_requests,
+        ))
 }
 
 fn api_routes(state: AppState) -> Router {
@@ -90,6 +102,10 @@ fn api_routes(state: AppState) -> Router {
         .route(
             "/api/prom/push",
             post(push::push_legacy).layer(DefaultBodyLimit::max(push_limit.saturating_add(1))),
+        )
+        .route(
+            "/otlp/v1/logs",
+            post(otlp::logs).layer(DefaultBodyLimit::max(push_limit.saturating_add(1))),
         )
         .route(
             &format!("{v1}/query_range"),
@@ -131,8 +147,57 @@ fn api_routes(state: AppState) -> Router {
             &format!("{v1}/index/volume_range"),
             get(metadata::volume_range).post(metadata::volume_range),
         )
+        .route(
+            &format!("{v1}/tail"),
+            get(tail::tail_v1).post(tail::tail_v1),
+        )
+        .route(
+            "/api/prom/tail",
+            get(tail::tail_legacy).post(tail::tail_legacy),
+        )
+        .route(
+            &format!("{v1}/delete"),
+            get(deletes::list)
+                .post(deletes::create)
+                .put(deletes::create)
+                .delete(deletes::cancel),
+        )
+        .route(
+            &format!("{v1}/detected_fields"),
+            get(detected::detected_fields).post(detected::detected_fields),
+        )
+        .route(
+            &format!("{v1}/detected_field/{{name}}/values"),
+            get(detected::detected_field_values).post(detected::detected_field_values),
+        )
+        .route(
+            &format!("{v1}/detected_labels"),
+            get(detected::detected_labels).post(detected::detected_labels),
+        )
+        .route(
+            &format!("{v1}/drilldown-limits"),
+            get(detected::drilldown_limits),
+        )
+        .route(
+            &format!("{v1}/patterns"),
+            get(patterns::patterns).post(patterns::patterns),
+        )
+        .route(&format!("{v1}/rules"), get(rules::list_all))
+        .route(
+            &format!("{v1}/rules/{{namespace}}"),
+            get(rules::list_namespace)
+                .post(rules::create_group)
+                .delete(rules::delete_namespace),
+        )
+        .route(
+            &format!("{v1}/rules/{{namespace}}/{{group}}"),
+            get(rules::get_group).delete(rules::delete_group),
+        )
+        .route("/prometheus/api/v1/rules", get(rules::prometheus_rules))
+        .route("/prometheus/api/v1/alerts", get(rules::prometheus_alerts))
         .route(&format!("{v1}/status/buildinfo"), get(status::buildinfo))
         .route("/ready", get(status::ready))
+        .route("/config", get(status::config))
         .route("/metrics", get(status::metrics))
         .with_state(state)
 }

@@ -73,7 +73,16 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
         });
     }
     DateTime::parse_from_rfc3339(s)
-        .map_err(|e| format!("cannot parse {s:?} as a timestamp: {e}"))
+        // Loki reports the integer parse's error when RFC3339 fails too.
+        .map_err(|_| {
+            let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+            let why = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                "value out of range"
+            } else {
+                "invalid syntax"
+            };
+            format!("strconv.ParseInt: parsing {s:?}: {why}")
+        })
         .and_then(|d| {
             d.timestamp_nanos_opt()
                 .ok_or_else(|| format!("timestamp {s:?} is out of range"))
@@ -185,10 +194,9 @@ pub fn limit(p: &Params) -> ApiResult<u32> {
     let Some(s) = p.get("limit") else {
         return Ok(100);
     };
+    // Loki's text is Go's `strconv.Atoi` error.
     let v: i128 = s.parse().map_err(|_| {
-        ApiError::BadRequest(format!(
-            "could not parse 'limit' parameter: invalid integer {s:?}"
-        ))
+        ApiError::BadRequest(format!("strconv.Atoi: parsing {s:?}: invalid syntax"))
     })?;
     if v <= 0 {
         return Err(ApiError::BadRequest(

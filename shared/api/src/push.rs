@@ -90,7 +90,12 @@ async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiR
                 .collect(),
         })
         .collect();
+    // Live tails get a copy only when the tenant has one, and only once it is durable.
+    let for_tails = state.tail_hub.has_tails(&tenant).then(|| streams.clone());
     let summary = state.store.write(&tenant, streams).await?;
+    if let Some(streams) = for_tails {
+        state.tail_hub.publish(&tenant, streams);
+    }
     state.metrics.record_ingest(
         summary.entries,
         validated.accepted_bytes,

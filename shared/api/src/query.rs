@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::response::Response;
 use parquetry_logql::{Expr, parse_expr};
 use parquetry_model::Labels;
-use parquetry_model::duration::format_prometheus;
 use parquetry_query::{
     Direction, LogQuery, LogResult, MetricQuery, MetricResult, ResultEntry, Value,
 };
@@ -39,7 +38,7 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
     if max_len > 0 && r.end - r.start > max_len {
         return Err(ApiError::BadRequest(format!(
             "the query time range exceeds the limit (query length: {}, limit: {})",
-            format_prometheus(r.end - r.start),
+            parquetry_model::duration::format_go(r.end - r.start),
             limits.max_query_length
         )));
     }
@@ -118,10 +117,28 @@ pub async fn query_instant(
     };
     limit(&req.params)?;
     direction(&req.params)?;
-    match parse_query(&req.params)? {
-        Expr::Log(_) => Err(ApiError::BadRequest(
+    // Loki checks a pipeline's stages only when it runs them, after refusing a log query here.
+    let log_instant = || {
+        ApiError::BadRequest(
             "log queries are not supported as an instant query type, please change your query to a range query type".into(),
-        )),
+        )
+    };
+    let parsed = match parse_query(&req.params) {
+        Err(ApiError::BadRequest(m))
+            if m.starts_with("parse error : stage '")
+                && req
+                    .params
+                    .get("query")
+                    .unwrap_or_default()
+                    .trim_start()
+                    .starts_with('{') =>
+        {
+            return Err(log_instant());
+        }
+        other => other?,
+    };
+    match parsed {
+        Expr::Log(_) => Err(log_instant()),
         Expr::Sample(expr) => {
             let q = MetricQuery {
                 tenant: req.tenant.clone(),

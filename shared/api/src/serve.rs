@@ -211,7 +211,8 @@ async fn serve_connection(
     // cut idle connections at the header timeout and make http_server_idle_timeout moot; the
     // connection's clock times heads from their first byte instead, as Go does.
     builder.http1().header_read_timeout(None);
-    let mut conn = pin!(builder.serve_connection(io, service));
+    // With upgrades, so a live tail can take the connection over as a WebSocket.
+    let mut conn = pin!(builder.serve_connection_with_upgrades(io, service));
     let mut stopping = pin!(async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     });
@@ -239,6 +240,8 @@ enum Phase {
     Head,
     /// The head is parsed: the handler runs and the response is written.
     Request,
+    /// Switched protocols (a live tail's WebSocket), which keeps its own time: no deadlines.
+    Upgraded,
 }
 
 struct ClockState {
@@ -331,6 +334,13 @@ impl Clock {
         }
     }
 
+    fn upgraded(&self) {
+        let mut s = self.state();
+        s.phase = Phase::Upgraded;
+        s.read_deadline = None;
+        s.write_deadline = None;
+    }
+
     fn reader_waiting(&self, waker: &Waker) {
         let mut s = self.state();
         if !s.reader.as_ref().is_some_and(|w| w.will_wake(waker)) {
@@ -343,6 +353,7 @@ impl Clock {
         match s.phase {
             Phase::Waiting | Phase::Head => s.read_deadline,
             Phase::Request => s.write_deadline,
+            Phase::Upgraded => None,
         }
     }
 
@@ -493,6 +504,9 @@ impl tower::Service<Request<Incoming>> for ConnectionService {
         let clock = self.clock.clone();
         Box::pin(async move {
             let Ok(response) = response.await;
+            if response.status() == axum::http::StatusCode::SWITCHING_PROTOCOLS {
+                clock.upgraded();
+            }
             let response = if body_timed_out.load(Ordering::Relaxed) {
                 body_timeout_response()
             } else {

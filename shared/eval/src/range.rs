@@ -264,7 +264,10 @@ impl Window {
                 lo += 1;
             }
             if lo < hi {
-                out.push((k as u32, self.value(samples, lo, hi, prefix.as_deref())));
+                out.push((
+                    k as u32,
+                    self.value(samples, lo, hi, prefix.as_deref(), end),
+                ));
                 k += 1;
             } else if hi >= n {
                 break;
@@ -285,7 +288,15 @@ impl Window {
         }
     }
 
-    fn value(&self, samples: &[(i64, f64)], lo: usize, hi: usize, prefix: Option<&[f64]>) -> f64 {
+    /// The aggregate of `samples[lo..hi]`, the window ending at `end` (nanoseconds).
+    fn value(
+        &self,
+        samples: &[(i64, f64)],
+        lo: usize,
+        hi: usize,
+        prefix: Option<&[f64]>,
+        end: i64,
+    ) -> f64 {
         let w = &samples[lo..hi];
         let sum = || match prefix {
             Some(p) => p[hi] - p[lo],
@@ -307,7 +318,7 @@ impl Window {
             }
             RangeOp::FirstOverTime => w[0].1,
             RangeOp::LastOverTime => w[w.len() - 1].1,
-            RangeOp::RateCounter => rate_counter(w, self.range, self.range_secs),
+            RangeOp::RateCounter => rate_counter(w, end, self.range, self.range_secs),
             RangeOp::AbsentOverTime => 1.0,
         }
     }
@@ -407,12 +418,11 @@ pub(crate) fn quantile(q: f64, values: &mut [f64]) -> f64 {
     values[lower as usize] * (1.0 - weight) + values[upper as usize] * weight
 }
 
-/// `rate_counter`: Prometheus' `extrapolatedRate` with counter-reset handling, reproducing
-/// Loki's arithmetic exactly. Loki feeds nanosecond timestamps into code written for
-/// milliseconds and anchors the range at the first sample, so the window start is always
-/// `range_ms / 1000` "seconds" away and the end is never extrapolated. Fewer than two samples
-/// give 0 (a point, not a gap).
-fn rate_counter(w: &[(i64, f64)], range_ns: i64, range_secs: f64) -> f64 {
+/// `rate_counter`: Prometheus' `extrapolatedRate` with counter-reset handling, as Loki runs
+/// it: nanosecond timestamps, and the range boundaries of the query window `(end - range,
+/// end]` rather than ones guessed from the samples. Fewer than two samples give 0 (a point,
+/// not a gap).
+fn rate_counter(w: &[(i64, f64)], end: i64, range_ns: i64, range_secs: f64) -> f64 {
     if w.len() < 2 {
         return 0.0;
     }
@@ -425,30 +435,23 @@ fn rate_counter(w: &[(i64, f64)], range_ns: i64, range_secs: f64) -> f64 {
         }
         prev = v;
     }
-    let range_ms = range_ns / 1_000_000;
-    let mut to_start = range_ms as f64 / 1000.0;
-    let to_end = 0.0f64;
-    let sampled = (last.0 - first.0) as f64 / 1000.0;
+    let start = end - range_ns;
+    let mut to_start = (first.0 - start) as f64 / 1e9;
+    let mut to_end = (end - last.0) as f64 / 1e9;
+    let sampled = (last.0 - first.0) as f64 / 1e9;
     let avg_gap = sampled / (w.len() - 1) as f64;
-    if result > 0.0 && first.1 >= 0.0 {
-        let to_zero = sampled * (first.1 / result);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
-    }
     let threshold = avg_gap * 1.1;
-    let mut interval = sampled;
-    interval += if to_start < threshold {
-        to_start
-    } else {
-        avg_gap / 2.0
-    };
-    interval += if to_end < threshold {
-        to_end
-    } else {
-        avg_gap / 2.0
-    };
-    result * (interval / sampled) / range_secs
+    if to_start >= threshold {
+        to_start = avg_gap / 2.0;
+    }
+    // A counter cannot go below zero: extrapolate to its zero point at the furthest.
+    if result > 0.0 && first.1 >= 0.0 {
+        to_start = to_start.min(sampled * (first.1 / result));
+    }
+    if to_end >= threshold {
+        to_end = avg_gap / 2.0;
+    }
+    result * ((sampled + to_start + to_end) / sampled) / range_secs
 }
 
 #[cfg(test)]

@@ -311,16 +311,25 @@ fn rate_counter_follows_lokis_extrapolation() {
             vec![vec![s]],
         )
     };
-    // Counter starting at zero: the zero point caps extrapolation to the start.
+    // Counter starting at zero: the zero point caps extrapolation to the start; the end is
+    // 10 s away, within 1.1 average gaps, so it extrapolates all the way.
     assert!(close(
         g(&[(-30, 0.0), (-20, 10.0), (-10, 20.0)]),
-        20.0 / 60.0
+        20.0 * (30.0 / 20.0) / 60.0
     ));
-    // A reset adds the value before it; extrapolation adds range_ms/1000 "seconds" to a
-    // sampled interval measured in microseconds (Loki's unit mix).
-    let sampled = 20e9 / 1000.0;
-    let want = 7.0 * ((sampled + 60.0) / sampled) / 60.0;
+    // A reset adds the value before it (increase 7); both boundaries are far (30 s and 10 s
+    // against an average gap of 10 s: the start is cut to half a gap).
+    let want = 7.0 * ((20.0 + 5.0 + 10.0) / 20.0) / 60.0;
     assert!(close(g(&[(-30, 5.0), (-20, 10.0), (-10, 2.0)]), want));
+    // Two samples 10 s apart in a 2-minute window ending 68 s after the last (the corpus'
+    // `email` job, as the reference Loki answers it): 1/60.
+    let s = ser(&[("app", "a")], &[(-78, 2.0), (-68, 3.0)]);
+    let v = one(
+        r#"rate_counter({app="a"} | unwrap x [2m])"#,
+        0,
+        vec![vec![s]],
+    );
+    assert!(close(v, 1.0 / 60.0), "{v}");
     // One sample is a zero, not a gap.
     assert_eq!(g(&[(-10, 5.0)]), 0.0);
 }
@@ -594,12 +603,13 @@ fn topk_bottomk_sort_keep_value_order_when_outermost() {
             (r#"{app="a", pod="2"}"#, 3.0)
         ])
     );
+    // bottomk keeps the lowest, listed highest first as Loki lists them.
     let bottom = agg(&format!("bottomk(2, {x})"));
     assert_eq!(
         bottom,
         lv(&[
-            (r#"{app="a", pod="1"}"#, 1.0),
-            (r#"{app="a", pod="2"}"#, 3.0)
+            (r#"{app="a", pod="2"}"#, 3.0),
+            (r#"{app="a", pod="1"}"#, 1.0)
         ])
     );
     let per_app = agg(&format!("topk by (app) (1, {x})"));

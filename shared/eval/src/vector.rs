@@ -139,7 +139,8 @@ impl VectorAgg {
             .collect()
     }
 
-    /// topk/bottomk/sort/sort_desc: the members themselves, in value order (NaN last), groups
+    /// topk/bottomk/sort/sort_desc: the members themselves, in value order (NaN last; bottomk's
+    /// kept members then reversed, as Loki lists them), groups
     /// ordered by their labels. Ties are broken by labels so the output is deterministic where
     /// Loki's heap order is not.
     fn rank(&self, mut accs: Vec<Acc>, interner: &Interner) -> Vec<(Id, f64)> {
@@ -166,7 +167,12 @@ impl VectorAgg {
                 };
                 by_value.then_with(|| interner.get(x.0).cmp(interner.get(y.0)))
             });
+            let start = out.len();
             out.extend(a.members.into_iter().take(limit));
+            // Loki lists the series bottomk keeps highest value first (the order of its heap).
+            if self.op == VectorOp::Bottomk {
+                out[start..].reverse();
+            }
         }
         out
     }

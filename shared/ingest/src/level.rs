@@ -2,7 +2,8 @@
 //! ingest, which Grafana's log-volume panel and Logs Drilldown group by.
 //!
 //! Sources, first hit wins: an existing `detected_level` (normalised), a stream label named like
-//! a level field, a structured-metadata field named like one, the line itself (a level field of
+//! a level field, a structured-metadata field named like one, an OTLP `severity_number`
+//! structured-metadata field, the line itself (a level field of
 //! a JSON object up to depth 2, or of logfmt pairs), and finally the earliest level keyword in
 //! the line as a whole word. Nothing found gives `unknown`.
 //!
@@ -76,7 +77,32 @@ pub fn detect_level<'a>(
     }) {
         return normalize_level(v);
     }
+    // OTLP records carry their level as a number (OpenTelemetry's severity ranges).
+    if let Some((_, n)) = metadata
+        .iter()
+        .find(|(n, v)| n == crate::otlp::SEVERITY_NUMBER && !v.is_empty())
+    {
+        return Cow::Borrowed(severity_number_level(n));
+    }
     Cow::Borrowed(line_level(line))
+}
+
+/// Loki's level for an OTLP `severity_number`: 1-4 trace, 5-8 debug, 9-12 info, 13-16 warn,
+/// 17-20 error, 21-24 fatal, 0 and anything above unknown; a value that is not a number reads
+/// as info.
+fn severity_number_level(n: &str) -> &'static str {
+    match n.parse::<i64>() {
+        Err(_) => "info",
+        Ok(0) => UNKNOWN_LEVEL,
+        // Loki compares `<= 4`, so a negative number reads as trace too.
+        Ok(..=4) => "trace",
+        Ok(5..=8) => "debug",
+        Ok(9..=12) => "info",
+        Ok(13..=16) => "warn",
+        Ok(17..=20) => "error",
+        Ok(21..=24) => "fatal",
+        Ok(_) => UNKNOWN_LEVEL,
+    }
 }
 
 /// Maps the usual spellings onto Loki's level names, case-insensitively; anything else is kept
@@ -174,73 +200,16 @@ fn field_rank(name: &str) -> Option<usize> {
     LEVEL_FIELDS.iter().position(|f| *f == name)
 }
 
-/// The string value of the best level field of a logfmt line: the first level-named key.
+/// The string value of the best level field of a logfmt line: the first level-named key, read
+/// with the scanner `| logfmt` uses (malformed pairs skipped as it skips them; `level=` is
+/// an empty value).
 fn logfmt_level(line: &str) -> Option<Cow<'_, str>> {
-    let b = line.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        while i < b.len() && b[i] <= b' ' {
-            i += 1;
+    parquetry_logfmt::Decoder::new(line).find_map(|item| match item {
+        parquetry_logfmt::Item::Pair(key, value) if field_rank(key).is_some() => {
+            Some(value.unwrap_or(Cow::Borrowed("")))
         }
-        let key_start = i;
-        while i < b.len() && b[i] > b' ' && b[i] != b'=' {
-            i += 1;
-        }
-        let key = &line[key_start..i];
-        if i >= b.len() || b[i] != b'=' {
-            continue;
-        }
-        i += 1;
-        let value: Cow<'_, str> = if b.get(i) == Some(&b'"') {
-            i += 1;
-            let start = i;
-            let mut escaped = false;
-            while i < b.len() && b[i] != b'"' {
-                if b[i] == b'\\' {
-                    escaped = true;
-                    i += 1;
-                }
-                i += 1;
-            }
-            let raw = line.get(start..i.min(b.len())).unwrap_or("");
-            i += 1;
-            if escaped {
-                Cow::Owned(unescape_logfmt(raw))
-            } else {
-                Cow::Borrowed(raw)
-            }
-        } else {
-            let start = i;
-            while i < b.len() && b[i] > b' ' {
-                i += 1;
-            }
-            Cow::Borrowed(&line[start..i])
-        };
-        if field_rank(key).is_some() {
-            return Some(value);
-        }
-    }
-    None
-}
-
-/// Enough of Go's unquoting for level values: `\"`, `\\` and the common control escapes.
-fn unescape_logfmt(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('n') => out.push('\n'),
-            Some('t') => out.push('\t'),
-            Some('r') => out.push('\r'),
-            Some(o) => out.push(o),
-            None => out.push('\\'),
-        }
-    }
-    out
+        _ => None,
+    })
 }
 
 /// The string value of the best level field of a JSON object: any top-level field beats a
@@ -484,7 +453,11 @@ mod tests {
     fn logfmt_lines() {
         assert_eq!(line("ts=1 level=wrn msg=\"error in x\""), "warn");
         assert_eq!(line("ts=1 msg=\"a b\" Level=\"Information\""), "info");
-        assert_eq!(line("a=\"x\\\"y\" lvl=\"E\\RR\""), "error");
+        // Recorded from a reference Loki: an invalid escape makes the pair malformed, as for
+        // `| logfmt`; malformed pairs before the level are skipped.
+        assert_eq!(line("a=\"x\\\"y\" lvl=\"E\\RR\""), "unknown");
+        assert_eq!(line("level=\"err\" broken=\"x"), "error");
+        assert_eq!(line("bad\"key=1 level=error"), "error");
         assert_eq!(line("msg=hi level=notice critical"), "critical");
         assert_eq!(line("x= level= y=\""), "unknown");
     }

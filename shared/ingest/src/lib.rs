@@ -4,7 +4,8 @@
 //! `Content-Encoding` ([`decode`]), the protobuf messages ([`proto`]) and JSON bodies, the
 //! neutral decoded model ([`push`]), label text parsing ([`labels`]), validation with
 //! partial acceptance, `service_name` discovery and merging ([`validate`](mod@validate)),
-//! `detected_level` ([`level`]), and the errors with their HTTP statuses and exact texts
+//! `detected_level` ([`level`]), OpenTelemetry logs mapped onto the same model ([`otlp`]), and
+//! the errors with their HTTP statuses and exact texts
 //! ([`error`]).
 //!
 //! It does no I/O and knows nothing about HTTP frameworks or storage: the API layer passes in
@@ -20,6 +21,7 @@ pub mod error;
 mod json;
 pub mod labels;
 pub mod level;
+pub mod otlp;
 pub mod proto;
 pub mod push;
 pub mod validate;

@@ -99,6 +99,51 @@ impl Kw {
         }
     }
 
+    /// The name Loki's parser gives the token in syntax errors: its grammar's upper-case name
+    /// for function names (`COUNT_OVER_TIME`, `SUM`, `BYTES_CONV`), the text for the rest.
+    pub(crate) fn token_name(self) -> &'static str {
+        match self {
+            Kw::Range(op) => match op.as_str() {
+                "rate" => "RATE",
+                "rate_counter" => "RATE_COUNTER",
+                "count_over_time" => "COUNT_OVER_TIME",
+                "bytes_rate" => "BYTES_RATE",
+                "bytes_over_time" => "BYTES_OVER_TIME",
+                "avg_over_time" => "AVG_OVER_TIME",
+                "sum_over_time" => "SUM_OVER_TIME",
+                "min_over_time" => "MIN_OVER_TIME",
+                "max_over_time" => "MAX_OVER_TIME",
+                "stdvar_over_time" => "STDVAR_OVER_TIME",
+                "stddev_over_time" => "STDDEV_OVER_TIME",
+                "quantile_over_time" => "QUANTILE_OVER_TIME",
+                "first_over_time" => "FIRST_OVER_TIME",
+                "last_over_time" => "LAST_OVER_TIME",
+                "absent_over_time" => "ABSENT_OVER_TIME",
+                other => other,
+            },
+            Kw::Vector(op) => match op.as_str() {
+                "sum" => "SUM",
+                "avg" => "AVG",
+                "max" => "MAX",
+                "min" => "MIN",
+                "count" => "COUNT",
+                "stddev" => "STDDEV",
+                "stdvar" => "STDVAR",
+                "bottomk" => "BOTTOMK",
+                "topk" => "TOPK",
+                "sort" => "SORT",
+                "sort_desc" => "SORT_DESC",
+                "approx_topk" => "APPROX_TOPK",
+                other => other,
+            },
+            Kw::VectorFn => "VECTOR",
+            Kw::BytesConv => "BYTES_CONV",
+            Kw::DurationConv => "DURATION_CONV",
+            Kw::DurationSecondsConv => "DURATION_SECONDS_CONV",
+            other => other.as_str(),
+        }
+    }
+
     fn reserved(lower: &str) -> Option<Kw> {
         RESERVED.iter().find(|(s, _)| *s == lower).map(|(_, k)| *k)
     }
@@ -267,7 +312,7 @@ impl Tok {
             Tok::Bytes(_) => "BYTES",
             Tok::Range(_) => "RANGE",
             Tok::Flag(_) => "PARSER_FLAG",
-            Tok::Kw(k) => k.as_str(),
+            Tok::Kw(k) => k.token_name(),
             Tok::Sym(s) => s.as_str(),
             Tok::Eof | Tok::Error(_) => "$end",
         }

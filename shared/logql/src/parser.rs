@@ -457,7 +457,7 @@ impl Parser {
         if let Err(e) = anchored_regex(&regex) {
             return Err(ParseError::validation(format!(
                 "invalid regex in label_replace: {}",
-                regex_error_text(&e)
+                regex_error_text(&format!("^(?:{regex})$"), &e)
             )));
         }
         Ok(Expr::Sample(SampleExpr::LabelReplace(LabelReplace {
@@ -568,6 +568,15 @@ impl Parser {
             Tok::Duration(d) => {
                 self.bump();
                 Ok(d)
+            }
+            // Loki takes a negative offset too: the window moves forward in time.
+            Tok::Sym(Sym::Sub) if matches!(self.peek_nth(1), Tok::Duration(_)) => {
+                self.bump();
+                let Tok::Duration(d) = *self.peek() else {
+                    return Err(self.unexpected(&["DURATION"]));
+                };
+                self.bump();
+                Ok(-d)
             }
             _ => Err(self.unexpected(&["DURATION"])),
         }
@@ -691,15 +700,32 @@ impl Parser {
     }
 
     fn line_filter_value(&mut self, op: LineFilterOp) -> PResult<LineFilterValue> {
+        // Loki names the failing stage as it prints it: `stage '|~ "(a"' : <reason>`.
+        let in_stage = |shown: String, e: ParseError| {
+            if e.line() == 0 {
+                ParseError::validation(format!("stage '{} {shown}' : {}", op.as_str(), e.message()))
+            } else {
+                e
+            }
+        };
         match self.peek() {
             Tok::Str(s) => {
                 let s = s.clone();
                 self.bump();
-                check_line_filter(op, &s)?;
+                check_line_filter(op, &s).map_err(|e| in_stage(go_quoted(&s), e))?;
                 Ok(LineFilterValue::Str(s))
             }
             Tok::Kw(Kw::Ip) => {
-                let pattern = self.ip_call()?;
+                self.bump();
+                self.expect_sym(Sym::LParen, &["("])?;
+                let pattern = self.expect_string()?;
+                self.expect_sym(Sym::RParen, &[")"])?;
+                IpPattern::parse(&pattern).map_err(|e| {
+                    in_stage(
+                        format!("ip({})", go_quoted(&pattern)),
+                        ParseError::validation(e.to_string()),
+                    )
+                })?;
                 if !matches!(op, LineFilterOp::Contains | LineFilterOp::NotContains) {
                     return Err(ParseError::validation(format!(
                         "ip: invalid operation {}: only |= and != are allowed",
@@ -759,7 +785,7 @@ impl Parser {
                 self.bump();
                 let p = self.expect_string()?;
                 pattern::parse_parser_pattern(&p)
-                    .map_err(|e| ParseError::validation(e.to_string()))?;
+                    .map_err(|e| ParseError::validation(format!("invalid pattern parser: {e}")))?;
                 Stage::Pattern(p)
             }
             Kw::Unpack => {
@@ -815,6 +841,7 @@ impl Parser {
     /// `IDENT = (IDENT | STRING) {, …}` after `label_format`.
     fn label_formats(&mut self) -> PResult<Vec<LabelFormat>> {
         let mut out: Vec<LabelFormat> = Vec::new();
+        let mut dup: Option<String> = None;
         loop {
             let dst = self.expect_ident(&["IDENTIFIER"])?;
             self.expect_sym(Sym::Eq, &["="])?;
@@ -830,15 +857,28 @@ impl Parser {
                 _ => return Err(self.unexpected(&["IDENTIFIER", "STRING"])),
             };
             self.bump();
-            if out.iter().any(|o| o.dst() == f.dst()) {
-                return Err(ParseError::validation(format!(
-                    "multiple label name '{}' not allowed in a single format operation",
-                    f.dst()
-                )));
+            if dup.is_none() && out.iter().any(|o| o.dst() == f.dst()) {
+                dup = Some(f.dst().to_string());
             }
             out.push(f);
             if !self.eat_sym(Sym::Comma) {
-                return Ok(out);
+                let Some(name) = dup else {
+                    return Ok(out);
+                };
+                // Loki names the whole stage, as it prints it.
+                let shown: Vec<String> = out
+                    .iter()
+                    .map(|f| match f {
+                        LabelFormat::Rename { dst, src } => format!("{dst}={src}"),
+                        LabelFormat::Template { dst, template } => {
+                            format!("{dst}={}", go_quoted(template))
+                        }
+                    })
+                    .collect();
+                return Err(ParseError::validation(format!(
+                    "stage '| label_format {}' : multiple label name '{name}' not allowed in a single format operation",
+                    shown.join(",")
+                )));
             }
         }
     }
@@ -1011,8 +1051,21 @@ fn parse_float(text: &str) -> PResult<f64> {
         .map_err(|e| ParseError::validation(format!("unable to parse literal as a float: {e}")))
 }
 
+/// `s` as Go's `strconv.Quote` prints it.
+fn go_quoted(s: &str) -> String {
+    let mut out = String::new();
+    let _ = parquetry_model::labels::write_quoted(&mut out, s);
+    out
+}
+
 fn new_matcher(name: String, op: MatchOp, value: String) -> PResult<Matcher> {
-    Matcher::new(name, op, value).map_err(|e| ParseError::validation(e.to_string()))
+    // Go reports the regex as written, so its error text is rebuilt from the raw value.
+    let go_text = match (op, line_filter_regex(&value)) {
+        (MatchOp::Re | MatchOp::Nre, Err(e)) => Some(regex_error_text(&value, &e)),
+        _ => None,
+    };
+    Matcher::new(name, op, value)
+        .map_err(|e| ParseError::validation(go_text.unwrap_or_else(|| e.to_string())))
 }
 
 /// Prometheus label name syntax.
@@ -1029,7 +1082,7 @@ fn check_line_filter(op: LineFilterOp, value: &str) -> PResult<()> {
     match op {
         LineFilterOp::Regex | LineFilterOp::NotRegex => line_filter_regex(value)
             .map(|_| ())
-            .map_err(|e| ParseError::validation(regex_error_text(&e))),
+            .map_err(|e| ParseError::validation(regex_error_text(value, &e))),
         LineFilterOp::Pattern | LineFilterOp::NotPattern => pattern::parse_filter_pattern(value)
             .map(|_| ())
             .map_err(|e| ParseError::validation(e.to_string())),
@@ -1040,8 +1093,12 @@ fn check_line_filter(op: LineFilterOp, value: &str) -> PResult<()> {
 /// `| regexp "…"`: must compile and name at least one group with a label name. Unnamed
 /// groups may sit next to named ones (`(job)=(?P<j>\w+)`): Loki extracts the named ones.
 fn check_regexp_parser(re: &str) -> PResult<()> {
-    let compiled =
-        line_filter_regex(re).map_err(|e| ParseError::validation(regex_error_text(&e)))?;
+    let compiled = line_filter_regex(re).map_err(|e| {
+        ParseError::validation(format!(
+            "invalid regexp parser: {}",
+            regex_error_text(re, &e)
+        ))
+    })?;
     let names: Vec<&str> = compiled.capture_names().skip(1).flatten().collect();
     if names.is_empty() {
         return Err(ParseError::validation(

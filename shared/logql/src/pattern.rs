@@ -23,8 +23,8 @@ pub enum PatternError {
     ConsecutiveCapture(String),
     /// The same name captured twice.
     DuplicateCapture(String),
-    /// A named capture in a line filter, where captures cannot be used.
-    NamedCaptureInFilter,
+    /// A named capture in a line filter, where captures cannot be used (the capture, `<name>`).
+    NamedCaptureInFilter(String),
 }
 
 impl fmt::Display for PatternError {
@@ -37,7 +37,9 @@ impl fmt::Display for PatternError {
             PatternError::DuplicateCapture(c) => {
                 write!(f, "duplicate capture name ({c}): invalid expression")
             }
-            PatternError::NamedCaptureInFilter => f.write_str("named captures are not allowed"),
+            PatternError::NamedCaptureInFilter(c) => {
+                write!(f, "named captures are not allowed: found '{c}'")
+            }
         }
     }
 }
@@ -117,11 +119,11 @@ pub fn parse_parser_pattern(s: &str) -> Result<Vec<PatternPart>, PatternError> {
 pub fn parse_filter_pattern(s: &str) -> Result<Vec<PatternPart>, PatternError> {
     let parts = parse_pattern(s);
     check_consecutive(&parts)?;
-    if parts
-        .iter()
-        .any(|p| matches!(p, PatternPart::Capture(Some(_))))
-    {
-        return Err(PatternError::NamedCaptureInFilter);
+    if let Some(name) = parts.iter().find_map(|p| match p {
+        PatternPart::Capture(Some(n)) => Some(n),
+        _ => None,
+    }) {
+        return Err(PatternError::NamedCaptureInFilter(format!("<{name}>")));
     }
     Ok(parts)
 }
@@ -178,7 +180,7 @@ mod tests {
         assert!(parse_filter_pattern("plain").is_ok());
         assert_eq!(
             parse_filter_pattern("<a> x").unwrap_err(),
-            PatternError::NamedCaptureInFilter
+            PatternError::NamedCaptureInFilter("<a>".into())
         );
         assert!(parse_filter_pattern("<_><_>").is_err());
     }

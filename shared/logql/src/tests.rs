@@ -197,6 +197,7 @@ const METRIC_QUERIES: &[&str] = &[
     r#"count_over_time(({app="a"}[5m]))"#,
     r#"count_over_time((({app="a"} | json [5m])))"#,
     r#"count_over_time({app="a"}[5m] offset 1h)"#,
+    r#"count_over_time({app="a"}[5m] offset -1m)"#,
     r#"count_over_time({app="a"} | json [5m] offset 1h)"#,
     r#"count_over_time({app="a"}[5m] offset 1h | json)"#,
     r#"count_over_time(({app="a"} | json)[5m] offset 1.5h)"#,
@@ -409,7 +410,7 @@ const FAILURES: &[(&str, &str)] = &[
     ),
     (
         r#"{a=~"("}"#,
-        "parse error : error parsing regexp: unclosed group",
+        "parse error : error parsing regexp: missing closing ): `(`",
     ),
     // Ranges.
     (
@@ -536,7 +537,7 @@ const FAILURES: &[(&str, &str)] = &[
     ),
     (
         r#"sum by (a) rate({app="a"}[5m])"#,
-        "parse error at line 1, col 12: syntax error: unexpected rate, expecting (",
+        "parse error at line 1, col 12: syntax error: unexpected RATE, expecting (",
     ),
     (
         r#"sum by (a) x"#,
@@ -573,7 +574,7 @@ const FAILURES: &[(&str, &str)] = &[
     ),
     (
         "-vector(1)",
-        "parse error at line 1, col 2: syntax error: unexpected vector, expecting NUMBER",
+        "parse error at line 1, col 2: syntax error: unexpected VECTOR, expecting NUMBER",
     ),
     (
         "1m",
@@ -602,7 +603,7 @@ const FAILURES: &[(&str, &str)] = &[
     ),
     (
         r#"{app="a"} | label_format a=b, a="{{.c}}""#,
-        "parse error : multiple label name 'a' not allowed in a single format operation",
+        r#"parse error : stage '| label_format a=b,a="{{.c}}"' : multiple label name 'a' not allowed in a single format operation"#,
     ),
     (
         r#"{app="a"} | drop"#,
@@ -618,23 +619,23 @@ const FAILURES: &[(&str, &str)] = &[
     ),
     (
         r#"{app="a"} | pattern "<_> foo""#,
-        "parse error : at least one capture is required",
+        "parse error : invalid pattern parser: at least one capture is required",
     ),
     (
         r#"{app="a"} | pattern "<a><b>""#,
-        "parse error : found consecutive capture 'b': invalid expression",
+        "parse error : invalid pattern parser: found consecutive capture 'b': invalid expression",
     ),
     (
         r#"{app="a"} |> "<a> foo""#,
-        "parse error : named captures are not allowed",
+        r#"parse error : stage '|> "<a> foo"' : named captures are not allowed: found '<a>'"#,
     ),
     (
         r#"{app="a"} |~ "(""#,
-        "parse error : error parsing regexp: unclosed group",
+        r#"parse error : stage '|~ "("' : error parsing regexp: missing closing ): `(`"#,
     ),
     (
         r#"{app="a"} |= ip("foo")"#,
-        r#"parse error : ip: invalid pattern: "foo""#,
+        r#"parse error : stage '|= ip("foo")' : ip: invalid pattern: "foo""#,
     ),
     (
         r#"{app="a"} |~ ip("1.2.3.4")"#,
@@ -663,7 +664,7 @@ const FAILURES: &[(&str, &str)] = &[
     // label_replace.
     (
         r#"label_replace(rate({app="a"}[5m]), "dst", "x", "src", "(")"#,
-        "parse error : invalid regex in label_replace: error parsing regexp: unclosed group",
+        "parse error : invalid regex in label_replace: error parsing regexp: missing closing ): `^(?:()$`",
     ),
     (
         r#"label_replace(rate({app="a"}[5m]), "1dst", "x", "src", "a")"#,
@@ -1212,138 +1213,6 @@ fn duration_and_number_formatting() {
     assert_eq!(format_number(1e300), "1e300");
     assert_eq!(format_number(-1.5e-30), "-1.5e-30");
     assert_eq!(format_number(f64::NEG_INFINITY), "-1e999");
-}
-
-/// xorshift64*: deterministic, dependency-free pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// Random garbage and mutations of valid queries must never panic, and whatever parses must
-/// round-trip.
-#[test]
-fn no_panics_on_garbage() {
-    const ALPHABET: &[&str] = &[
-        "{",
-        "}",
-        "(",
-        ")",
-        "[",
-        "]",
-        ",",
-        "=",
-        "!",
-        "~",
-        "|",
-        ">",
-        "<",
-        "+",
-        "-",
-        "*",
-        "/",
-        "%",
-        "^",
-        "\"",
-        "`",
-        "\\",
-        "#",
-        " ",
-        "\n",
-        "a",
-        "x",
-        "_",
-        "0",
-        "5",
-        ".",
-        "e",
-        "m",
-        "s",
-        "KB",
-        "µ",
-        "é",
-        "\u{a0}",
-        "rate",
-        "sum",
-        "by",
-        "without",
-        "or",
-        "and",
-        "json",
-        "logfmt",
-        "unwrap",
-        "offset",
-        "bool",
-        "on",
-        "group_left",
-        "ip",
-        "bytes",
-        "[5m]",
-        "\"v\"",
-        "--strict",
-        "label_format",
-        "drop",
-        "topk",
-        "vector",
-        "label_replace",
-        "<_>",
-    ];
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let seeds: Vec<&str> = LOG_QUERIES.iter().chain(METRIC_QUERIES).copied().collect();
-    let mut parsed = 0;
-    for i in 0..6000 {
-        let input = if i % 2 == 0 {
-            let len = rng.below(24);
-            (0..len)
-                .map(|_| ALPHABET[rng.below(ALPHABET.len())])
-                .collect::<String>()
-        } else {
-            // Mutate a valid query: delete, duplicate or insert a few characters.
-            let mut chars: Vec<char> = seeds[rng.below(seeds.len())].chars().collect();
-            for _ in 0..1 + rng.below(3) {
-                let at = rng.below(chars.len() + 1);
-                match rng.below(3) {
-                    0 if at < chars.len() => {
-                        chars.remove(at);
-                    }
-                    1 if at < chars.len() => {
-                        let c = chars[at];
-                        chars.insert(at, c);
-                    }
-                    _ => {
-                        let piece = ALPHABET[rng.below(ALPHABET.len())];
-                        for (k, c) in piece.chars().enumerate() {
-                            chars.insert(at + k, c);
-                        }
-                    }
-                }
-            }
-            chars.into_iter().collect()
-        };
-        let _ = parse_selector(&input);
-        let _ = parse_expr_unvalidated(&input);
-        if let Ok(e) = parse_expr(&input) {
-            parsed += 1;
-            let printed = e.to_string();
-            let again = parse_expr(&printed)
-                .unwrap_or_else(|err| panic!("{input:?} printed as {printed:?}: {err}"));
-            // NaN literals never compare equal; compare their printed forms instead.
-            assert_eq!(printed, again.to_string(), "{input:?}");
-            let _ = format_query(&input);
-        }
-    }
-    // The mutations keep a fair share of the inputs valid, so the round trip is exercised.
-    assert!(parsed > 200, "only {parsed} inputs parsed");
 }
 
 /// Deep nesting is refused before it can exhaust the stack, and everything up to the limit

@@ -41,9 +41,20 @@ pub struct Config {
     pub limits_config: Limits,
     pub query_range: QueryRangeConfig,
     pub compactor: CompactorConfig,
+    pub querier: QuerierConfig,
+    /// Alerting and recording rules over LogQL (Loki's `ruler` block).
+    pub ruler: crate::ruler_config::RulerConfig,
     /// Per-tenant limits that differ from `limits_config`, by tenant id: Loki's runtime
     /// `overrides:` block, with the keys Parquetry honours per tenant.
     pub overrides: std::collections::BTreeMap<String, TenantOverrides>,
+    /// Which parts this process runs, Loki's `-target`: `all`, or a comma list of `write`
+    /// (push), `read` (queries), `backend` (compactor, retention, deletes), or Loki's
+    /// component names, which map onto those three.
+    pub target: Target,
+    /// What a Loki file's keys turned into (translated and ignored keys), for the start-up
+    /// warning and `GET /config`.
+    #[serde(skip)]
+    pub loki: crate::loki_config::Translation,
 }
 
 /// The compactor (merging small pushed objects into large sorted ones) and retention, with
@@ -67,6 +78,12 @@ pub struct CompactorConfig {
     /// Most hot objects merged into one cold object in one pass (bounds open inputs and so
     /// memory).
     pub max_objects_per_merge: usize,
+    /// How long a delete request can be cancelled; the compactor removes its entries only
+    /// after it (queries hide them at once).
+    pub delete_request_cancel_period: LokiDuration,
+    /// Accepted for Loki compatibility: delete requests always live in the log store, next
+    /// to the manifests.
+    pub delete_request_store: String,
 }
 
 impl Default for CompactorConfig {
@@ -78,7 +95,73 @@ impl Default for CompactorConfig {
             hot_object_min_age: LokiDuration::from_secs(15 * 60),
             target_object_size: ByteSize(256 << 20),
             max_objects_per_merge: 200,
+            delete_request_cancel_period: LokiDuration::from_secs(24 * 3600),
+            delete_request_store: String::new(),
         }
+    }
+}
+
+/// Loki's `target`: the roles one process plays. Loki's component names are accepted and
+/// mapped onto Parquetry's three roles (its simple-scalable deployment's names).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct Target(pub String);
+
+impl Default for Target {
+    fn default() -> Self {
+        Target("all".into())
+    }
+}
+
+/// A role of [`Target`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Push endpoints (Loki's distributor and ingester).
+    Write,
+    /// Query endpoints (querier, query frontend).
+    Read,
+    /// Compaction, retention and deletes (compactor, ruler, index gateway).
+    Backend,
+}
+
+impl Target {
+    fn role_of(name: &str) -> Option<&'static [Role]> {
+        Some(match name {
+            "all" | "" => &[Role::Write, Role::Read, Role::Backend],
+            "write" | "distributor" | "ingester" => &[Role::Write],
+            "read" | "querier" | "query-frontend" | "query-scheduler" => &[Role::Read],
+            "backend" | "compactor" | "ruler" | "index-gateway" | "table-manager" => {
+                &[Role::Backend]
+            }
+            _ => return None,
+        })
+    }
+
+    /// A `-target` value, checked.
+    pub fn parse(s: &str) -> Result<Target, ConfigError> {
+        let t = Target(s.to_string());
+        t.validate()?;
+        Ok(t)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for part in self.0.split(',').map(str::trim) {
+            if Self::role_of(part).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "target: unknown target {part:?}; use all, write, read or backend"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this process plays `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.0
+            .split(',')
+            .map(str::trim)
+            .filter_map(Self::role_of)
+            .any(|roles| roles.contains(&role))
     }
 }
 
@@ -88,6 +171,60 @@ impl Default for CompactorConfig {
 pub struct TenantOverrides {
     /// Replaces `limits_config.retention_period` for this tenant (`0` keeps forever).
     pub retention_period: Option<LokiDuration>,
+    /// Replaces `limits_config.retention_stream` for this tenant.
+    pub retention_stream: Option<Vec<StreamRetention>>,
+    /// Replaces `limits_config.deletion_mode` for this tenant.
+    pub deletion_mode: Option<DeletionMode>,
+    /// Replaces `limits_config.otlp_config` for this tenant.
+    pub otlp_config: Option<crate::otlp::OtlpConfig>,
+}
+
+/// One `retention_stream` rule: streams matching `selector` keep `period`; of several
+/// matching rules the highest `priority` wins, and of equal priorities the shortest period.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamRetention {
+    pub selector: String,
+    #[serde(default)]
+    pub priority: u32,
+    pub period: LokiDuration,
+}
+
+/// `deletion_mode`: what the delete API may do for a tenant (Loki's values).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum DeletionMode {
+    /// The delete API refuses requests.
+    #[serde(rename = "disabled")]
+    Disabled,
+    /// Matching entries are hidden from queries, never removed from storage.
+    #[serde(rename = "filter-only")]
+    FilterOnly,
+    /// Hidden from queries, then removed by the compactor.
+    #[default]
+    #[serde(rename = "filter-and-delete")]
+    FilterAndDelete,
+}
+
+/// The querier's live tail (`/loki/api/v1/tail`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierConfig {
+    /// A tail is closed (1011 `reached tail max duration limit`) after this long, as Loki's
+    /// `querier.tail_max_duration`.
+    pub tail_max_duration: LokiDuration,
+    /// How often a tail also reads storage for entries pushed through other processes (other
+    /// `serve` replicas, the push Lambda). `0` (the default) relies on this process's own
+    /// pushes alone: right for a single all-in-one server.
+    pub tail_storage_poll_interval: LokiDuration,
+}
+
+impl Default for QuerierConfig {
+    fn default() -> Self {
+        QuerierConfig {
+            tail_max_duration: LokiDuration::from_secs(3600),
+            tail_storage_poll_interval: LokiDuration::from_secs(0),
+        }
+    }
 }
 
 /// Query-frontend behaviour.
@@ -303,6 +440,13 @@ pub struct Limits {
     /// Entries older than this are deleted, a whole UTC day at a time, once the whole day is
     /// older. `0` keeps everything forever (Loki's default).
     pub retention_period: LokiDuration,
+    /// Per-stream retention rules, applied by the compactor.
+    pub retention_stream: Vec<StreamRetention>,
+    pub deletion_mode: DeletionMode,
+    /// Live tails one tenant may hold open at once.
+    pub max_concurrent_tail_requests: usize,
+    /// How OTLP attributes map to stream labels and structured metadata.
+    pub otlp_config: crate::otlp::OtlpConfig,
 }
 
 impl Default for Limits {
@@ -344,6 +488,10 @@ impl Default for Limits {
             query_timeout: LokiDuration::from_secs(60),
             max_query_response_size: ByteSize(128 << 20),
             retention_period: LokiDuration::from_secs(0),
+            retention_stream: Vec::new(),
+            deletion_mode: DeletionMode::FilterAndDelete,
+            max_concurrent_tail_requests: 10,
+            otlp_config: Default::default(),
         }
     }
 }
@@ -449,6 +597,9 @@ impl Config {
         if root.is_null() {
             root = serde_yaml::Value::Mapping(Default::default());
         }
+        let ours = serde_yaml::to_value(Config::default())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let translation = crate::loki_config::translate(&mut root, &ours)?;
         let mut overrides: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))
@@ -464,7 +615,29 @@ impl Config {
             set_path(&mut root, &path, value)
                 .map_err(|e| ConfigError::Invalid(format!("{k}: {e}")))?;
         }
-        serde_yaml::from_value(root).map_err(|e| ConfigError::Invalid(e.to_string()))
+        let mut config: Config =
+            serde_yaml::from_value(root).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        config.target.validate()?;
+        config.loki = translation;
+        Ok(config)
+    }
+
+    /// [`Config::load`] with Loki's `-config.expand-env`: `${VAR}` and `${VAR:-default}` in
+    /// the file are replaced from `env` before it is parsed.
+    pub fn load_expanding_env(
+        file: Option<&Path>,
+        env: Vec<(String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let lookup = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let text = crate::loki_config::expand_env(&text, &lookup);
+        Self::from_yaml_and_env(&text, env)
     }
 
     /// The storage URL in effect: `storage.url`, else `common.path_prefix`, else `./data`.
@@ -476,6 +649,14 @@ impl Config {
             .unwrap_or_else(|| "./data".into())
     }
 
+    /// The OTLP attribute mapping of `tenant`: its override, else `limits_config.otlp_config`.
+    pub fn otlp_config(&self, tenant: &str) -> &crate::otlp::OtlpConfig {
+        self.overrides
+            .get(tenant)
+            .and_then(|o| o.otlp_config.as_ref())
+            .unwrap_or(&self.limits_config.otlp_config)
+    }
+
     /// The retention period of `tenant`: its override, else `limits_config.retention_period`.
     /// Zero means keep forever.
     pub fn retention_period(&self, tenant: &str) -> LokiDuration {
@@ -483,6 +664,22 @@ impl Config {
             .get(tenant)
             .and_then(|o| o.retention_period)
             .unwrap_or(self.limits_config.retention_period)
+    }
+
+    /// The `retention_stream` rules of `tenant`: its override, else `limits_config`'s.
+    pub fn retention_stream(&self, tenant: &str) -> &[StreamRetention] {
+        self.overrides
+            .get(tenant)
+            .and_then(|o| o.retention_stream.as_deref())
+            .unwrap_or(&self.limits_config.retention_stream)
+    }
+
+    /// The `deletion_mode` of `tenant`: its override, else `limits_config`'s.
+    pub fn deletion_mode(&self, tenant: &str) -> DeletionMode {
+        self.overrides
+            .get(tenant)
+            .and_then(|o| o.deletion_mode)
+            .unwrap_or(self.limits_config.deletion_mode)
     }
 }
 
@@ -607,7 +804,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         let e = Config::from_yaml_and_env("limits_config:\n  nope: 1\n", []).unwrap_err();
-        assert!(e.to_string().contains("unknown field `nope`"), "{e}");
+        assert!(e.to_string().contains("limits_config.nope"), "{e}");
         let e =
             Config::from_yaml_and_env("", [("PARQUETRY__BOGUS".into(), "1".into())]).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");

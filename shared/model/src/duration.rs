@@ -185,12 +185,57 @@ pub fn format_prometheus(ns: Nanos) -> String {
         ("s", S / MS),
         ("ms", 1),
     ] {
+        // Years and weeks only when they divide exactly, as Prometheus prints `30d1h`.
+        if matches!(unit, "y" | "w") && ms % size != 0 {
+            continue;
+        }
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
         }
     }
     out
+}
+
+/// Formats nanoseconds as Go's `time.Duration.String` does (`800h0m0s`, `1m30s`, `1.5s`,
+/// `250ms`), the form Loki's limit errors use for measured durations.
+pub fn format_go(ns: Nanos) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let v = (ns as i128).abs();
+    let frac = |whole: i128, rest: i128, digits: usize| -> String {
+        let f = format!("{rest:0digits$}");
+        let f = f.trim_end_matches('0');
+        if f.is_empty() {
+            whole.to_string()
+        } else {
+            format!("{whole}.{f}")
+        }
+    };
+    if v < S {
+        let (unit, size, digits) = if v < 1_000 {
+            ("ns", 1, 0)
+        } else if v < MS {
+            ("µs", 1_000, 3)
+        } else {
+            ("ms", MS, 6)
+        };
+        let whole = if size == 1 {
+            v.to_string()
+        } else {
+            frac(v / size, v % size, digits)
+        };
+        return format!("{sign}{whole}{unit}");
+    }
+    let (h, m) = (v / H, v % H / M);
+    let secs = frac(v % M / S, v % S, 9);
+    match (h, m) {
+        (0, 0) => format!("{sign}{secs}s"),
+        (0, m) => format!("{sign}{m}m{secs}s"),
+        (h, m) => format!("{sign}{h}h{m}m{secs}s"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -267,7 +312,14 @@ mod tests {
     fn format() {
         assert_eq!(format_prometheus(5400 * 1_000_000_000), "1h30m");
         assert_eq!(format_prometheus(0), "0s");
-        assert_eq!(format_prometheus(721 * 3600 * 1_000_000_000), "4w2d1h");
+        assert_eq!(format_prometheus(721 * 3600 * 1_000_000_000), "30d1h");
+        assert_eq!(format_prometheus(14 * 24 * 3600 * 1_000_000_000), "2w");
+        let s = 1_000_000_000;
+        assert_eq!(format_go(800 * 3600 * s), "800h0m0s");
+        assert_eq!(format_go(90 * s), "1m30s");
+        assert_eq!(format_go(1_500_000_000), "1.5s");
+        assert_eq!(format_go(250_000_000), "250ms");
+        assert_eq!(format_go(0), "0s");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 pub mod config;
 pub mod duration;
 pub mod labels;
+pub mod loki_config;
 pub mod matcher;
+pub mod otlp;
+pub mod ruler_config;
 pub mod tenant;
 
 pub use config::{Config, Limits};

@@ -53,9 +53,10 @@ pub mod errors {
 /// A pipeline that cannot be compiled. The engine reports these as 400 Bad Request.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("invalid line_format template {template:?}: {reason}")]
+    /// Loki's text, with Go's `template: <name>:<line>:` prefix (one-line templates).
+    #[error("invalid line template: template: line:1: {reason}")]
     LineTemplate { template: String, reason: String },
-    #[error("invalid label_format template for label {label:?} ({template:?}): {reason}")]
+    #[error("invalid template for label '{label}': template: label:1: {reason}")]
     LabelTemplate {
         label: String,
         template: String,

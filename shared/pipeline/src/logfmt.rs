@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use parquetry_logfmt::{Decoder, Item};
+
 use crate::hints::ParserHints;
 use crate::json::sanitize_key;
 use crate::labels::EntryLabels;
@@ -19,164 +21,6 @@ pub(crate) struct Logfmt {
     keep_empty: bool,
     /// `(label name, key)`; empty means every key.
     extractions: Vec<(String, String)>,
-}
-
-/// One decoded pair, or the reason the pair at `pos` is malformed.
-enum Item<'a> {
-    Pair(&'a str, Option<Cow<'a, str>>),
-    Malformed { pos: usize, msg: &'static str },
-}
-
-struct Decoder<'a> {
-    s: &'a str,
-    pos: usize,
-}
-
-impl<'a> Decoder<'a> {
-    fn skip_ws(&mut self) {
-        let b = self.s.as_bytes();
-        while self.pos < b.len() && b[self.pos] <= b' ' {
-            self.pos += 1;
-        }
-    }
-
-    /// Skips to the next whitespace, past the malformed pair.
-    fn recover(&mut self) {
-        let b = self.s.as_bytes();
-        while self.pos < b.len() && b[self.pos] > b' ' {
-            self.pos += 1;
-        }
-    }
-
-    fn next(&mut self) -> Option<Item<'a>> {
-        self.skip_ws();
-        let b = self.s.as_bytes();
-        if self.pos >= b.len() {
-            return None;
-        }
-        let start = self.pos;
-        while self.pos < b.len() && b[self.pos] > b' ' && b[self.pos] != b'=' && b[self.pos] != b'"'
-        {
-            self.pos += 1;
-        }
-        let key = &self.s[start..self.pos];
-        if key.is_empty() {
-            let pos = self.pos;
-            let msg = if b[pos] == b'=' {
-                "unexpected '='"
-            } else {
-                "unexpected '\"'"
-            };
-            self.pos += 1;
-            self.recover();
-            return Some(Item::Malformed { pos, msg });
-        }
-        match b.get(self.pos) {
-            Some(b'"') => {
-                let pos = self.pos;
-                self.recover();
-                Some(Item::Malformed {
-                    pos,
-                    msg: "unexpected '\"'",
-                })
-            }
-            Some(b'=') => {
-                self.pos += 1;
-                match b.get(self.pos) {
-                    None => Some(Item::Pair(key, None)),
-                    Some(c) if *c <= b' ' => Some(Item::Pair(key, None)),
-                    Some(b'"') => self.quoted(key),
-                    Some(_) => {
-                        let vstart = self.pos;
-                        while self.pos < b.len() && b[self.pos] > b' ' {
-                            if b[self.pos] == b'"' {
-                                let pos = self.pos;
-                                self.recover();
-                                return Some(Item::Malformed {
-                                    pos,
-                                    msg: "unexpected '\"'",
-                                });
-                            }
-                            self.pos += 1;
-                        }
-                        Some(Item::Pair(
-                            key,
-                            Some(Cow::Borrowed(&self.s[vstart..self.pos])),
-                        ))
-                    }
-                }
-            }
-            _ => Some(Item::Pair(key, None)),
-        }
-    }
-
-    fn quoted(&mut self, key: &'a str) -> Option<Item<'a>> {
-        let b = self.s.as_bytes();
-        let open = self.pos;
-        self.pos += 1;
-        let vstart = self.pos;
-        let mut escaped = false;
-        while self.pos < b.len() {
-            match b[self.pos] {
-                b'\\' => {
-                    escaped = true;
-                    self.pos += 2;
-                }
-                b'"' => {
-                    let raw = &self.s[vstart..self.pos];
-                    self.pos += 1;
-                    let v = if escaped {
-                        match unescape(raw) {
-                            Some(v) => Cow::Owned(v),
-                            None => {
-                                return Some(Item::Malformed {
-                                    pos: vstart,
-                                    msg: "invalid quoted value",
-                                });
-                            }
-                        }
-                    } else {
-                        Cow::Borrowed(raw)
-                    };
-                    return Some(Item::Pair(key, Some(v)));
-                }
-                _ => self.pos += 1,
-            }
-        }
-        self.pos = b.len();
-        Some(Item::Malformed {
-            pos: open,
-            msg: "unterminated quoted value",
-        })
-    }
-}
-
-/// Go `strconv.Unquote`-style escapes inside a quoted logfmt value.
-fn unescape(raw: &str) -> Option<String> {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next()? {
-            'n' => out.push('\n'),
-            't' => out.push('\t'),
-            'r' => out.push('\r'),
-            '"' => out.push('"'),
-            '\\' => out.push('\\'),
-            '/' => out.push('/'),
-            'b' => out.push('\u{8}'),
-            'f' => out.push('\u{c}'),
-            'u' => {
-                let h: String = chars.by_ref().take(4).collect();
-                out.push(char::from_u32(u32::from_str_radix(&h, 16).ok()?).unwrap_or('\u{FFFD}'));
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 impl Logfmt {
@@ -203,8 +47,7 @@ impl Logfmt {
 
     /// `| logfmt`: every pair becomes a label; the first value of a name wins.
     fn process_all(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
-        let mut dec = Decoder { s: line, pos: 0 };
-        while let Some(item) = dec.next() {
+        for item in Decoder::new(line) {
             match item {
                 Item::Pair(key, value) => {
                     let value = value.unwrap_or(Cow::Borrowed(""));
@@ -250,8 +93,7 @@ impl Logfmt {
                 entry.set_parsed(label, "");
             }
         }
-        let mut dec = Decoder { s: line, pos: 0 };
-        while let Some(item) = dec.next() {
+        for item in Decoder::new(line) {
             match item {
                 Item::Pair(key, value) => {
                     let key = sanitize_key(key);

@@ -10,7 +10,7 @@ use crate::filter::{CompiledLineFilter, Pattern};
 use crate::hints::{PRESERVE_ERROR_LABEL, ParserHints};
 use crate::json::{self, JsonExtract};
 use crate::label_filter::CompiledLabelFilter;
-use crate::labels::{ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels};
+use crate::labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels};
 use crate::logfmt::Logfmt;
 use crate::template::Template;
 
@@ -287,11 +287,15 @@ fn label_format(ops: &[LabelFormatOp], entry: &mut EntryLabels, line: &str, ts_n
                 if dst == src {
                     continue;
                 }
-                if let Some((cat, v)) = entry.remove(src) {
-                    entry.set(cat, dst, &v);
+                // Loki files every label_format result as a parsed label, whatever the
+                // category of its source or of a label it replaces.
+                if let Some((_, v)) = entry.remove(src) {
+                    entry.set(Category::Parsed, dst, &v);
                 }
             }
-            (LabelFormatOp::Template { dst, .. }, Some(Ok(v))) => entry.set_in_place(dst, &v),
+            (LabelFormatOp::Template { dst, .. }, Some(Ok(v))) => {
+                entry.set(Category::Parsed, dst, &v)
+            }
             (LabelFormatOp::Template { .. }, Some(Err(e))) => {
                 entry.set_error(TEMPLATE_FORMAT_ERR, &e);
             }

@@ -241,6 +241,7 @@ mod tests {
                 object(&[(1, 10, 20), (2, 11, 20)]),
                 object(&[(3, 50, 60)]),
             ],
+            ..Default::default()
         };
         assert_eq!(
             overlapping_streams(&sel),

@@ -14,10 +14,13 @@
 //! line.
 
 mod dedup;
+pub mod deletes;
+pub mod detected;
 mod limits;
 pub mod logs;
 pub mod metadata;
 pub mod metric;
+pub mod patterns;
 pub mod pushdown;
 pub mod select;
 pub mod stats;

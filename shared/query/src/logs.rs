@@ -171,12 +171,43 @@ impl QueryEngine {
         );
         let fps: Vec<Expr> = selection.fingerprints().into_iter().map(lit).collect();
         predicate = and(predicate, col(COL_STREAM).in_list(fps, false));
+        // Whether the predicate reads `line` (line filters, deletes with line filters).
+        let mut reads_line = false;
         if let Some(f) = line_filter {
             predicate = and(predicate, f);
+            reads_line = true;
+        }
+        if let Some(d) = crate::deletes::deleted_predicate(selection) {
+            predicate = and(predicate, d);
+            reads_line = true;
         }
         let asc = q.direction == Direction::Forward;
+        let table = Arc::new(LogTable::new(objects));
+        // Newest (oldest) first in two passes when the predicate is on time and stream only
+        // (Grafana's default log query). The first pass reads just `timestamp` and `stream` to
+        // find the time of the `fetch`-th entry; the second adds that bound, so statistics and
+        // the page index skip every page older than it and `line` is decoded only for the
+        // entries returned. Without the bound, DataFusion's top-k decodes `line` for every
+        // selected row (objects are sorted by stream, so no row group is newer than another).
+        // Same predicate in both passes, so the bound only removes rows that cannot be among
+        // the first `fetch`: the same answer. With a line filter the first pass would read
+        // every line too, so one pass is cheaper.
+        let (bound, bound_scan) = if reads_line {
+            (None, ScanMetrics::default())
+        } else {
+            self.fetch_bound(&ctx, table.clone(), predicate.clone(), asc, fetch)
+                .await?
+        };
+        if let Some(bound) = bound {
+            let cut = if asc {
+                col(COL_TIMESTAMP).lt_eq(ts_lit(bound))
+            } else {
+                col(COL_TIMESTAMP).gt_eq(ts_lit(bound))
+            };
+            predicate = and(predicate, cut);
+        }
         let df = ctx
-            .read_table(Arc::new(LogTable::new(objects)))?
+            .read_table(table)?
             .filter(predicate)?
             .select_columns(&[COL_TIMESTAMP, COL_STREAM, COL_LINE, COL_METADATA])?
             // Ties on time are broken by stream then line so results are deterministic.
@@ -192,7 +223,47 @@ impl QueryEngine {
         for b in &batches {
             read_rows(b, &mut rows)?;
         }
-        Ok((rows, scan_metrics(plan.as_ref())))
+        let mut metrics = scan_metrics(plan.as_ref());
+        metrics.bytes_scanned += bound_scan.bytes_scanned;
+        Ok((rows, metrics))
+    }
+}
+
+impl QueryEngine {
+    /// The timestamp of the `fetch`-th entry in query order under `predicate`, or `None` when
+    /// fewer entries match (then every match is returned anyway). Reads no `line` unless the
+    /// predicate filters on it.
+    async fn fetch_bound(
+        &self,
+        ctx: &SessionContext,
+        table: Arc<LogTable>,
+        predicate: Expr,
+        asc: bool,
+        fetch: usize,
+    ) -> Result<(Option<i64>, ScanMetrics)> {
+        let Some(skip) = fetch.checked_sub(1) else {
+            return Ok((None, ScanMetrics::default()));
+        };
+        let df = ctx
+            .read_table(table)?
+            .filter(predicate)?
+            .select_columns(&[COL_TIMESTAMP])?
+            .sort(vec![col(COL_TIMESTAMP).sort(asc, false)])?
+            .limit(skip, Some(1))?;
+        let plan = df.create_physical_plan().await?;
+        let batches = collect(plan.clone(), ctx.task_ctx()).await?;
+        let metrics = scan_metrics(plan.as_ref());
+        for b in &batches {
+            if b.num_rows() == 0 {
+                continue;
+            }
+            let ts = b
+                .column(0)
+                .as_primitive_opt::<TimestampNanosecondType>()
+                .ok_or_else(|| QueryError::Internal("unexpected timestamp column type".into()))?;
+            return Ok((Some(ts.value(0)), metrics));
+        }
+        Ok((None, metrics))
     }
 }
 

@@ -185,6 +185,9 @@ impl QueryEngine {
         if let Some(f) = push.predicate {
             predicate = and(predicate, f);
         }
+        if let Some(d) = crate::deletes::deleted_predicate(&selection) {
+            predicate = and(predicate, d);
+        }
         let mut columns = vec![COL_TIMESTAMP, COL_STREAM, COL_METADATA];
         if need_line {
             columns.push(COL_LINE);
@@ -386,8 +389,10 @@ impl Fold {
             };
             let labels = entry.all();
             let labels = match &self.group_by {
-                Some(by) => project(labels.iter().map(pair), by),
-                None => labels,
+                // A sample that fails the query keeps all its labels: Loki's pipeline error
+                // names the whole series, not its group.
+                Some(by) if !fails_query(&labels) => project(labels.iter().map(pair), by),
+                _ => labels,
             };
             let made = acc.series.len();
             let slot = acc.slot(labels);
@@ -419,6 +424,12 @@ fn merged<'a>(stream: &'a Labels, extra: impl Iterator<Item = (&'a str, &'a str)
         }
     }
     l
+}
+
+/// Whether a sample's labels carry an `__error__` that fails a metric query.
+fn fails_query(labels: &Labels) -> bool {
+    labels.get(ERROR_LABEL).is_some_and(|e| !e.is_empty())
+        && labels.get(PRESERVE_ERROR_LABEL) != Some("true")
 }
 
 /// The labels a pre-grouped series keeps: the `by` labels, plus the error labels so a

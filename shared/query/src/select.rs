@@ -20,6 +20,8 @@ pub struct SelectedObject {
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
     pub objects: Vec<SelectedObject>,
+    /// Delete requests hiding part of the selected entries (see `deletes`).
+    pub deletes: Vec<crate::deletes::AppliedDelete>,
 }
 
 impl Selection {
@@ -69,6 +71,7 @@ impl QueryEngine {
         let objects = self.store().list(tenant, start, end, keep).await?;
         stats.objects_considered += objects.len() as u64;
         let catalogs = self.store().catalogs(&objects).await?;
+        let requests = self.store().query_deletes(tenant).await?;
         let mut out = Selection::default();
         for (object, catalog) in objects.into_iter().zip(catalogs) {
             let streams: Vec<StreamInfo> = catalog
@@ -80,11 +83,19 @@ impl QueryEngine {
                     matcher_sets.is_empty()
                         || matcher_sets.iter().any(|set| matches_all(set, &labels))
                 })
+                .filter(|s| {
+                    !requests
+                        .iter()
+                        .any(|r| crate::deletes::covers_stream(&r.filter, s))
+                })
                 .cloned()
                 .collect();
             if !streams.is_empty() {
                 out.objects.push(SelectedObject { object, streams });
             }
+        }
+        if !requests.is_empty() {
+            out.deletes = crate::deletes::applicable(&requests, &out);
         }
         Ok(out)
     }

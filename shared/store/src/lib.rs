@@ -18,11 +18,14 @@
 
 pub mod catalog;
 pub mod compact;
+pub mod deletes;
 pub mod durable;
 pub mod faulty;
 pub mod layout;
+pub mod lease;
 pub mod manifest;
 pub mod retention;
+pub mod rewrite;
 pub mod schema;
 pub mod writer;
 
@@ -34,6 +37,7 @@ pub use layout::{DataObject, ObjectKey};
 
 pub use compact::{CompactOptions, CompactSummary};
 pub use retention::{RetentionOptions, RetentionSummary};
+pub use rewrite::{DeletePassOptions, DeletePassSummary, TenantPolicy};
 pub use store::{Store, WriteSummary};
 pub use writer::{LogEntry, StreamEntries};
 

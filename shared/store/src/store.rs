@@ -1,7 +1,6 @@
 //! [`Store`]: the handle the API and query layers hold.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::memory::InMemory;
@@ -27,12 +26,38 @@ pub struct WriteSummary {
     pub bytes_written: u64,
 }
 
-/// Objects are immutable once written, so a footer read once is good forever; the cache is
-/// bounded by dropping everything when it grows past this many objects.
-const CATALOG_CACHE_MAX: usize = 100_000;
-/// Manifest versions cached; a version is immutable, so the newest one of each recently
-/// queried day is all that matters.
-const MANIFEST_CACHE_MAX: usize = 10_000;
+/// Objects are immutable once written, so a footer read once is good forever; the cache
+/// keeps the most used catalogs within this many bytes (their JSON size, about what they hold
+/// in memory), evicting the rest (S3-FIFO).
+const CATALOG_CACHE_BYTES: u64 = 128 << 20;
+/// Manifest versions are immutable too; the newest one of each recently queried day is all
+/// that matters.
+const MANIFEST_CACHE_BYTES: u64 = 32 << 20;
+
+/// A cached value and what it weighs, for [`ByteWeighter`].
+#[derive(Clone)]
+struct Weighed<T> {
+    value: Arc<T>,
+    bytes: u64,
+}
+
+/// Weighs cache entries by their approximate size in bytes, so the bound is memory, not a
+/// count (one catalog of 10,000 streams weighs as much as thousands of small ones).
+#[derive(Clone, Default)]
+struct ByteWeighter;
+
+impl<K, T> quick_cache::Weighter<K, Weighed<T>> for ByteWeighter {
+    fn weight(&self, _key: &K, v: &Weighed<T>) -> u64 {
+        v.bytes.max(1)
+    }
+}
+
+type ByteCache<T> = quick_cache::sync::Cache<Path, Weighed<T>, ByteWeighter>;
+
+fn byte_cache<T: Clone>(bytes: u64) -> ByteCache<T> {
+    // Estimated item count only sizes the table; the weight bounds it.
+    quick_cache::sync::Cache::with_weighter((bytes / 4096) as usize, bytes, ByteWeighter)
+}
 
 /// The storage handle: an object store plus the layout rules.
 pub struct Store {
@@ -41,11 +66,13 @@ pub struct Store {
     partition_labels: Vec<String>,
     /// `storage.max_partitions_per_push` (see `writer::fold_partitions`).
     max_partitions_per_push: usize,
-    catalogs: Mutex<HashMap<Path, Arc<StreamCatalog>>>,
-    manifests: Mutex<HashMap<Path, Arc<Manifest>>>,
+    catalogs: ByteCache<StreamCatalog>,
+    manifests: ByteCache<Manifest>,
     /// The same store as `store` when it is a local directory opened by URL: the compactor
     /// reaches the files behind it (staging files the listing hides).
     pub(crate) local: Option<Arc<DurableStore>>,
+    /// Delete requests as queries see them (see `deletes`).
+    pub(crate) deletes: crate::deletes::RequestCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -122,9 +149,10 @@ impl Store {
             url: url.to_string(),
             partition_labels,
             max_partitions_per_push: parquetry_model::config::DEFAULT_MAX_PARTITIONS_PER_PUSH,
-            catalogs: Mutex::new(HashMap::new()),
-            manifests: Mutex::new(HashMap::new()),
+            catalogs: byte_cache(CATALOG_CACHE_BYTES),
+            manifests: byte_cache(MANIFEST_CACHE_BYTES),
             local: None,
+            deletes: Default::default(),
         }
     }
 
@@ -335,21 +363,23 @@ impl Store {
         version: u64,
     ) -> Result<Arc<Manifest>> {
         let path = manifest::version_path(tenant, day, version);
-        if let Some(m) = self
-            .manifests
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&path).cloned())
-        {
-            return Ok(m);
+        if let Some(m) = self.manifests.get(&path) {
+            return Ok(m.value);
         }
         let m = Arc::new(manifest::read_version(self.store.as_ref(), tenant, day, version).await?);
-        if let Ok(mut map) = self.manifests.lock() {
-            if map.len() >= MANIFEST_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(path, m.clone());
-        }
+        // About what a cold object's record holds: its key, the absorbed keys, the numbers.
+        let bytes = m
+            .cold
+            .iter()
+            .map(|c| 96 + c.key.len() + c.absorbed.iter().map(|a| 24 + a.len()).sum::<usize>())
+            .sum::<usize>() as u64;
+        self.manifests.insert(
+            path,
+            Weighed {
+                value: m.clone(),
+                bytes,
+            },
+        );
         Ok(m)
     }
 
@@ -378,17 +408,18 @@ impl Store {
             .ok_or_else(|| corrupt("no stream catalog in footer".into()))?;
         let catalog =
             Arc::new(StreamCatalog::from_json(&json).map_err(|e| corrupt(e.to_string()))?);
-        if let Ok(mut map) = self.catalogs.lock() {
-            if map.len() >= CATALOG_CACHE_MAX {
-                map.clear();
-            }
-            map.insert(obj.path.clone(), catalog.clone());
-        }
+        self.catalogs.insert(
+            obj.path.clone(),
+            Weighed {
+                value: catalog.clone(),
+                bytes: json.len() as u64,
+            },
+        );
         Ok(catalog)
     }
 
     fn cached(&self, path: &Path) -> Option<Arc<StreamCatalog>> {
-        self.catalogs.lock().ok()?.get(path).cloned()
+        self.catalogs.get(path).map(|w| w.value)
     }
 
     /// Catalogs of many objects, read concurrently.

@@ -194,11 +194,14 @@ fn formatting() {
     assert_eq!(e.get("dst"), Some("v"));
     assert_eq!(e.get("src"), None);
     assert_eq!(e.get("t"), Some("v-info"));
-    // Renaming a stream label keeps it a stream label.
+    // Every label_format result is a parsed label, as in Loki, even from or over a stream
+    // label.
     let (_, e) = run("| label_format svc=app", "x").unwrap();
-    assert_eq!(e.stream().to_string(), r#"{level="info", svc="a"}"#);
+    assert_eq!(e.stream().to_string(), r#"{level="info"}"#);
+    assert_eq!(e.parsed().get("svc"), Some("a"));
     let (_, e) = run(r#"| label_format level="{{ .level | upper }}""#, "x").unwrap();
-    assert_eq!(e.stream().get("level"), Some("INFO"));
+    assert_eq!(e.stream().get("level"), None);
+    assert_eq!(e.parsed().get("level"), Some("INFO"));
     let (_, e) = run(r#"| label_format x="{{ ToUpper 1 }}""#, "x").unwrap();
     assert_eq!(e.get("__error__"), Some("TemplateFormatErr"));
     assert_eq!(e.get("x"), None);
@@ -208,7 +211,10 @@ fn formatting() {
         "{err}"
     );
     let err = Pipeline::new(&stages(r#"| label_format a="{{ .x""#)).unwrap_err();
-    assert!(err.to_string().contains("label \"a\""), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "invalid template for label 'a': template: label:1: unclosed action"
+    );
 }
 
 #[test]
@@ -298,14 +304,14 @@ fn categories_after_pipeline() {
     ];
     let mut e = EntryLabels::new(&stream(), &sm);
     p.process(0, "user=bob level=debug", &mut e).unwrap();
-    assert_eq!(e.stream().to_string(), r#"{level="info", svc="a"}"#);
+    assert_eq!(e.stream().to_string(), r#"{level="info"}"#);
     assert_eq!(
         e.structured_metadata().to_string(),
         r#"{detected_level="warn"}"#
     );
     assert_eq!(
         e.parsed().to_string(),
-        r#"{level_extracted="debug", user="bob"}"#
+        r#"{level_extracted="debug", svc="a", user="bob"}"#
     );
     assert_eq!(e.category("user"), Some(crate::Category::Parsed));
     assert_eq!(e.all().len(), 5);
@@ -339,47 +345,4 @@ fn unwrap_after_pipeline() {
         "conversion error filtered by the post filter"
     );
     assert_eq!(sample("x=1"), None, "missing label skipped");
-}
-
-/// Arbitrary input must never panic (slicing inside multi-byte characters, unbalanced
-/// quotes, truncated escapes). A fixed-seed generator keeps the test deterministic.
-#[test]
-fn arbitrary_input_never_panics() {
-    const PIECES: &[&str] = &[
-        "{", "}", "[", "]", "\"", "\\", ":", ",", "=", " ", "a", "é", "😀", "1", ".", "-", "e",
-        "\\u", "\\ud83d", "{{", "}}", "|", "(", ")", "$", "x", "<", ">", "_", "\x1b", "[", "m",
-        "true", "null", "'", "`", "/*", "*/", "if", "end", "else", "range", "\n", "\t", "0x",
-    ];
-    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
-    let pipelines = [
-        pipe("| json"),
-        pipe(r#"| json a="a.b[0]", b="[\"x\"]""#),
-        pipe("| logfmt --strict --keep-empty"),
-        pipe("| logfmt"),
-        pipe("| unpack"),
-        pipe(r#"| pattern "<a> <_> [<b>]""#),
-        pipe(r#"|> "<_>a<_>""#),
-        pipe("| decolorize"),
-        pipe(r#"|= ip("10.0.0.0/8")"#),
-    ];
-    for _ in 0..3000 {
-        let n = (next() % 24) as usize;
-        let s: String = (0..n)
-            .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
-            .collect();
-        for p in &pipelines {
-            let mut e = EntryLabels::new(&stream(), &[]);
-            let _ = p.process(0, &s, &mut e);
-        }
-        if let Ok(t) = crate::template::Template::compile(&s) {
-            let e = EntryLabels::new(&stream(), &[]);
-            let _ = t.render(&e, &s, 0);
-        }
-    }
 }

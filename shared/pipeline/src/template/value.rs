@@ -239,21 +239,38 @@ pub(crate) fn sprintf(format: &str, args: &[Value<'_>], root: &dyn Fn(&mut Strin
             }
             chars.next();
         }
+        // Go's fmt gives up on a width or precision above 10^6 ("crazy long number") and
+        // swallows the rest of the format as a missing verb; it also keeps `%9999999999d`
+        // from asking for terabytes of padding.
+        const TOO_LARGE: usize = 1_000_000;
         let mut width: Option<usize> = None;
+        let mut crazy = false;
         while let Some(&(_, d)) = chars.peek() {
             let Some(d) = d.to_digit(10) else { break };
+            if width.unwrap_or(0) > TOO_LARGE {
+                crazy = true;
+                break;
+            }
             width = Some(width.unwrap_or(0) * 10 + d as usize);
             chars.next();
         }
         let mut prec: Option<usize> = None;
-        if let Some(&(_, '.')) = chars.peek() {
+        if !crazy && let Some(&(_, '.')) = chars.peek() {
             chars.next();
             prec = Some(0);
             while let Some(&(_, d)) = chars.peek() {
                 let Some(d) = d.to_digit(10) else { break };
+                if prec.unwrap_or(0) > TOO_LARGE {
+                    crazy = true;
+                    break;
+                }
                 prec = Some(prec.unwrap_or(0) * 10 + d as usize);
                 chars.next();
             }
+        }
+        if crazy {
+            out.push_str("%!(NOVERB)");
+            break;
         }
         let Some((_, verb)) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -856,6 +873,22 @@ mod tests {
         assert_eq!(format_float_g(-2.25, None, false), "-2.25");
         assert_eq!(format_float_g(f64::NAN, None, false), "NaN");
         assert_eq!(format_float_g(1.23456, Some(3), false), "1.23");
+    }
+
+    /// Found by the `template` fuzz target: the width overflowed `usize` (a panic in debug
+    /// builds, terabytes of padding in release ones).
+    #[test]
+    fn printf_crazy_width_is_a_missing_verb_as_in_go() {
+        let s = |f: &str, a: Vec<Value<'_>>| sprintf(f, &a, &no_root);
+        assert_eq!(
+            s("a%33333333333333333333333d b", vec![Value::Int(1)]),
+            "a%!(NOVERB)%!(EXTRA int=1)"
+        );
+        assert_eq!(
+            s("%.99999999999f", vec![Value::Float(1.0)]),
+            "%!(NOVERB)%!(EXTRA float64=1)"
+        );
+        assert_eq!(s("%8d|", vec![Value::Int(7)]), "       7|");
     }
 
     #[test]

@@ -1,0 +1,189 @@
+//! `patterns` benchmark: one day of one generated service written to a local directory and
+//! compacted, then the work behind `/loki/api/v1/patterns` over that day (select the streams,
+//! read the sampled lines, mine them with Drain, scale and prune) timed end to end in
+//! process. With `PARQUETRY_BENCH_EXACT=1` it also mines every line of the day, to show how
+//! far the sampled counts are from the exact ones.
+//!
+//! `cargo bench -p parquetry-api --bench patterns`
+//! (PARQUETRY_BENCH_MB: raw line volume of the service, default 1024;
+//! PARQUETRY_BENCH_SERVICE: frontend (nginx-shaped, default), checkout (JSON) or auth (logfmt)).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parquetry_api::patterns::{SAMPLE_LINES, mine};
+use parquetry_ingest::level::apply_detected_level;
+use parquetry_loggen::LogGen;
+use parquetry_model::{Labels, MatchOp, Matcher};
+use parquetry_query::QueryEngine;
+use parquetry_store::compact::NoProgress;
+use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
+
+const DAY_NS: i64 = 86_400 * 1_000_000_000;
+/// Streams of the measured service.
+const STREAMS: usize = 1000;
+const PER_STREAM_PER_PUSH: usize = 50;
+
+fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let mb: u64 = env_or("PARQUETRY_BENCH_MB", 1024);
+    let service: String = env_or("PARQUETRY_BENCH_SERVICE", "frontend".to_string());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = dir.path().display().to_string();
+    let store = std::sync::Arc::new(Store::open(&url, vec!["service_name".into()]).expect("store"));
+
+    let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+    let day_start = (now.div_euclid(DAY_NS) - 2) * DAY_NS;
+    let (start, end) = (day_start, day_start + DAY_NS);
+    // About 180 bytes a line: enough pushes for `mb`, spread evenly over the day.
+    let pushes = ((mb * 1_000_000) / 180 / (STREAMS * PER_STREAM_PER_PUSH) as u64).max(1);
+    let entries_per_stream = pushes as i64 * PER_STREAM_PER_PUSH as i64;
+    let step = DAY_NS / (entries_per_stream * 3 / 2 + 2);
+    // Six services round-robin over the streams: keep the measured one's.
+    let mut generator = LogGen::new(42, STREAMS * 6, day_start, step);
+    let (mut raw, mut entries) = (0u64, 0u64);
+    let t = Instant::now();
+    while raw < mb * 1_000_000 {
+        let streams: Vec<StreamEntries> = generator
+            .batch(PER_STREAM_PER_PUSH)
+            .into_iter()
+            .filter(|s| {
+                s.labels
+                    .iter()
+                    .any(|(k, v)| k == "service_name" && *v == service)
+            })
+            .map(|s| {
+                let labels =
+                    Labels::from_pairs(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let entries = s
+                    .entries
+                    .into_iter()
+                    .map(|e| {
+                        raw += e.line.len() as u64;
+                        entries += 1;
+                        // What the push path attaches to every entry.
+                        let mut structured_metadata = vec![("trace_id".into(), e.trace_id)];
+                        apply_detected_level(&labels, &mut structured_metadata, &e.line);
+                        LogEntry {
+                            ts_ns: e.ts_ns,
+                            line: e.line,
+                            structured_metadata,
+                        }
+                    })
+                    .collect();
+                StreamEntries { labels, entries }
+            })
+            .filter(|s| !s.entries.is_empty())
+            .collect();
+        store.write("fake", streams).await.expect("write");
+    }
+    println!(
+        "generated {entries} entries of {service}, {:.1} MB of lines, in {:.1}s",
+        raw as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    let opts = CompactOptions {
+        hot_min_age: Duration::ZERO,
+        target_size: 256 << 20,
+        delete_delay: Duration::ZERO,
+        max_inputs: 2000,
+    };
+    let t = Instant::now();
+    let summary = store.compact(&opts, &NoProgress).await.expect("compact");
+    println!(
+        "compacted in {:.1}s: {summary:?}",
+        t.elapsed().as_secs_f64()
+    );
+
+    let engine = QueryEngine::new(store.clone());
+    let matchers =
+        vec![Matcher::new("service_name", MatchOp::Eq, service.clone()).expect("matcher")];
+    let step_ns = 60 * 1_000_000_000 * 6; // Drilldown's panel interval for a day
+    // The endpoint's sample size last, so its answer is the one compared with the exact one.
+    let mut last = Vec::new();
+    for max_lines in [SAMPLE_LINES / 4, SAMPLE_LINES / 2, SAMPLE_LINES] {
+        let mut runs = Vec::new();
+        for _ in 0..3 {
+            let t = Instant::now();
+            let sample = engine
+                .sample_lines("fake", &matchers, start, end, max_lines)
+                .await
+                .expect("sample");
+            let read = t.elapsed();
+            let (s, st, e) = (start, end, step_ns);
+            let n = sample.lines.len();
+            let rate = sample.rate;
+            let mined = tokio::task::spawn_blocking(move || mine(&sample, s, st, e))
+                .await
+                .expect("mine");
+            let total = t.elapsed();
+            println!(
+                "max {max_lines}: {:.0} ms ({:.0} ms reading {n} sampled lines at rate {rate:.4}, {:.0} ms mining); {} patterns",
+                total.as_secs_f64() * 1e3,
+                read.as_secs_f64() * 1e3,
+                (total - read).as_secs_f64() * 1e3,
+                mined.len()
+            );
+            runs.push(total);
+            last = mined;
+        }
+        runs.sort();
+        println!(
+            "max {max_lines}: best {:.0} ms, median {:.0} ms",
+            runs[0].as_secs_f64() * 1e3,
+            runs[1].as_secs_f64() * 1e3
+        );
+    }
+    for s in last.iter().take(5) {
+        println!("  {:>9} {} {}", s.total(), s.level, s.pattern);
+    }
+
+    if env_or("PARQUETRY_BENCH_EXACT", 0) == 1 {
+        let t = Instant::now();
+        let all = engine
+            .sample_lines("fake", &matchers, start, end, usize::MAX)
+            .await
+            .expect("all lines");
+        let read = t.elapsed();
+        let n = all.lines.len();
+        let exact = tokio::task::spawn_blocking(move || mine(&all, start, end, step_ns))
+            .await
+            .expect("mine");
+        let total = t.elapsed();
+        println!(
+            "exact (every line): {:.0} ms ({:.0} ms reading {n} lines, {:.0} ms mining: {:.0} k lines/s)",
+            total.as_secs_f64() * 1e3,
+            read.as_secs_f64() * 1e3,
+            (total - read).as_secs_f64() * 1e3,
+            n as f64 / (total - read).as_secs_f64() / 1e3
+        );
+        let est: HashMap<(&str, &str), u64> = last
+            .iter()
+            .map(|s| ((s.pattern.as_str(), s.level.as_str()), s.total()))
+            .collect();
+        let (mut matched, mut worst) = (0, 0f64);
+        for s in &exact {
+            if let Some(e) = est.get(&(s.pattern.as_str(), s.level.as_str())) {
+                matched += 1;
+                let err = (*e as f64 - s.total() as f64).abs() / s.total() as f64;
+                worst = worst.max(err);
+            }
+        }
+        println!(
+            "sampled vs exact: {} of {} exact patterns found by the sample, worst total error {:.1} %",
+            matched,
+            exact.len(),
+            worst * 100.0
+        );
+        for s in exact.iter().take(5) {
+            println!("  {:>9} {} {}", s.total(), s.level, s.pattern);
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! `POST /otlp/v1/logs`: OpenTelemetry logs over OTLP/HTTP, protobuf or JSON.
+//!
+//! decode → map (Loki's attribute mapping, `parquetry_ingest::otlp`) → the push path's
+//! validation → one atomic write. A request that fails as a whole stores nothing. When only
+//! some records are invalid the rest is stored and the answer is OTLP's partial success (200
+//! with `rejected_log_records` and Loki's text for why), where Loki answers 400.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use parquetry_ingest::otlp::{self, OtlpFormat};
+use parquetry_ingest::{DecodeLimits, IngestError, validate};
+use parquetry_store::{LogEntry, StreamEntries};
+
+use crate::AppState;
+use crate::error::{ApiError, OtlpError};
+use crate::params::now_ns;
+use crate::request::tenant;
+
+pub async fn logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    // Errors are answered in the request's format when it has a known one.
+    let content_type = header_str(&headers, header::CONTENT_TYPE);
+    let format = OtlpFormat::from_content_type(content_type.as_deref());
+    let reply_format = format.as_ref().copied().unwrap_or(OtlpFormat::Protobuf);
+    match export(state, headers, body, format).await {
+        Ok(resp) => resp,
+        Err(e) => OtlpError(e, reply_format).into_response(),
+    }
+}
+
+async fn export(
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+    format: Result<OtlpFormat, IngestError>,
+) -> Result<Response, ApiError> {
+    let tenant = tenant(&state, &headers)?;
+    let limits = DecodeLimits::from(&state.config.distributor);
+    let max = limits.max_recv_msg_size as usize;
+    let bytes = axum::body::to_bytes(body, max.saturating_add(1))
+        .await
+        .map_err(|_| {
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(max as u64 + 1);
+            ApiError::Ingest(IngestError::BodyTooLarge {
+                size: declared,
+                max: max as u64,
+            })
+        })?;
+    let format = format?;
+    let content_encoding = header_str(&headers, header::CONTENT_ENCODING);
+    let config = state.config.clone();
+    let task_tenant = tenant.clone();
+
+    // Decoding, mapping and validation are CPU work: keep them off the I/O threads.
+    let validated = tokio::task::spawn_blocking(move || {
+        // A request without records maps to no streams: 422, as Loki answers.
+        let req = otlp::decode_otlp(&bytes, format, content_encoding.as_deref(), &limits)?;
+        let limits = &config.limits_config;
+        let now = now_ns();
+        let push = otlp::otlp_to_push(
+            req,
+            config.otlp_config(&task_tenant),
+            &limits.discover_service_name,
+            now,
+        )?;
+        validate(push, limits, now)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("OTLP push task failed: {e}")))??;
+
+    state
+        .metrics
+        .record_repairs(&Default::default(), validated.sanitized_structured_metadata);
+    let streams: Vec<StreamEntries> = validated
+        .streams
+        .into_iter()
+        .map(|s| StreamEntries {
+            labels: s.labels,
+            entries: s
+                .entries
+                .into_iter()
+                .map(|e| LogEntry {
+                    ts_ns: e.ts_ns,
+                    line: e.line,
+                    structured_metadata: e.structured_metadata,
+                })
+                .collect(),
+        })
+        .collect();
+    if !streams.is_empty() {
+        let summary = state.store.write(&tenant, streams).await?;
+        state.metrics.record_ingest(
+            summary.entries,
+            validated.accepted_bytes,
+            summary.bytes_written,
+        );
+    }
+    match validated.dropped {
+        // Nothing was accepted: a plain 400, as for a Loki push.
+        Some(text) if validated.accepted_entries == 0 => Err(ApiError::PartialIngest(text)),
+        Some(text) => Ok(success(format, validated.dropped_entries, &text)),
+        None => Ok(success(format, 0, "")),
+    }
+}
+
+fn success(format: OtlpFormat, rejected: usize, message: &str) -> Response {
+    let mut resp = (
+        StatusCode::OK,
+        otlp::export_response(format, rejected, message),
+    )
+        .into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    resp
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}

@@ -1,0 +1,176 @@
+//! `GET|POST /loki/api/v1/patterns`: log patterns of the selected streams, mined with Drain
+//! at query time (Parquetry has no pattern ingester).
+//!
+//! The lines of the range are read once (all of them up to [`SAMPLE_LINES`], else a
+//! deterministic sample of about that many, see `parquetry_query::patterns`), mined per stream
+//! and `detected_level` like Loki's pattern ingester, re-bucketed to `step`, scaled back by
+//! the sampling rate, then pruned like Loki's querier (total < 30 dropped, largest 300 kept).
+
+use axum::extract::State;
+use axum::response::Response;
+use parquetry_logql::{Expr, parse_expr};
+use parquetry_model::Matcher;
+use parquetry_patterns::{
+    Config, MAX_PATTERNS, MIN_CLUSTER_SIZE, Miner, PatternSeries, normalize_level, prune,
+};
+use parquetry_query::patterns::LineSample;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult, within_query_timeout};
+use crate::json;
+use crate::params::{Params, default_step, now_ns, parse_step, time_range};
+use crate::request::QueryRequest;
+
+/// Lines mined per request at most: above this the lines are sampled and counts scaled. Sized
+/// so that a day of one busy service answers within two seconds on two cores
+/// (docs/benchmarks.md).
+pub const SAMPLE_LINES: usize = 200_000;
+
+/// Stream matchers only, as Loki's `syntax.ParseMatchers`: a pipeline or a metric query is
+/// `only label matchers are supported`.
+fn matchers(p: &Params) -> ApiResult<Vec<Matcher>> {
+    let q = p.get("query").unwrap_or_default();
+    match parse_expr(q).map_err(|e| ApiError::BadRequest(e.to_string()))? {
+        Expr::Log(l) if l.pipeline.is_empty() => Ok(l.selector),
+        _ => Err(ApiError::BadRequest(
+            "only label matchers are supported".into(),
+        )),
+    }
+}
+
+/// `step` as Loki's `ParsePatternsQuery` validates it. Nanoseconds.
+fn step(p: &Params, start: i64, end: i64) -> ApiResult<i64> {
+    let step = match p.get("step") {
+        Some(s) => parse_step(s).map_err(ApiError::BadRequest)?,
+        None => default_step(start, end),
+    };
+    if step <= 0 {
+        return Err(ApiError::BadRequest(
+            "zero or negative query resolution step widths are not accepted. Try a positive integer"
+                .into(),
+        ));
+    }
+    if end.saturating_sub(start) / step > 11_000 {
+        return Err(ApiError::BadRequest(
+            "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter".into(),
+        ));
+    }
+    Ok(step)
+}
+
+pub async fn patterns(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
+    // Loki's order: bounds, step, then the query.
+    let range = match time_range(&req.params, now_ns()) {
+        Ok(r) => Some(r),
+        // Loki answers an inverted range with no patterns rather than an error.
+        Err(ApiError::BadRequest(m)) if m.starts_with("end timestamp must not be before") => None,
+        Err(e) => return Err(e),
+    };
+    let (start, end) = range.unwrap_or((0, 0));
+    let step = step(&req.params, start, end)?;
+    let m = matchers(&req.params)?;
+    if range.is_none() || end <= start {
+        return Ok(encode(&[]));
+    }
+    let sample = within_query_timeout(
+        state.config.limits_config.query_timeout.0,
+        state
+            .engine
+            .sample_lines(&req.tenant, &m, start, end, SAMPLE_LINES),
+    )
+    .await?;
+    let series = tokio::task::spawn_blocking(move || mine(&sample, start, end, step))
+        .await
+        .map_err(|e| ApiError::Internal(format!("pattern mining task failed: {e}")))?;
+    Ok(encode(&series))
+}
+
+/// Mines the sample and turns counts back into estimates of all lines in the range.
+pub fn mine(sample: &LineSample, start: i64, end: i64, step: i64) -> Vec<PatternSeries> {
+    let mut miner = Miner::new(Config::default());
+    for l in &sample.lines {
+        miner.train(
+            l.stream,
+            Some(normalize_level(l.level.as_deref())),
+            &l.line,
+            l.ts,
+        );
+    }
+    let mut series = miner.series(start, end, step);
+    if sample.rate < 1.0 && sample.rate > 0.0 {
+        for s in &mut series {
+            for (_, v) in &mut s.samples {
+                *v = (*v as f64 / sample.rate).round() as u64;
+            }
+        }
+    }
+    tracing::debug!(
+        lines = sample.lines.len(),
+        rate = sample.rate,
+        trained = miner.trained(),
+        skipped = miner.skipped(),
+        patterns = series.len(),
+        "patterns mined"
+    );
+    prune(series, MIN_CLUSTER_SIZE, MAX_PATTERNS)
+}
+
+/// `{"status":"success","data":[{"pattern":…,"level":…,"samples":[[sec,count],…]},…]}`.
+pub fn encode(series: &[PatternSeries]) -> Response {
+    let mut out = String::from("{\"status\":\"success\",\"data\":[");
+    for (i, s) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"pattern\":");
+        json::push_str(&mut out, &s.pattern);
+        out.push_str(",\"level\":");
+        json::push_str(&mut out, &s.level);
+        out.push_str(",\"samples\":[");
+        for (j, (ms, n)) in s.samples.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(&format!("[{},{}]", ms.div_euclid(1000), n));
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}");
+    json::response(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use parquetry_query::patterns::SampledLine;
+
+    use super::*;
+
+    const S: i64 = 1_000_000_000;
+
+    fn sample(n: i64, rate: f64) -> LineSample {
+        LineSample {
+            lines: (0..n)
+                .map(|i| SampledLine {
+                    stream: 1,
+                    ts: i * S,
+                    line: format!("request {i} done in {i}ms"),
+                    level: Some("INFO".into()),
+                })
+                .collect(),
+            rate,
+            ..LineSample::default()
+        }
+    }
+
+    #[test]
+    fn sampled_counts_scale_back_and_prune_after_scaling() {
+        // 20 sampled lines at a quarter: an estimated 80, kept although 20 < 30.
+        let got = mine(&sample(20, 0.25), 0, 60 * S, 10 * S);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].pattern, "request <_> done in <_>");
+        assert_eq!(got[0].level, "info");
+        assert_eq!(got[0].samples, [(0, 40), (10_000, 40)]);
+        // Every line read: exact counts, and 20 < 30 is pruned.
+        assert!(mine(&sample(20, 1.0), 0, 60 * S, 10 * S).is_empty());
+    }
+}
