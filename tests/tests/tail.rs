@@ -701,3 +701,31 @@ async fn a_large_push_goes_through_the_pipeline_whole() {
     assert_eq!(ns, (100..1000).collect::<Vec<i64>>());
     s.stop().await;
 }
+
+/// OTLP pushes take the Loki push's write path, live tails included.
+#[tokio::test]
+async fn otlp_pushes_reach_live_tails() {
+    let s = TestServer::start("").await;
+    let mut ws = connect(&s, &[("query", r#"{service_name="otlp-svc"}"#.into())], &[]).await;
+    // The (empty) history frame comes first.
+    let _ = next(&mut ws, Duration::from_secs(2)).await;
+    let now = now_ns();
+    let body = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "otlp-svc"}}]},
+        "scopeLogs": [{"logRecords": [
+            {"timeUnixNano": now.to_string(), "body": {"stringValue": "from otlp"}}
+        ]}]
+    }]});
+    let r = client()
+        .post(s.url("/otlp/v1/logs"))
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = collect(&mut ws, 1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].1, "from otlp");
+    s.stop().await;
+}

@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parquetry_ingest::otlp::{self, OtlpFormat};
 use parquetry_ingest::{DecodeLimits, IngestError, validate};
-use parquetry_store::{LogEntry, StreamEntries};
 
 use crate::AppState;
 use crate::error::{ApiError, OtlpError};
@@ -73,33 +72,9 @@ async fn export(
     .await
     .map_err(|e| ApiError::Internal(format!("OTLP push task failed: {e}")))??;
 
-    state
-        .metrics
-        .record_repairs(&Default::default(), validated.sanitized_structured_metadata);
-    let streams: Vec<StreamEntries> = validated
-        .streams
-        .into_iter()
-        .map(|s| StreamEntries {
-            labels: s.labels,
-            entries: s
-                .entries
-                .into_iter()
-                .map(|e| LogEntry {
-                    ts_ns: e.ts_ns,
-                    line: e.line,
-                    structured_metadata: e.structured_metadata,
-                })
-                .collect(),
-        })
-        .collect();
-    if !streams.is_empty() {
-        let summary = state.store.write(&tenant, streams).await?;
-        state.metrics.record_ingest(
-            summary.entries,
-            validated.accepted_bytes,
-            summary.bytes_written,
-        );
-    }
+    let mut validated = validated;
+    // The Loki push's write path: metrics, durability, then live tails.
+    crate::push::store_accepted(&state, &tenant, &mut validated).await?;
     match validated.dropped {
         // Nothing was accepted: a plain 400, as for a Loki push.
         Some(text) if validated.accepted_entries == 0 => Err(ApiError::PartialIngest(text)),

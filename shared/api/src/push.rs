@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use parquetry_ingest::{DecodeLimits, IngestError, decode_push, validate};
+use parquetry_ingest::{DecodeLimits, IngestError, Validated, decode_push, validate};
 use parquetry_store::{LogEntry, StreamEntries};
 
 use crate::AppState;
@@ -70,12 +70,26 @@ async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiR
     })
     .await
     .map_err(|e| ApiError::Internal(format!("push task failed: {e}")))??;
+    let mut validated = validated;
+    store_accepted(&state, &tenant, &mut validated).await?;
+
+    match validated.dropped {
+        Some(text) => Err(ApiError::PartialIngest(text)),
+        None => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+/// Stores what validation accepted and, once it is durable, hands it to this process's live
+/// tails: the one write path of every push format (Loki push, OTLP).
+pub(crate) async fn store_accepted(
+    state: &AppState,
+    tenant: &str,
+    validated: &mut Validated,
+) -> ApiResult<()> {
     state
         .metrics
         .record_repairs(&Default::default(), validated.sanitized_structured_metadata);
-
-    let streams: Vec<StreamEntries> = validated
-        .streams
+    let streams: Vec<StreamEntries> = std::mem::take(&mut validated.streams)
         .into_iter()
         .map(|s| StreamEntries {
             labels: s.labels,
@@ -90,22 +104,21 @@ async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiR
                 .collect(),
         })
         .collect();
+    if streams.is_empty() {
+        return Ok(());
+    }
     // Live tails get a copy only when the tenant has one, and only once it is durable.
-    let for_tails = state.tail_hub.has_tails(&tenant).then(|| streams.clone());
-    let summary = state.store.write(&tenant, streams).await?;
+    let for_tails = state.tail_hub.has_tails(tenant).then(|| streams.clone());
+    let summary = state.store.write(tenant, streams).await?;
     if let Some(streams) = for_tails {
-        state.tail_hub.publish(&tenant, streams);
+        state.tail_hub.publish(tenant, streams);
     }
     state.metrics.record_ingest(
         summary.entries,
         validated.accepted_bytes,
         summary.bytes_written,
     );
-
-    match validated.dropped {
-        Some(text) => Err(ApiError::PartialIngest(text)),
-        None => Ok(StatusCode::NO_CONTENT),
-    }
+    Ok(())
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
