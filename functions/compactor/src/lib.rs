@@ -14,6 +14,7 @@ use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 use parquetry_model::Config;
 use parquetry_store::compact::NoProgress;
+use parquetry_store::lease::LeaseState;
 use parquetry_store::{CompactOptions, DeletePassOptions, RetentionOptions, Store, TenantPolicy};
 use serde_json::{Value, json};
 
@@ -57,6 +58,34 @@ impl Compactor {
             "compactor pass starting"
         );
         let started = std::time::Instant::now();
+        // A pass that outlives the schedule, or a `parquetry serve` backend on the same bucket,
+        // holds the lease: this invocation then has nothing to add (passes are safe to race,
+        // only wasteful). Fifteen minutes is Lambda's longest run.
+        let owner = format!("lambda-{}", context.request_id);
+        match self
+            .store
+            .acquire_lease("compactor", &owner, std::time::Duration::from_secs(15 * 60))
+            .await
+        {
+            Ok(LeaseState::Held { .. }) => {}
+            Ok(LeaseState::Busy { owner: holder, .. }) => {
+                tracing::info!(%holder, "another compactor holds the lease; skipping this pass");
+                return Ok(
+                    json!({ "storage": self.store.url(), "skipped": format!("lease held by {holder}") }),
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "compactor lease unavailable; compacting anyway"),
+        }
+        let result = self.pass(started).await;
+        // Hand the lease back at once, so the next holder need not wait for it to expire.
+        if let Err(e) = self.store.release_lease("compactor", &owner).await {
+            tracing::warn!(error = %e, "releasing the compactor lease failed");
+        }
+        result
+    }
+
+    /// Compaction, deletes and retention, and the summary of all three.
+    async fn pass(&self, started: std::time::Instant) -> anyhow::Result<Value> {
         let compaction = self.store.compact(&self.compact, &NoProgress).await;
         // Delete requests past their cancel period and `retention_stream` rules.
         let deletes = self

@@ -174,3 +174,32 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A compactor that holds the lease in the bucket (a pass still running, or a `parquetry
+/// serve` backend) makes a scheduled invocation skip its pass; once released, the next runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invocation_skips_while_another_compactor_holds_the_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let (compactor, store) = start(env(dir.path(), &[]));
+    let base = yesterday();
+    for seq in 0..6 {
+        store.write("fake", push(seq, base)).await.unwrap();
+    }
+    store
+        .acquire_lease("compactor", "server-1", std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    let skipped = compactor.handle(scheduled_event()).await.unwrap();
+    assert!(
+        skipped["skipped"]
+            .as_str()
+            .unwrap_or("")
+            .contains("server-1"),
+        "{skipped}"
+    );
+    assert_eq!(visible(&store, base).await.0.len(), 12, "nothing compacted");
+
+    store.release_lease("compactor", "server-1").await.unwrap();
+    let ran = compactor.handle(scheduled_event()).await.unwrap();
+    assert_eq!(ran["compaction"]["hot_absorbed"], 12, "{ran}");
+}
