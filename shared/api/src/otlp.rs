@@ -15,6 +15,7 @@ use parquetry_ingest::{DecodeLimits, IngestError, validate};
 use crate::AppState;
 use crate::error::{ApiError, OtlpError};
 use crate::params::now_ns;
+use crate::push::{header_str, read_body};
 use crate::request::tenant;
 
 pub async fn logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
@@ -36,20 +37,7 @@ async fn export(
 ) -> Result<Response, ApiError> {
     let tenant = tenant(&state, &headers)?;
     let limits = DecodeLimits::from(&state.config.distributor);
-    let max = limits.max_recv_msg_size as usize;
-    let bytes = axum::body::to_bytes(body, max.saturating_add(1))
-        .await
-        .map_err(|_| {
-            let declared = headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(max as u64 + 1);
-            ApiError::Ingest(IngestError::BodyTooLarge {
-                size: declared,
-                max: max as u64,
-            })
-        })?;
+    let bytes = read_body(&headers, body, &limits).await?;
     let format = format?;
     let content_encoding = header_str(&headers, header::CONTENT_ENCODING);
     let config = state.config.clone();
@@ -94,11 +82,4 @@ fn success(format: OtlpFormat, rejected: usize, message: &str) -> Response {
         HeaderValue::from_static(format.content_type()),
     );
     resp
-}
-
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }

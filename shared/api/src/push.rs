@@ -32,24 +32,8 @@ pub async fn push_legacy(
 
 async fn push(state: AppState, headers: HeaderMap, body: Body, v1: bool) -> ApiResult<StatusCode> {
     let tenant = tenant(&state, &headers)?;
-    let limits = DecodeLimits {
-        max_recv_msg_size: state.config.distributor.max_recv_msg_size.0,
-        max_decompressed_size: state.config.distributor.max_decompressed_size.0,
-    };
-    let max = limits.max_recv_msg_size as usize;
-    let bytes = axum::body::to_bytes(body, max.saturating_add(1))
-        .await
-        .map_err(|_| {
-            let declared = headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(max as u64 + 1);
-            ApiError::Ingest(IngestError::BodyTooLarge {
-                size: declared,
-                max: max as u64,
-            })
-        })?;
+    let limits = DecodeLimits::from(&state.config.distributor);
+    let bytes = read_body(&headers, body, &limits).await?;
     let content_type = header_str(&headers, header::CONTENT_TYPE);
     let content_encoding = header_str(&headers, header::CONTENT_ENCODING);
     let config = state.config.clone();
@@ -121,7 +105,30 @@ pub(crate) async fn store_accepted(
     Ok(())
 }
 
-fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
+/// The request body, refused with Loki's 413 text past `max_recv_msg_size` (naming the
+/// declared length when there is one): every push format reads its body this way.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &DecodeLimits,
+) -> ApiResult<bytes::Bytes> {
+    let max = limits.max_recv_msg_size as usize;
+    axum::body::to_bytes(body, max.saturating_add(1))
+        .await
+        .map_err(|_| {
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(max as u64 + 1);
+            ApiError::Ingest(IngestError::BodyTooLarge {
+                size: declared,
+                max: max as u64,
+            })
+        })
+}
+
+pub(crate) fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

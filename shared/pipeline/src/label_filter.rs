@@ -219,7 +219,7 @@ fn go_duration_error(orig: &str) -> String {
 }
 
 /// `humanize.ParseBytes`, the byte-size reader of Loki's bytes filters, with its error texts.
-pub(crate) fn go_parse_bytes(v: &str) -> Result<u64, String> {
+pub fn go_parse_bytes(v: &str) -> Result<u64, String> {
     // The number is the leading run of digits, dots and commas; everything after it,
     // trimmed, is the unit.
     let split = v

@@ -37,6 +37,7 @@ pub mod template;
 mod unwrap;
 
 pub use hints::{PRESERVE_ERROR_LABEL, ParserHints, SampleGrouping, sample_stages};
+pub use label_filter::go_parse_bytes as parse_humanized_bytes;
 pub use labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, metadata_name};
 pub use stage::Pipeline;
 pub use unwrap::{SAMPLE_EXTRACTION_ERR, Unwrapper};

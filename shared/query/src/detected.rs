@@ -488,35 +488,9 @@ pub fn detect_type(v: &str) -> FieldType {
     }
 }
 
-/// Size units `humanize.ParseBytes` knows, lower case, with their multipliers.
-fn byte_unit(unit: &str) -> Option<f64> {
-    Some(match unit {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "p" | "pb" => 1e15,
-        "e" | "eb" => 1e18,
-        "ki" | "kib" => 1024.0,
-        "mi" | "mib" => 1024f64.powi(2),
-        "gi" | "gib" => 1024f64.powi(3),
-        "ti" | "tib" => 1024f64.powi(4),
-        "pi" | "pib" => 1024f64.powi(5),
-        "ei" | "eib" => 1024f64.powi(6),
-        _ => return None,
-    })
-}
-
-/// `humanize.ParseBytes`: a number (digits, dots, commas) then an optional unit.
+/// `humanize.ParseBytes`, as the pipeline's bytes filters read sizes.
 fn parse_bytes(v: &str) -> Option<u64> {
-    let split = v
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ','))
-        .unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let n: f64 = num.replace(',', "").parse().ok()?;
-    let b = n * byte_unit(&unit.trim().to_ascii_lowercase())?;
-    (b < u64::MAX as f64).then_some(b as u64)
+    parquetry_pipeline::parse_humanized_bytes(v).ok()
 }
 
 /// A byte size written with a unit, rewritten the way `humanize.Bytes` prints it without the
