@@ -347,7 +347,7 @@ async fn bad_input_answers_like_loki() {
     };
     let empty_compatible = "parse error : queries require at least one regexp or equality matcher that does not have an empty-compatible value. For instance, app=~\".*\" does not meet this requirement, but app=~\".+\" will";
     type Case<'a> = (Vec<(&'a str, String)>, u16, &'a str);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<'_>> = vec![
         (q("{}", &[]), 400, empty_compatible),
         (q(r#"{app=~".*"}"#, &[]), 400, empty_compatible),
         (

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 /// JSON bodies without reqwest's `json` feature.
 trait JsonBody {
-    fn json(self) -> impl std::future::Future<Output = Result<Value, String>>;
+    fn json(self) -> impl Future<Output = Result<Value, String>>;
 }
 
 impl JsonBody for reqwest::Response {

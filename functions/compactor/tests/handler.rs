@@ -4,7 +4,7 @@
 
 use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::{Context, LambdaEvent};
-use parquetry_lambda::load_config;
+use parquetry_host::load_lambda_config as load_config;
 use parquetry_lambda_compactor::Compactor;
 use parquetry_model::Labels;
 use parquetry_store::compact::{Row, read_all_rows};

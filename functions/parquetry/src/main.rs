@@ -1,5 +1,6 @@
 //! `parquetry`: the all-in-one server and command line. Start-up only: read the
-//! configuration, open the store, build the router, serve until a signal.
+//! configuration, open the store, build the router, serve until a signal. Configuration
+//! loading, logging, store opening and the maintenance pass come from `parquetry_host`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -10,12 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parquetry_api::{AppState, router};
+use parquetry_host::{FailOn, Lease, Leased, LogOutput, Maintenance, init_logging};
 use parquetry_model::Config;
 use parquetry_model::config::Role;
 use parquetry_store::compact::{NoProgress, Progress};
-use parquetry_store::lease::LeaseState;
-use parquetry_store::{CompactOptions, DeletePassOptions, RetentionOptions, Store, TenantPolicy};
-use tracing_subscriber::EnvFilter;
+use parquetry_store::{DeletePassOptions, RetentionOptions, Store, TenantPolicy};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,11 +74,7 @@ impl StoreArgs {
     /// The configuration these arguments name, with `--data` applied.
     fn load(&self) -> anyhow::Result<Config> {
         let env: Vec<(String, String)> = std::env::vars().collect();
-        let mut config = if self.expand_env {
-            Config::load_expanding_env(self.config.as_deref(), env)?
-        } else {
-            Config::load(self.config.as_deref(), env)?
-        };
+        let mut config = parquetry_host::load_config(self.config.as_deref(), self.expand_env, env)?;
         if let Some(data) = &self.data {
             config.storage.url = Some(data.clone());
         }
@@ -207,52 +203,35 @@ fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
 /// Configuration, logging, runtime and store for the maintenance subcommands.
 fn maintenance(args: &StoreArgs) -> anyhow::Result<(Config, tokio::runtime::Runtime, Arc<Store>)> {
     let config = args.load()?;
-    init_logging(&config)?;
+    init_logging(&config, LogOutput::Cli)?;
     report_loki_keys(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let url = config.storage_url();
-    let store = Arc::new(
-        Store::open_config(&url, &config.storage)
-            .with_context(|| format!("opening storage {url}"))?,
-    );
+    let runtime = parquetry_host::runtime()?;
+    let store = parquetry_host::open_store(&config)?;
     Ok((config, runtime, store))
 }
 
 fn compact(args: CompactArgs) -> anyhow::Result<()> {
     let (config, runtime, store) = maintenance(&args.store)?;
-    let opts = CompactOptions::from_config(&config.compactor);
-    let dopts = DeletePassOptions::from_config(&config.compactor);
     let interval = config.compactor.compaction_interval.0;
+    let once = args.once || interval.is_zero();
+    // Retention is `parquetry retention`'s to run, whatever `retention_enabled` says.
+    let pass = Maintenance::new(Arc::new(config), store).without_retention();
     runtime.block_on(async move {
         loop {
             let progress = TerminalProgress::new();
-            let result = store.compact(&opts, &progress).await;
+            let report = pass.run(&progress).await;
             progress.finish();
-            // Delete requests and `retention_stream` rules: objects rewritten without the
-            // removed entries.
-            let result = match result {
-                Ok(s) => store
-                    .apply_deletes(&dopts, |t| TenantPolicy::from_config(&config, t))
-                    .await
-                    .map(|d| {
-                        tracing::info!(?d, "delete pass done");
-                        s
-                    }),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(summary) => tracing::info!(?summary, "compaction pass done"),
+            match report.into_result(FailOn::AnyStep) {
+                Ok(_) => {}
                 // One pass: the exit status says it failed.
-                Err(e) if args.once || interval.is_zero() => return Err(e.into()),
+                Err(e) if once => return Err(e.into()),
                 // Repeating: the next pass finishes what this one left (every step is
                 // idempotent).
                 Err(e) => {
-                    tracing::warn!(error = %e, "compaction pass failed; retrying next interval")
+                    tracing::warn!(error = %e, "maintenance pass failed; retrying next interval")
                 }
             }
-            if args.once || interval.is_zero() {
+            if once {
                 return anyhow::Ok(());
             }
             tokio::select! {
@@ -317,71 +296,21 @@ fn retention(args: RetentionArgs) -> anyhow::Result<()> {
     })
 }
 
-/// The compaction (and, when enabled, retention) timer of `parquetry serve`.
-async fn maintenance_timer(config: Config, store: Arc<Store>) {
-    let interval = config.compactor.compaction_interval.0;
+/// The maintenance timer of `parquetry serve`: compaction, deletes and, when enabled,
+/// retention, every `compaction_interval`.
+async fn maintenance_timer(pass: Maintenance) {
+    let interval = pass.config().compactor.compaction_interval.0;
     if interval.is_zero() {
         return;
     }
-    let opts = CompactOptions::from_config(&config.compactor);
-    let ropts = RetentionOptions {
-        delete_delay: config.compactor.retention_delete_delay.0,
-        dry_run: false,
-    };
     // Several processes may run this timer over one bucket (backend replicas in a rolling
     // upgrade, a second server): the lease keeps them from repeating each other's work.
-    let owner = format!(
-        "{}-{}-{}",
-        std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default()
-    );
-    // Long enough to cover a pass and the next tick; the holder renews at every tick.
-    let ttl = interval
-        .saturating_mul(3)
-        .max(std::time::Duration::from_secs(60));
+    let lease = Lease::for_timer(interval);
     loop {
         tokio::time::sleep(interval).await;
-        match store.acquire_lease("compactor", &owner, ttl).await {
-            Ok(LeaseState::Held { .. }) => {}
-            Ok(LeaseState::Busy { owner, .. }) => {
-                tracing::debug!(%owner, "another process holds the compactor lease; skipping this pass");
-                continue;
-            }
-            // A lease we cannot read is no reason to stop compacting: passes are safe to race.
-            Err(e) => tracing::warn!(error = %e, "compactor lease unavailable; compacting anyway"),
-        }
-        match store.compact(&opts, &NoProgress).await {
-            Ok(s) => tracing::info!(?s, "compaction pass done"),
-            Err(e) => tracing::warn!(error = %e, "compaction pass failed; retrying next interval"),
-        }
-        let dopts = DeletePassOptions::from_config(&config.compactor);
-        match store
-            .apply_deletes(&dopts, |t| TenantPolicy::from_config(&config, t))
-            .await
-        {
-            Ok(d) => tracing::info!(?d, "delete pass done"),
-            Err(e) => tracing::warn!(error = %e, "delete pass failed; retrying next interval"),
-        }
-        if config.compactor.retention_enabled {
-            match store
-                .retention(|t| config.retention_period(t).0, &ropts)
-                .await
-            {
-                Ok(s) => tracing::info!(
-                    days = s.expired.len(),
-                    objects = s.objects_deleted,
-                    "retention pass done"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention pass failed; retrying next interval")
-                }
-            }
+        // Failed steps are logged by the pass; the next tick finishes what this one left.
+        if let Leased::Skipped { holder } = pass.run_leased(&lease, &NoProgress).await {
+            tracing::debug!(%holder, "another process holds the compactor lease; skipping this pass");
         }
     }
 }
@@ -465,7 +394,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.verify_config {
         return Ok(());
     }
-    init_logging(&config)?;
+    init_logging(&config, LogOutput::Cli)?;
     report_loki_keys(&config);
     let addr: SocketAddr = match args.listen {
         Some(a) => a,
@@ -476,19 +405,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .parse()
         .context("server.http_listen_address / http_listen_port")?,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = parquetry_host::runtime()?;
     runtime.block_on(async move {
         let url = config.storage_url();
-        let store = Arc::new(
-            Store::open_config(&url, &config.storage)
-                .with_context(|| format!("opening storage {url}"))?,
-        );
+        let store = parquetry_host::open_store(&config)?;
         // Compaction and retention belong to the backend role: in a split deployment exactly
         // one process should run them (the manifests tolerate a race, but it wastes work).
         if config.target.runs(Role::Backend) {
-            tokio::spawn(maintenance_timer(config.clone(), store.clone()));
+            let pass = Maintenance::new(Arc::new(config.clone()), store.clone());
+            tokio::spawn(maintenance_timer(pass));
         }
         let state = AppState::new(config.clone(), store);
         // Rules run where Loki's ruler does: in the backend role.
@@ -561,24 +486,4 @@ fn report_loki_keys(config: &Config) {
             "Loki configuration keys that have no effect in Parquetry are ignored"
         );
     }
-}
-
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            EnvFilter::try_new(format!(
-                "{},hyper=warn,datafusion=warn",
-                config.server.log_level
-            ))
-        })
-        .context("server.log_level")?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.server.log_format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    Ok(())
 }

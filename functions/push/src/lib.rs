@@ -1,7 +1,8 @@
-//! What the push and query Lambda functions share: start-up (configuration from the
-//! environment, JSON logs on stdout, the store) and the host wiring around the library router.
-//! Everything with logic lives in the library crates; this crate only puts the router behind
-//! `lambda_http` and adds what only a public Lambda URL needs:
+//! What the push and query Lambda functions share: the host wiring around the library router.
+//! Start-up (configuration from the environment, JSON logs on stdout, the store, the host's own
+//! settings) comes from `parquetry_host`; everything with logic lives in the library crates.
+//! This crate only puts the router behind `lambda_http` and adds what only a public Lambda URL
+//! needs:
 //!
 //! * [`Role`]: each function answers only the routes it is deployed for, so a mis-routed
 //!   request gets a clear 404 instead of being served by the wrong function.
@@ -9,131 +10,34 @@
 //!   URL, from the `PARQUETRY_AUTH_TOKEN` environment variable.
 //! * [`response`]: Lambda's 6 MiB synchronous response limit answered with a clear 413 instead of
 //!   a failed invocation, and gzip for query responses when the client accepts it.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
 pub mod response;
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use parquetry_api::{AppState, router};
+use parquetry_host::LogOutput;
 use parquetry_model::Config;
-use parquetry_store::Store;
-use tracing_subscriber::EnvFilter;
 
+pub use parquetry_host::config::CONFIG_FILE_ENV;
+pub use parquetry_host::lambda::{HostSettings, Role};
 pub use response::{LAMBDA_MAX_RESPONSE_BYTES, LambdaHandler};
 
-/// Optional YAML configuration file (inside the deployment package or a layer).
-pub const CONFIG_FILE_ENV: &str = "PARQUETRY_CONFIG";
-
-/// Which part of the API a function serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// `POST /loki/api/v1/push`, `POST /api/prom/push`, `POST /otlp/v1/logs` (and `/ready`).
-    Push,
-    /// Every other route: queries, metadata, status.
-    Query,
-}
-
-impl Role {
-    fn name(self) -> &'static str {
-        match self {
-            Role::Push => "push",
-            Role::Query => "query",
-        }
-    }
-}
-
-/// Settings of the Lambda host itself (not of the Loki API, which stay in [`Config`]).
-#[derive(Debug, Clone)]
-pub struct HostSettings {
-    pub role: Role,
-    /// Accepted shared secrets; empty means the URL is protected by API Gateway (IAM) or not at all.
-    pub auth_tokens: Vec<String>,
-    /// Largest serialized Lambda response; larger ones become a 413.
-    pub max_response_bytes: usize,
-}
-
-impl HostSettings {
-    /// Reads `PARQUETRY_AUTH_TOKEN` and `PARQUETRY_LAMBDA_MAX_RESPONSE_BYTES` from `env`.
-    pub fn from_env(
-        role: Role,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<HostSettings> {
-        let mut settings = HostSettings {
-            role,
-            auth_tokens: Vec::new(),
-            max_response_bytes: LAMBDA_MAX_RESPONSE_BYTES,
-        };
-        for (k, v) in env {
-            match k.as_str() {
-                auth::AUTH_TOKEN_ENV => settings.auth_tokens = auth::parse_tokens(&v)?,
-                response::MAX_RESPONSE_ENV => {
-                    settings.max_response_bytes = v
-                        .trim()
-                        .parse()
-                        .with_context(|| format!("{k}: expected a number of bytes, got {v:?}"))?;
-                }
-                _ => {}
-            }
-        }
-        Ok(settings)
-    }
-}
-
-/// The configuration: `PARQUETRY_CONFIG` (optional file) plus `PARQUETRY__…` overrides.
-/// Storage must be named explicitly: a Lambda's file system is read-only outside `/tmp`, so the
-/// all-in-one default `./data` would only fail later and less clearly.
+/// The configuration: `PARQUETRY_CONFIG` (optional file) plus `PARQUETRY__…` overrides; storage
+/// must be named (see [`parquetry_host::load_lambda_config`]).
 pub fn load_config(env: Vec<(String, String)>) -> anyhow::Result<Config> {
-    let file = env
-        .iter()
-        .find(|(k, _)| k == CONFIG_FILE_ENV)
-        .map(|(_, v)| PathBuf::from(v));
-    let config = Config::load(file.as_deref(), env)?;
-    if config.storage.url.is_none() && config.common.path_prefix.is_none() {
-        anyhow::bail!(
-            "no storage configured: set PARQUETRY__STORAGE__URL (for example s3://bucket/prefix)"
-        );
-    }
-    Ok(config)
-}
-
-/// JSON lines on stdout, which CloudWatch Logs stores as structured events. `RUST_LOG` wins over
-/// `server.log_level`.
-pub fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| {
-            EnvFilter::try_new(format!(
-                "{},hyper=warn,datafusion=warn,lambda_runtime=warn",
-                config.server.log_level
-            ))
-        })
-        .context("server.log_level")?;
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        // The runtime's invocation span carries the request id: keep it on every line.
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_writer(std::io::stdout)
-        .try_init()
-        .map_err(|e| anyhow::anyhow!("initialising logging: {e}"))
+    Ok(parquetry_host::load_lambda_config(env)?)
 }
 
 /// The library router for `role`, over the store the configuration names, with the host layers.
 pub fn app(config: Config, settings: &HostSettings) -> anyhow::Result<Router> {
-    let url = config.storage_url();
-    let store = Arc::new(
-        Store::open_config(&url, &config.storage)
-            .with_context(|| format!("opening storage {url}"))?,
-    );
+    let store = parquetry_host::open_store(&config)?;
     Ok(wrap(router(AppState::new(config, store)), settings))
 }
 
@@ -162,13 +66,18 @@ fn is_tail_path(path: &str) -> bool {
 /// API Gateway's HTTP APIs and function URLs cannot upgrade a request to a WebSocket, so a
 /// live tail is refused with what to use instead, rather than failing as a bad handshake.
 fn tail_unavailable() -> Response {
-    let mut resp = (
+    plain_text(
         StatusCode::BAD_REQUEST,
         "live tail (/loki/api/v1/tail) needs a WebSocket, which the Lambda query function \
          cannot serve: poll /loki/api/v1/query_range instead (logcli query without --tail, \
-         Grafana without Live), or run parquetry serve for live tailing\n",
+         Grafana without Live), or run parquetry serve for live tailing\n"
+            .into(),
     )
-        .into_response();
+}
+
+/// A host-level refusal: plain text, as clients print it.
+pub(crate) fn plain_text(status: StatusCode, message: String) -> Response {
+    let mut resp = (status, message).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -198,19 +107,13 @@ async fn serve_role(role: Role, req: Request, next: Next) -> Response {
         Role::Push => "query",
         Role::Query => "push",
     };
-    let mut resp = (
+    plain_text(
         StatusCode::NOT_FOUND,
         format!(
             "{path} is not served by the {} function; route it to the {other} function\n",
             role.name()
         ),
     )
-        .into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 /// `lambda_http` puts a REST API's stage name in front of the path (`/prod/loki/api/v1/...`)
@@ -226,11 +129,17 @@ pub fn prepare_process() {
     }
 }
 
+/// `main` of either function: process set-up, the runtime, then [`run`].
+pub fn start(role: Role) -> anyhow::Result<()> {
+    prepare_process();
+    parquetry_host::runtime()?.block_on(run(role))
+}
+
 /// Start-up of either function: configuration, logging, store, router, then the runtime loop.
 pub async fn run(role: Role) -> anyhow::Result<()> {
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let config = load_config(env.clone())?;
-    init_logging(&config)?;
+    let config = parquetry_host::load_lambda_config(env.clone())?;
+    parquetry_host::init_logging(&config, LogOutput::Lambda)?;
     let settings = HostSettings::from_env(role, env)?;
     let storage = config.storage_url();
     let auth_enabled = config.auth_enabled;

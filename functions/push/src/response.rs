@@ -18,12 +18,7 @@ use lambda_http::request::{LambdaRequest, RequestOrigin};
 use lambda_http::{Adapter, LambdaEvent, Service};
 use serde_json::value::RawValue;
 
-/// Lambda's limit on a synchronous invocation's response payload (6 MB, that is 6 MiB; the
-/// service adds a small allowance on top that we do not rely on).
-pub const LAMBDA_MAX_RESPONSE_BYTES: usize = 6 * 1024 * 1024;
-
-/// Overrides [`LAMBDA_MAX_RESPONSE_BYTES`] (tests, or a front end with a smaller limit).
-pub const MAX_RESPONSE_ENV: &str = "PARQUETRY_LAMBDA_MAX_RESPONSE_BYTES";
+pub use parquetry_host::lambda::{LAMBDA_MAX_RESPONSE_BYTES, MAX_RESPONSE_ENV};
 
 /// `Service<LambdaEvent<LambdaRequest>>` around the router; what `lambda_runtime::run` drives
 /// and what the handler tests call with recorded events.

@@ -3,8 +3,5 @@
 //! the logic.
 
 fn main() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(parquetry_lambda_ruler::run())
+    parquetry_host::runtime()?.block_on(parquetry_lambda_ruler::run())
 }

@@ -5,7 +5,7 @@
 
 use aws_lambda_events::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::{Context, LambdaEvent};
-use parquetry_lambda::load_config;
+use parquetry_host::load_lambda_config as load_config;
 use parquetry_lambda_ruler::RulerFunction;
 use parquetry_model::Labels;
 use parquetry_ruler::state::{self, AlertState, rule_key};

@@ -6,15 +6,20 @@
 //!
 //! `cargo bench -p parquetry-api --bench patterns`
 //! (PARQUETRY_BENCH_MB: raw line volume of the service, default 1024;
-//! PARQUETRY_BENCH_SERVICE: frontend (nginx-shaped, default), checkout (JSON) or auth (logfmt)).
+//! PARQUETRY_BENCH_SERVICE: frontend (nginx-shaped, default), checkout (JSON) or auth (logfmt);
+//! PARQUETRY_BENCH_DATA=<dir>: keep the generated store there and reuse it on the next run;
+//! PARQUETRY_BENCH_LINES=<n>: time only this sample size instead of the endpoint's and two
+//! smaller ones).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use parquetry_api::patterns::{SAMPLE_LINES, mine};
 use parquetry_ingest::level::apply_detected_level;
 use parquetry_loggen::LogGen;
 use parquetry_model::{Labels, MatchOp, Matcher};
+use parquetry_patterns::PatternSeries;
 use parquetry_query::QueryEngine;
 use parquetry_store::compact::NoProgress;
 use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
@@ -23,6 +28,8 @@ const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Streams of the measured service.
 const STREAMS: usize = 1000;
 const PER_STREAM_PER_PUSH: usize = 50;
+/// Where a reused data directory records the day it was generated for.
+const RANGE_FILE: &str = "bench-day";
 
 fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
     std::env::var(k)
@@ -35,13 +42,36 @@ fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
 async fn main() {
     let mb: u64 = env_or("PARQUETRY_BENCH_MB", 1024);
     let service: String = env_or("PARQUETRY_BENCH_SERVICE", "frontend".to_string());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = dir.path().display().to_string();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir: PathBuf = std::env::var("PARQUETRY_BENCH_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).expect("data dir");
+    let url = dir.display().to_string();
     let store = std::sync::Arc::new(Store::open(&url, vec!["service_name".into()]).expect("store"));
-
-    let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
-    let day_start = (now.div_euclid(DAY_NS) - 2) * DAY_NS;
+    let range_file = dir.join(RANGE_FILE);
+    let recorded = std::fs::read_to_string(&range_file)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok());
+    let day_start = match recorded {
+        Some(d) => {
+            println!("reusing the data in {url}");
+            d
+        }
+        None => {
+            let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+            let d = (now.div_euclid(DAY_NS) - 2) * DAY_NS;
+            generate(&store, mb, &service, d).await;
+            std::fs::write(&range_file, d.to_string()).expect("range file");
+            d
+        }
+    };
     let (start, end) = (day_start, day_start + DAY_NS);
+    query(&store, &service, start, end).await;
+}
+
+/// Writes one day of `service` from `day_start`, compacted.
+async fn generate(store: &Store, mb: u64, service: &str, day_start: i64) {
     // About 180 bytes a line: enough pushes for `mb`, spread evenly over the day.
     let pushes = ((mb * 1_000_000) / 180 / (STREAMS * PER_STREAM_PER_PUSH) as u64).max(1);
     let entries_per_stream = pushes as i64 * PER_STREAM_PER_PUSH as i64;
@@ -101,14 +131,21 @@ async fn main() {
         "compacted in {:.1}s: {summary:?}",
         t.elapsed().as_secs_f64()
     );
+}
 
+/// Times the patterns work over the day at three sample sizes, the endpoint's last.
+async fn query(store: &std::sync::Arc<Store>, service: &str, start: i64, end: i64) {
     let engine = QueryEngine::new(store.clone());
     let matchers =
-        vec![Matcher::new("service_name", MatchOp::Eq, service.clone()).expect("matcher")];
+        vec![Matcher::new("service_name", MatchOp::Eq, service.to_string()).expect("matcher")];
     let step_ns = 60 * 1_000_000_000 * 6; // Drilldown's panel interval for a day
     // The endpoint's sample size last, so its answer is the one compared with the exact one.
     let mut last = Vec::new();
-    for max_lines in [SAMPLE_LINES / 4, SAMPLE_LINES / 2, SAMPLE_LINES] {
+    let sizes = match env_or("PARQUETRY_BENCH_LINES", 0usize) {
+        0 => vec![SAMPLE_LINES / 4, SAMPLE_LINES / 2, SAMPLE_LINES],
+        n => vec![n],
+    };
+    for max_lines in sizes {
         let mut runs = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
@@ -120,12 +157,13 @@ async fn main() {
             let (s, st, e) = (start, end, step_ns);
             let n = sample.lines.len();
             let rate = sample.rate;
+            let scanned = sample.stats.bytes_scanned as f64 / 1e6;
             let mined = tokio::task::spawn_blocking(move || mine(&sample, s, st, e))
                 .await
                 .expect("mine");
             let total = t.elapsed();
             println!(
-                "max {max_lines}: {:.0} ms ({:.0} ms reading {n} sampled lines at rate {rate:.4}, {:.0} ms mining); {} patterns",
+                "max {max_lines}: {:.0} ms ({:.0} ms reading {n} sampled lines at rate {rate:.4}, {scanned:.1} MB read, {:.0} ms mining); {} patterns",
                 total.as_secs_f64() * 1e3,
                 read.as_secs_f64() * 1e3,
                 (total - read).as_secs_f64() * 1e3,
@@ -169,18 +207,37 @@ async fn main() {
             .map(|s| ((s.pattern.as_str(), s.level.as_str()), s.total()))
             .collect();
         let (mut matched, mut worst) = (0, 0f64);
+        // Absolute error and exact lines over the matched patterns, exact lines over all.
+        let (mut abs_err, mut matched_lines, mut exact_lines) = (0f64, 0f64, 0f64);
         for s in &exact {
+            exact_lines += s.total() as f64;
             if let Some(e) = est.get(&(s.pattern.as_str(), s.level.as_str())) {
                 matched += 1;
                 let err = (*e as f64 - s.total() as f64).abs() / s.total() as f64;
                 worst = worst.max(err);
+                abs_err += (*e as f64 - s.total() as f64).abs();
+                matched_lines += s.total() as f64;
             }
         }
+        let exact_keys: std::collections::HashSet<(&str, &str)> = exact
+            .iter()
+            .map(|s| (s.pattern.as_str(), s.level.as_str()))
+            .collect();
+        let extra: Vec<&PatternSeries> = last
+            .iter()
+            .filter(|s| !exact_keys.contains(&(s.pattern.as_str(), s.level.as_str())))
+            .collect();
+        let sampled_lines: f64 = last.iter().map(|s| s.total() as f64).sum();
+        let extra_lines: f64 = extra.iter().map(|s| s.total() as f64).sum();
         println!(
-            "sampled vs exact: {} of {} exact patterns found by the sample, worst total error {:.1} %",
+            "sampled vs exact: {} of {} exact patterns found by the sample ({:.1} % of the exact lines), worst total error {:.1} %, weighted error {:.1} %; {} sampled patterns not in the exact answer ({:.1} % of the sampled lines)",
             matched,
             exact.len(),
-            worst * 100.0
+            matched_lines / exact_lines.max(1.0) * 100.0,
+            worst * 100.0,
+            abs_err / matched_lines.max(1.0) * 100.0,
+            extra.len(),
+            extra_lines / sampled_lines.max(1.0) * 100.0
         );
         for s in exact.iter().take(5) {
             println!("  {:>9} {} {}", s.total(), s.level, s.pattern);

@@ -213,7 +213,7 @@ impl IntoResponse for OtlpError {
 /// answers 504 at once; scan tasks already started finish in the background.
 pub async fn within_query_timeout<T>(
     limit: std::time::Duration,
-    fut: impl std::future::Future<Output = Result<T, QueryError>>,
+    fut: impl Future<Output = Result<T, QueryError>>,
 ) -> ApiResult<T> {
     if limit.is_zero() {
         return Ok(fut.await?);

@@ -96,7 +96,7 @@ pub fn push_stats(out: &mut String, s: &QueryStats) {
     };
     let _ = write!(
         out,
-        r#"{{"summary":{{"bytesProcessedPerSecond":{},"linesProcessedPerSecond":{},"totalBytesProcessed":{},"totalLinesProcessed":{},"execTime":{},"queueTime":0,"subqueries":0,"totalEntriesReturned":{},"splits":0,"shards":0,"totalPostFilterLines":{},"totalStructuredMetadataBytesProcessed":0}},"querier":{{"store":{},"querierExecTime":{}}},"ingester":{{"totalReached":0,"totalChunksMatched":0,"totalBatches":0,"totalLinesSent":0,"store":{}}},"cache":{{"chunk":{cache},"index":{cache},"result":{cache},"statsResult":{cache},"volumeResult":{cache},"seriesResult":{cache},"labelResult":{cache},"instantMetricResult":{cache},"logResult":{cache},"taskResult":{cache}}},"index":{{"totalChunks":{},"postFilterChunks":{},"shardsDuration":0,"usedBloomFilters":false,"totalStreams":{},"chunkRefsLookupTime":0,"bloomFilterTime":0}}}}"#,
+        r#"{{"summary":{{"bytesProcessedPerSecond":{},"linesProcessedPerSecond":{},"totalBytesProcessed":{},"totalLinesProcessed":{},"execTime":{},"queueTime":0,"subqueries":0,"totalEntriesReturned":{},"splits":0,"shards":0,"totalPostFilterLines":{},"totalStructuredMetadataBytesProcessed":0}},"querier":{{"store":{},"querierExecTime":{}}},"ingester":{{"totalReached":0,"totalChunksMatched":0,"totalBatches":0,"totalLinesSent":0,"store":{}}},"cache":{{"chunk":{cache},"index":{cache},"result":{cache},"statsResult":{cache},"volumeResult":{cache},"seriesResult":{cache},"labelResult":{cache},"instantMetricResult":{cache},"logResult":{cache},"taskResult":{cache}}},"index":{{"totalChunks":{},"postFilterChunks":{},"shardsDuration":0,"usedBloomFilters":false,"totalStreams":{},"chunkRefsLookupTime":0,"bloomFilterTime":0}},"parquetry":{}}}"#,
         per_sec(s.bytes_processed),
         per_sec(s.lines_processed),
         s.bytes_processed,
@@ -117,7 +117,24 @@ pub fn push_stats(out: &mut String, s: &QueryStats) {
         s.objects_considered,
         s.objects_scanned,
         s.streams,
+        cost_json(s),
     );
+}
+
+/// Parquetry's own figures, next to Loki's keys (which stay as Loki writes them): what the
+/// query read from storage and what that is estimated to cost.
+fn cost_json(s: &QueryStats) -> String {
+    let c = &s.cost;
+    format!(
+        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
+        c.objects_opened,
+        c.row_groups_opened,
+        c.get_requests,
+        c.bytes_fetched,
+        c.partitions,
+        format_float(c.lambda_gb_seconds),
+        format_float(c.estimated_cost_usd),
+    )
 }
 
 /// Go's `FormatFloat(v, 'f', -1, 64)`: shortest round-trip, never an exponent; NaN and
@@ -206,5 +223,6 @@ mod tests {
         assert_eq!(v["summary"]["linesProcessedPerSecond"], 6);
         assert_eq!(v["cache"]["logResult"]["requests"], 0);
         assert_eq!(v["querier"]["store"]["chunk"]["decompressedLines"], 3);
+        assert_eq!(v["parquetry"]["getRequests"], 0);
     }
 }

@@ -6,6 +6,8 @@
 //! by side: [`push`], [`query`] (log and metric queries), [`metadata`] (labels, series,
 //! index stats), [`status`] (ready, build info, metrics). Errors map to Loki's status codes and
 //! text bodies in [`error`] only.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod deletes;
 pub mod detected;
@@ -24,6 +26,7 @@ pub mod rules;
 pub mod serve;
 pub mod status;
 pub mod tail;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -52,7 +55,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: Config, store: Arc<Store>) -> AppState {
-        let engine = QueryEngine::with_memory_limit(store.clone(), config.query_range.max_memory.0);
+        let engine = QueryEngine::configured(store.clone(), &config.query_range);
         AppState {
             config: Arc::new(config),
             engine,
@@ -86,8 +89,12 @@ pub fn router(state: AppState) -> Router {
     let target = state.config.target.clone();
     app.layer(axum::middleware::from_fn_with_state(target, roles::filter))
         .layer(axum::middleware::from_fn_with_state(
-            state,
+            state.clone(),
             metrics::track_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state,
+            trace::trace_requests,
         ))
 }
 

@@ -13,7 +13,9 @@ use parquetry_model::Matcher;
 use parquetry_patterns::{
     Config, MAX_PATTERNS, MIN_CLUSTER_SIZE, Miner, PatternSeries, normalize_level, prune,
 };
-use parquetry_query::patterns::LineSample;
+use std::collections::{BTreeMap, HashMap};
+
+use parquetry_query::patterns::{LineSample, SampledLine};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, within_query_timeout};
@@ -86,17 +88,43 @@ pub async fn patterns(State(state): State<AppState>, req: QueryRequest) -> ApiRe
 }
 
 /// Mines the sample and turns counts back into estimates of all lines in the range.
+///
+/// Streams are mined independently (one Drain per stream and level, as Loki's ingester), so
+/// the sample is cut at stream boundaries into one share per core, mined in parallel, and the
+/// series merged by (pattern, level): the same answer as one miner over every line.
 pub fn mine(sample: &LineSample, start: i64, end: i64, step: i64) -> Vec<PatternSeries> {
-    let mut miner = Miner::new(Config::default());
-    for l in &sample.lines {
-        miner.train(
-            l.stream,
-            Some(normalize_level(l.level.as_deref())),
-            &l.line,
-            l.ts,
-        );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shares = stream_shares(&sample.lines, threads);
+    let mined: Vec<(Vec<PatternSeries>, u64, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|lines| scope.spawn(move || mine_share(lines, start, end, step)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    let (mut trained, mut skipped) = (0, 0);
+    let mut merged: HashMap<(String, String), BTreeMap<i64, u64>> = HashMap::new();
+    for (series, t, s) in mined {
+        trained += t;
+        skipped += s;
+        for s in series {
+            let out = merged.entry((s.pattern, s.level)).or_default();
+            for (ts, n) in s.samples {
+                *out.entry(ts).or_default() += n;
+            }
+        }
     }
-    let mut series = miner.series(start, end, step);
+    let mut series: Vec<PatternSeries> = merged
+        .into_iter()
+        .map(|((pattern, level), samples)| PatternSeries {
+            pattern,
+            level,
+            samples: samples.into_iter().collect(),
+        })
+        .collect();
     if sample.rate < 1.0 && sample.rate > 0.0 {
         for s in &mut series {
             for (_, v) in &mut s.samples {
@@ -107,12 +135,53 @@ pub fn mine(sample: &LineSample, start: i64, end: i64, step: i64) -> Vec<Pattern
     tracing::debug!(
         lines = sample.lines.len(),
         rate = sample.rate,
-        trained = miner.trained(),
-        skipped = miner.skipped(),
+        trained,
+        skipped,
         patterns = series.len(),
         "patterns mined"
     );
     prune(series, MIN_CLUSTER_SIZE, MAX_PATTERNS)
+}
+
+/// `lines` (sorted by stream) cut into at most `n` runs of about equal length, never inside a
+/// stream.
+fn stream_shares(lines: &[SampledLine], n: usize) -> Vec<&[SampledLine]> {
+    let target = lines.len().div_ceil(n.max(1)).max(1);
+    let mut out = Vec::new();
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let mut cut = target.min(rest.len());
+        while cut < rest.len() && rest[cut].stream == rest[cut - 1].stream {
+            cut += 1;
+        }
+        let (share, tail) = rest.split_at(cut);
+        out.push(share);
+        rest = tail;
+    }
+    out
+}
+
+/// One share's unscaled series, and its trained and skipped line counts.
+fn mine_share(
+    lines: &[SampledLine],
+    start: i64,
+    end: i64,
+    step: i64,
+) -> (Vec<PatternSeries>, u64, u64) {
+    let mut miner = Miner::new(Config::default());
+    for l in lines {
+        miner.train(
+            l.stream,
+            Some(normalize_level(l.level.as_deref())),
+            &l.line,
+            l.ts,
+        );
+    }
+    (
+        miner.series(start, end, step),
+        miner.trained(),
+        miner.skipped(),
+    )
 }
 
 /// `{"status":"success","data":[{"pattern":…,"level":…,"samples":[[sec,count],…]},…]}`.
@@ -141,8 +210,6 @@ pub fn encode(series: &[PatternSeries]) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use parquetry_query::patterns::SampledLine;
-
     use super::*;
 
     const S: i64 = 1_000_000_000;
@@ -159,6 +226,47 @@ mod tests {
                 .collect(),
             rate,
             ..LineSample::default()
+        }
+    }
+
+    #[test]
+    fn parallel_shares_answer_as_one_miner() {
+        // Five streams of different lengths, each with its own rare and common lines.
+        let mut lines = Vec::new();
+        for stream in 0..5u64 {
+            for i in 0..(40 + stream as i64 * 13) {
+                let line = if i % 7 == 0 {
+                    format!("stream {stream} slow query took {i} ms on shard {}", i % 3)
+                } else {
+                    format!("GET /items/{i} status {} from {stream}", 200 + i % 2)
+                };
+                lines.push(SampledLine {
+                    stream,
+                    ts: i * S,
+                    line,
+                    level: Some(if i % 5 == 0 { "warn" } else { "info" }.into()),
+                });
+            }
+        }
+        let sample = LineSample {
+            lines: lines.clone(),
+            rate: 1.0,
+            ..LineSample::default()
+        };
+        let (one, _, _) = mine_share(&lines, 0, 200 * S, 30 * S);
+        let one = prune(one, MIN_CLUSTER_SIZE, MAX_PATTERNS);
+        assert!(!one.is_empty());
+        assert_eq!(mine(&sample, 0, 200 * S, 30 * S), one);
+        for n in 1..7 {
+            let shares = stream_shares(&lines, n);
+            assert!(shares.len() <= n);
+            assert_eq!(shares.iter().map(|s| s.len()).sum::<usize>(), lines.len());
+            for w in shares.windows(2) {
+                assert_ne!(
+                    w[0].last().map(|l| l.stream),
+                    w[1].first().map(|l| l.stream)
+                );
+            }
         }
     }
 

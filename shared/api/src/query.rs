@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::response::Response;
 use parquetry_logql::{Expr, parse_expr};
 use parquetry_model::Labels;
+use parquetry_query::trace::{Stage, in_stage};
 use parquetry_query::{
     Direction, LogQuery, LogResult, MetricQuery, MetricResult, ResultEntry, Value,
 };
@@ -32,7 +33,7 @@ fn parse_query(p: &Params) -> ApiResult<Expr> {
 
 pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     let r = range_params(&req.params, now_ns())?;
-    let expr = parse_query(&req.params)?;
+    let expr = in_stage(Stage::Plan, || parse_query(&req.params))?;
     let limits = &state.config.limits_config;
     let max_len = limits.max_query_length.as_nanos();
     if max_len > 0 && r.end - r.start > max_len {
@@ -66,11 +67,9 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 state.engine.log_query(&q),
             )
             .await?;
-            Ok(streams_response(
-                &result,
-                r.direction,
-                req.categorize_labels(),
-            ))
+            Ok(in_stage(Stage::Encode, || {
+                streams_response(&result, r.direction, req.categorize_labels())
+            }))
         }
         Expr::Sample(expr) => {
             let (start, end) = if state.config.query_range.align_to_step_grid {
@@ -93,7 +92,7 @@ pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> Ap
                 state.engine.metric_query(&q),
             )
             .await?;
-            Ok(metric_response(&result))
+            Ok(in_stage(Stage::Encode, || metric_response(&result)))
         }
     }
 }
@@ -123,7 +122,7 @@ pub async fn query_instant(
             "log queries are not supported as an instant query type, please change your query to a range query type".into(),
         )
     };
-    let parsed = match parse_query(&req.params) {
+    let parsed = match in_stage(Stage::Plan, || parse_query(&req.params)) {
         Err(ApiError::BadRequest(m))
             if m.starts_with("parse error : stage '")
                 && req
@@ -155,7 +154,7 @@ pub async fn query_instant(
                 state.engine.metric_query(&q),
             )
             .await?;
-            Ok(metric_response(&result))
+            Ok(in_stage(Stage::Encode, || metric_response(&result)))
         }
     }
 }

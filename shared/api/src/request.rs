@@ -81,6 +81,7 @@ impl FromRequest<AppState> for QueryRequest {
             None
         };
         let params = Params::from_parts(query.as_deref(), body.as_deref())?;
+        crate::trace::note_query(&params);
         Ok(QueryRequest {
             params,
             tenant,

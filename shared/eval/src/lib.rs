@@ -41,6 +41,8 @@
 //! };
 //! assert_eq!((v.len(), v[0].v), (1, 2.0));
 //! ```
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod binop;
 mod error;

@@ -217,7 +217,7 @@ fn logfmt_level(line: &str) -> Option<Cow<'_, str>> {
 fn json_level(line: &str) -> Option<Cow<'_, str>> {
     let mut best: Best<'_> = None;
     let mut de = serde_json::Deserializer::from_str(line);
-    de::Deserializer::deserialize_map(
+    Deserializer::deserialize_map(
         &mut de,
         ObjectScan {
             best: &mut best,

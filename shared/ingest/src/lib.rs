@@ -15,6 +15,8 @@
 //! `parquetry_model::validate_tenant_id`. [`Validated::invalid_utf8`] and
 //! [`Validated::sanitized_structured_metadata`] are for the caller's metrics: text that was
 //! repaired rather than refused, as Loki does.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod decode;
 pub mod error;

@@ -17,6 +17,8 @@
 //! assert_eq!(pairs[1], ("msg", Some("a \"b\"".to_string())));
 //! assert_eq!(pairs[2], ("bare", None));
 //! ```
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use std::borrow::Cow;
 

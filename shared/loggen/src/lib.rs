@@ -3,6 +3,8 @@
 //! Same seed, same logs, on every machine: several services, each with a few pods and a line
 //! shape of its own (nginx access logs, JSON application logs, logfmt), skewed levels, trace ids,
 //! and timestamps that advance steadily. No dependencies, so it builds in a second.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 /// xorshift64*: small, fast and good enough for synthetic data.
 #[derive(Debug, Clone)]

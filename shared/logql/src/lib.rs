@@ -19,6 +19,8 @@
 //! others with [`regexes::line_filter_regex`] / [`regexes::anchored_regex`], which then cannot
 //! fail. `line_format`/`label_format` templates and `json` path expressions are *not*
 //! validated here: the engine owns the template and JSON-path languages.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod ast;
 mod error;

@@ -42,6 +42,8 @@ pub struct Config {
     pub query_range: QueryRangeConfig,
     pub compactor: CompactorConfig,
     pub querier: QuerierConfig,
+    /// Loki's query-frontend keys that apply here (the slow-query log).
+    pub frontend: crate::frontend_config::FrontendConfig,
     /// Alerting and recording rules over LogQL (Loki's `ruler` block).
     pub ruler: crate::ruler_config::RulerConfig,
     /// Per-tenant limits that differ from `limits_config`, by tenant id: Loki's runtime
@@ -239,6 +241,16 @@ pub struct QueryRangeConfig {
     /// together (0: no limit). A query that needs more fails with a 400 instead of the
     /// process growing until the kernel kills it.
     pub max_memory: ByteSize,
+    /// Scan partitions (parallel tasks) per query; 0 (the default) is one per core.
+    pub parallelism: usize,
+    /// Price of 1,000 S3 GET requests in US dollars, for the cost estimate in every query's
+    /// `stats.parquetry` (AWS list price, S3 Standard).
+    pub cost_s3_get_per_1000: f64,
+    /// Price of a Lambda GB-second in US dollars, for the same estimate (AWS list price, x86).
+    pub cost_lambda_gb_second: f64,
+    /// Memory of the function the estimate assumes (the query function's default). In Lambda
+    /// the function's own memory size is used instead.
+    pub cost_lambda_memory: ByteSize,
 }
 
 impl Default for QueryRangeConfig {
@@ -246,6 +258,10 @@ impl Default for QueryRangeConfig {
         QueryRangeConfig {
             align_to_step_grid: true,
             max_memory: ByteSize(512 << 20),
+            parallelism: 0,
+            cost_s3_get_per_1000: 0.0004,
+            cost_lambda_gb_second: 0.000_016_666_7,
+            cost_lambda_memory: ByteSize(2048 << 20),
         }
     }
 }
@@ -259,6 +275,9 @@ pub struct ServerConfig {
     pub log_level: String,
     /// `logfmt` (human text) or `json`.
     pub log_format: String,
+    /// Also log each span as it closes (request, query stages, compaction, merge) with its
+    /// fields and busy/idle time. Off by default: several lines per request.
+    pub log_spans: bool,
     /// Prefix under which the HTTP API is also served (for proxies that add one).
     pub http_path_prefix: String,
     /// Longest a client may take to send a whole request, head and body, counted from its
@@ -286,6 +305,7 @@ impl Default for ServerConfig {
             http_listen_port: 3100,
             log_level: "info".into(),
             log_format: "logfmt".into(),
+            log_spans: false,
             http_path_prefix: String::new(),
             http_server_read_timeout: LokiDuration::from_secs(30),
             http_server_read_header_timeout: LokiDuration::from_secs(0),

@@ -4,9 +4,12 @@
 //!
 //! Nothing here does I/O or depends on a heavy crate, so the LogQL parser and the ingest path
 //! can use it without building DataFusion.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod config;
 pub mod duration;
+pub mod frontend_config;
 pub mod labels;
 pub mod loki_config;
 pub mod matcher;

@@ -6,6 +6,8 @@
 //! guessed from its first line), and [`Miner::series`] merges equal (pattern, level) pairs
 //! across streams into step-aligned count series; [`prune`] then drops rare patterns and caps
 //! the answer as Loki's querier does.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod drain;
 pub mod tokenize;

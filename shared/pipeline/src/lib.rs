@@ -25,6 +25,8 @@
 //! Errors inside a stage never fail the query: like Loki, the line is kept and labelled with
 //! `__error__` and `__error_details__`. Only problems found while compiling (an unknown
 //! template function, a malformed JSON path) are [`PipelineError`]s.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod filter;
 mod hints;

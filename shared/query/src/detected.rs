@@ -14,13 +14,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use parquetry_logql::{Expr, LogExpr, parse_expr};
+use parquetry_logql::{Expr, LogExpr, Stage, parse_expr};
 use parquetry_model::{Labels, Matcher};
 use parquetry_pipeline::{
     ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, Pipeline,
 };
 
 use crate::logs::{Direction, LogQuery, LogResult};
+use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::{QueryEngine, QueryError, Result};
 
@@ -116,10 +117,14 @@ impl QueryEngine {
     }
 
     /// The newest `line_limit` entries, read newest window first as Loki's splits are: a
-    /// window of 1/64 of the range ending at the newest matching entry, then windows four
-    /// times wider further back until enough entries are found. The sample is usually in the
-    /// first window, so the scan's time predicate skips most pages and no line outside it is
-    /// decoded, where one top-k over the whole range would decode every line's page.
+    /// first window ending at the newest matching entry, then windows four times wider further
+    /// back until enough entries are found. Windows are disjoint and each asks only for what
+    /// is still missing, so the answer is the newest `line_limit` entries whatever the widths.
+    ///
+    /// When the pipeline keeps every line, the first window starts at the `line_limit`-th
+    /// newest entry time the stream catalogs vouch for (see [`catalog_bound`]): it holds the
+    /// sample and little else, so only the streams active at its end are scanned. Otherwise
+    /// (line or label filters) it is 1/64 of the range.
     async fn sample(&self, q: &DetectedFieldsQuery) -> Result<Arc<LogResult>> {
         let sel = self
             .select(
@@ -130,15 +135,34 @@ impl QueryEngine {
                 &mut QueryStats::default(),
             )
             .await?;
-        let Some(newest) = sel.streams().iter().map(|s| s.max_ts).max() else {
+        // Every object's copy of a stream: a stream's newest entries may be in a later object.
+        let Some(newest) = sel
+            .objects
+            .iter()
+            .flat_map(|o| o.streams.iter())
+            .map(|s| s.max_ts)
+            .max()
+        else {
             return Ok(Arc::new(LogResult::default()));
         };
         let mut hi = q.end.min(newest.saturating_add(1));
         let mut width = ((hi - q.start) / 64).max(60_000_000_000);
+        let mut first = if keeps_every_line(&q.expr) {
+            catalog_bound(&sel, q.start, hi, q.line_limit)
+        } else {
+            None
+        };
         let mut out = LogResult::default();
         let mut found = 0;
         while hi > q.start && found < q.line_limit {
-            let lo = hi.saturating_sub(width).max(q.start);
+            let lo = match first.take() {
+                Some(bound) => bound.max(q.start),
+                None => {
+                    let lo = hi.saturating_sub(width).max(q.start);
+                    width = width.saturating_mul(4);
+                    lo
+                }
+            };
             let lq = LogQuery {
                 tenant: q.tenant.clone(),
                 expr: q.expr.clone(),
@@ -153,7 +177,6 @@ impl QueryEngine {
             found += part.streams.iter().map(|(_, e)| e.len()).sum::<usize>();
             out.streams.extend(part.streams);
             hi = lo;
-            width = width.saturating_mul(4);
         }
         Ok(Arc::new(out))
     }
@@ -195,6 +218,39 @@ impl QueryEngine {
         out.sort_by(|a, b| a.label.cmp(&b.label));
         Ok(out)
     }
+}
+
+/// Whether no stage of the query can drop a line (parsers and formatters only), so every
+/// stored entry in a window is a sampled entry.
+fn keeps_every_line(expr: &LogExpr) -> bool {
+    !expr
+        .pipeline
+        .iter()
+        .any(|s| matches!(s, Stage::LineFilter(_) | Stage::LabelFilter(_)))
+}
+
+/// A time at or below the `k`-th newest entry in `[start, hi)`, from the catalogs alone: each
+/// selected stream of each object holds an entry at its `max_ts` and, when different, one at
+/// its `min_ts`, so the `k`-th largest of those in-range times has at least `k` entries at or
+/// after it. `None` when the catalogs vouch for fewer than `k`. Entries stored twice (a
+/// retried push) or deleted can leave the window short; the caller then reads further back.
+fn catalog_bound(sel: &Selection, start: i64, hi: i64, k: usize) -> Option<i64> {
+    let in_range = |t: i64| (start..hi).contains(&t);
+    let mut times: Vec<i64> = Vec::new();
+    for s in sel.objects.iter().flat_map(|o| o.streams.iter()) {
+        if in_range(s.max_ts) {
+            times.push(s.max_ts);
+        }
+        if s.min_ts != s.max_ts && in_range(s.min_ts) {
+            times.push(s.min_ts);
+        }
+    }
+    let i = k.checked_sub(1)?;
+    if i >= times.len() {
+        return None;
+    }
+    let (_, kth, _) = times.select_nth_unstable_by(i, |a, b| b.cmp(a));
+    Some(*kth)
 }
 
 /// Loki's `shouldRejectLabel`: values that are all ids, but not a `0`/`1` flag.

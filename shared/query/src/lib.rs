@@ -12,7 +12,10 @@
 //!
 //! Metadata endpoints (`labels`, `series`, `index/stats`) stop after step 2 and never read a
 //! line.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod cost;
 mod dedup;
 pub mod deletes;
 pub mod detected;
@@ -20,11 +23,13 @@ mod limits;
 pub mod logs;
 pub mod metadata;
 pub mod metric;
+mod newest;
 pub mod patterns;
 pub mod pushdown;
 pub mod select;
 pub mod stats;
 pub mod table;
+pub mod trace;
 
 use std::sync::Arc;
 
@@ -77,8 +82,12 @@ pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
     store: Arc<Store>,
-    /// One memory pool and object-store registry for every query of the process.
+    /// One memory pool and metadata cache for every query of the process.
     runtime: Arc<RuntimeEnv>,
+    /// Scan partitions per query (`query_range.parallelism`; the core count when unset).
+    parallelism: usize,
+    /// What [`cost::CostStats`] prices requests and compute at.
+    prices: cost::Prices,
 }
 
 impl QueryEngine {
@@ -103,11 +112,76 @@ impl QueryEngine {
         {
             runtime.register_object_store(url.as_ref(), store.object_store());
         }
-        QueryEngine { store, runtime }
+        QueryEngine {
+            store,
+            runtime,
+            parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            prices: cost::Prices::default(),
+        }
+    }
+
+    /// An engine set up from the `query_range` block: memory pool, parallelism, prices.
+    pub fn configured(store: Arc<Store>, c: &parquetry_model::config::QueryRangeConfig) -> Self {
+        // Inside Lambda the function's own memory is what its GB-seconds are billed on.
+        let lambda_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        Self::with_memory_limit(store, c.max_memory.0)
+            .with_parallelism(c.parallelism)
+            .with_prices(cost::Prices {
+                s3_get_per_1000: c.cost_s3_get_per_1000,
+                lambda_gb_second: c.cost_lambda_gb_second,
+                lambda_memory_bytes: lambda_mb.map_or(c.cost_lambda_memory.0, |mb| mb << 20),
+            })
+    }
+
+    /// Runs each query's scans in `n` partitions (0: one per core).
+    pub fn with_parallelism(mut self, n: usize) -> Self {
+        if n > 0 {
+            self.parallelism = n;
+        }
+        self
+    }
+
+    /// Prices for the cost estimate in every query's stats.
+    pub fn with_prices(mut self, prices: cost::Prices) -> Self {
+        self.prices = prices;
+        self
     }
 
     pub(crate) fn runtime(&self) -> Arc<RuntimeEnv> {
         self.runtime.clone()
+    }
+
+    pub(crate) fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    pub(crate) fn prices(&self) -> &cost::Prices {
+        &self.prices
+    }
+
+    /// A runtime sharing the process's memory pool and caches whose object store counts
+    /// what one query reads into `counters`.
+    pub(crate) fn counted_runtime(&self, counters: &Arc<cost::IoCounters>) -> Arc<RuntimeEnv> {
+        let registry =
+            Arc::new(datafusion::execution::object_store::DefaultObjectStoreRegistry::new());
+        let runtime = RuntimeEnv {
+            object_store_registry: registry,
+            ..RuntimeEnv::clone(&self.runtime)
+        };
+        if let Ok(url) =
+            datafusion::execution::object_store::ObjectStoreUrl::parse(table::STORE_URL)
+        {
+            runtime.register_object_store(
+                url.as_ref(),
+                Arc::new(cost::CountingStore::new(
+                    self.store.object_store(),
+                    counters.clone(),
+                )),
+            );
+        }
+        Arc::new(runtime)
     }
 
     pub fn store(&self) -> &Arc<Store> {

@@ -16,14 +16,20 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use parquetry_logql::LogExpr;
 use parquetry_model::Labels;
 use parquetry_pipeline::{EntryLabels, Pipeline, metadata_name};
-use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
+use parquetry_store::DataObject;
+use parquetry_store::schema::{COL_STREAM, COL_TIMESTAMP};
 
+use crate::cost::IoCounters;
 use crate::limits::{Cancelled, OutputBudget, cancellation};
 use crate::pushdown::{Pushdown, compile_pipeline};
 use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::table::LogTable;
+use crate::trace::{self, Stage};
 use crate::{QueryEngine, QueryError, Result};
+
+mod scan;
+use scan::top_rows;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -80,21 +86,24 @@ impl QueryEngine {
     pub async fn log_query(&self, q: &LogQuery) -> Result<LogResult> {
         let started = Instant::now();
         let mut stats = QueryStats::default();
+        let counters = Arc::new(IoCounters::default());
         let push = Pushdown::of(&q.expr.pipeline);
         let pipeline = if push.exact {
             None
         } else {
             Some(compile_pipeline(&q.expr.pipeline)?)
         };
-        let selection = self
-            .select(
+        let selection = trace::stage(
+            Stage::Plan,
+            self.select(
                 &q.tenant,
                 std::slice::from_ref(&q.expr.selector),
                 q.start,
                 q.end,
                 &mut stats,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         account_selection(&selection, q.start, q.end, &mut stats);
         let labels_by_fp: Arc<HashMap<u64, Labels>> = Arc::new(
             selection
@@ -113,11 +122,14 @@ impl QueryEngine {
             // first `limit` rows yield fewer entries; fetch more only in that case.
             let mut fetch = q.limit;
             loop {
-                let (fetched, scan) = self
-                    .scan_rows(&selection, q, push.predicate.clone(), fetch)
-                    .await?;
+                let (fetched, scan) = trace::stage(
+                    Stage::Scan,
+                    self.scan_rows(&selection, q, push.predicate.clone(), fetch, &counters),
+                )
+                .await?;
                 let exhausted = fetched.len() < fetch;
                 stats.bytes_scanned = scan.bytes_scanned;
+                counters.add_row_groups(scan.row_groups);
                 stats.objects_scanned = selection.objects.len() as u64;
                 let job = PipelineJob {
                     pipeline: pipeline.clone(),
@@ -126,7 +138,7 @@ impl QueryEngine {
                     cancelled: cancelled.clone(),
                 };
                 let rows = dedup(fetched);
-                let processed = tokio::task::spawn_blocking(move || job.run(rows))
+                let processed = trace::blocking(Stage::Pipeline, move || job.run(rows))
                     .await
                     .map_err(|e| QueryError::Internal(format!("pipeline task failed: {e}")))??;
                 stats.post_filter_lines = processed.len() as u64;
@@ -150,6 +162,8 @@ impl QueryEngine {
                 .push(entry);
         }
         stats.exec_time_s = started.elapsed().as_secs_f64();
+        stats.cost = counters.snapshot();
+        stats.cost.price(self.prices(), stats.exec_time_s);
         Ok(LogResult {
             streams: grouped.into_values().collect(),
             stats,
@@ -162,9 +176,10 @@ impl QueryEngine {
         q: &LogQuery,
         line_filter: Option<Expr>,
         fetch: usize,
+        counters: &Arc<IoCounters>,
     ) -> Result<(Vec<Row>, ScanMetrics)> {
-        let ctx = session(self)?;
-        let objects = selection.objects.iter().map(|o| o.object.clone()).collect();
+        let ctx = counted_session(self, counters)?;
+        let objects: Vec<DataObject> = selection.objects.iter().map(|o| o.object.clone()).collect();
         let mut predicate = and(
             col(COL_TIMESTAMP).gt_eq(ts_lit(q.start)),
             col(COL_TIMESTAMP).lt(ts_lit(q.end)),
@@ -182,6 +197,13 @@ impl QueryEngine {
             reads_line = true;
         }
         let asc = q.direction == Direction::Forward;
+        if let Some(found) = self
+            .newest_rows(&ctx, selection, q, &predicate, reads_line, fetch, counters)
+            .await?
+        {
+            return Ok(found);
+        }
+        counters.add_partitions(objects.len() as u64);
         let table = Arc::new(LogTable::new(objects));
         // Newest (oldest) first in two passes when the predicate is on time and stream only
         // (Grafana's default log query). The first pass reads just `timestamp` and `stream` to
@@ -206,25 +228,9 @@ impl QueryEngine {
             };
             predicate = and(predicate, cut);
         }
-        let df = ctx
-            .read_table(table)?
-            .filter(predicate)?
-            .select_columns(&[COL_TIMESTAMP, COL_STREAM, COL_LINE, COL_METADATA])?
-            // Ties on time are broken by stream then line so results are deterministic.
-            .sort(vec![
-                col(COL_TIMESTAMP).sort(asc, false),
-                col(COL_STREAM).sort(true, false),
-                col(COL_LINE).sort(true, false),
-            ])?
-            .limit(0, Some(fetch))?;
-        let plan = df.create_physical_plan().await?;
-        let batches = collect(plan.clone(), ctx.task_ctx()).await?;
-        let mut rows = Vec::new();
-        for b in &batches {
-            read_rows(b, &mut rows)?;
-        }
-        let mut metrics = scan_metrics(plan.as_ref());
+        let (rows, mut metrics) = top_rows(&ctx, table, predicate, asc, fetch).await?;
         metrics.bytes_scanned += bound_scan.bytes_scanned;
+        metrics.row_groups += bound_scan.row_groups;
         Ok((rows, metrics))
     }
 }
@@ -269,13 +275,33 @@ impl QueryEngine {
 
 /// Per-query DataFusion session with the store registered and Parquet pushdown on.
 pub(crate) fn session(engine: &QueryEngine) -> Result<SessionContext> {
+    Ok(SessionContext::new_with_config_rt(
+        session_config(),
+        engine.runtime(),
+    ))
+}
+
+/// [`session`] whose reads are counted into `counters`, with `query_range.parallelism`
+/// target partitions.
+pub(crate) fn counted_session(
+    engine: &QueryEngine,
+    counters: &Arc<IoCounters>,
+) -> Result<SessionContext> {
+    let config = session_config().with_target_partitions(engine.parallelism());
+    Ok(SessionContext::new_with_config_rt(
+        config,
+        engine.counted_runtime(counters),
+    ))
+}
+
+fn session_config() -> SessionConfig {
     let mut config = SessionConfig::new();
     let opts = config.options_mut();
     opts.execution.parquet.pushdown_filters = true;
     opts.execution.parquet.reorder_filters = true;
     opts.execution.parquet.enable_page_index = true;
     opts.execution.parquet.bloom_filter_on_read = true;
-    Ok(SessionContext::new_with_config_rt(config, engine.runtime()))
+    config
 }
 
 pub(crate) fn ts_lit(ns: i64) -> Expr {
@@ -303,20 +329,42 @@ pub(crate) fn account_selection(sel: &Selection, start: i64, end: i64, stats: &m
 #[derive(Debug, Default)]
 pub(crate) struct ScanMetrics {
     pub(crate) bytes_scanned: u64,
+    /// Row groups the Parquet scans read (after pruning by statistics, bloom filters, limit).
+    pub(crate) row_groups: u64,
 }
 
 /// Sums the scan's own counters over the executed plan.
 pub(crate) fn scan_metrics(plan: &dyn ExecutionPlan) -> ScanMetrics {
+    use datafusion::physical_plan::metrics::MetricValue;
     let mut m = ScanMetrics::default();
-    if let Some(v) = plan
-        .metrics()
-        .and_then(|metrics| metrics.sum_by_name("bytes_scanned"))
-    {
-        m.bytes_scanned += v.as_usize() as u64;
+    if let Some(metrics) = plan.metrics() {
+        if let Some(v) = metrics.sum_by_name("bytes_scanned") {
+            m.bytes_scanned += v.as_usize() as u64;
+        }
+        // Statistics pruning sees every row group the access plan left; bloom filters and
+        // the limit prune some of its matches further.
+        let (mut matched, mut pruned_later) = (0usize, 0usize);
+        for metric in metrics.iter() {
+            if let MetricValue::PruningMetrics {
+                name,
+                pruning_metrics,
+            } = metric.value()
+            {
+                match name.as_ref() {
+                    "row_groups_pruned_statistics" => matched += pruning_metrics.matched(),
+                    "row_groups_pruned_bloom_filter" | "limit_pruned_row_groups" => {
+                        pruned_later += pruning_metrics.pruned()
+                    }
+                    _ => {}
+                }
+            }
+        }
+        m.row_groups += matched.saturating_sub(pruned_later) as u64;
     }
     for child in plan.children() {
         let c = scan_metrics(child.as_ref());
         m.bytes_scanned += c.bytes_scanned;
+        m.row_groups += c.row_groups;
     }
     m
 }

@@ -30,13 +30,16 @@ use parquetry_pipeline::{
     SampleGrouping, Unwrapper, sample_stages,
 };
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
+use tracing::Instrument;
 
+use crate::cost::IoCounters;
 use crate::dedup::{Seen, overlapping_streams};
 use crate::limits::OutputBudget;
-use crate::logs::{account_selection, scan_metrics, session, ts_lit};
+use crate::logs::{account_selection, counted_session, scan_metrics, ts_lit};
 use crate::pushdown::{Pushdown, compile_pipeline};
 use crate::stats::QueryStats;
 use crate::table::LogTable;
+use crate::trace::{self, Stage, StageTimings};
 use crate::{QueryEngine, QueryError, Result};
 
 /// A metric query, parameters already validated.
@@ -90,12 +93,14 @@ impl QueryEngine {
             max_series: q.max_series,
         };
         let expr = q.expr.clone();
-        let value =
-            tokio::task::spawn_blocking(move || parquetry_eval::evaluate(&expr, &params, inputs))
-                .await
-                .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
-                .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let value = trace::blocking(Stage::Eval, move || {
+            parquetry_eval::evaluate(&expr, &params, inputs)
+        })
+        .await
+        .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
+        .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         stats.exec_time_s = started.elapsed().as_secs_f64();
+        stats.cost.price(self.prices(), stats.exec_time_s);
         Ok(MetricResult { value, stats })
     }
 
@@ -112,15 +117,17 @@ impl QueryEngine {
         let lo = q.start - ra.range.range - ra.range.offset;
         let hi = q.end - ra.range.offset;
         let log = &ra.range.log;
-        let selection = self
-            .select(
+        let selection = trace::stage(
+            Stage::Plan,
+            self.select(
                 &q.tenant,
                 std::slice::from_ref(&log.selector),
                 lo + 1,
                 hi + 1,
                 stats,
-            )
-            .await?;
+            ),
+        )
+        .await?;
         account_selection(&selection, lo + 1, hi + 1, stats);
         if selection.objects.is_empty() {
             return Ok(Vec::new());
@@ -172,7 +179,8 @@ impl QueryEngine {
             budget: OutputBudget::new(q.max_response_bytes),
         });
 
-        let ctx = session(self)?;
+        let counters = Arc::new(IoCounters::default());
+        let ctx = counted_session(self, &counters)?;
         let objects = selection.objects.iter().map(|o| o.object.clone()).collect();
         let fps: Vec<Expr> = selection.fingerprints().into_iter().map(lit).collect();
         let mut predicate = and(
@@ -193,25 +201,44 @@ impl QueryEngine {
             columns.push(COL_LINE);
         }
         let df = ctx
-            .read_table(Arc::new(LogTable::new(objects)))?
+            .read_table(Arc::new(
+                LogTable::new(objects).with_partitions(self.parallelism()),
+            ))?
             .filter(predicate)?
             .select_columns(&columns)?;
-        let plan = df.create_physical_plan().await?;
+        // The scan stage covers planning and every partition's read and fold; the pipeline
+        // runs inside the fold, so its time (summed over partitions) is also counted apart.
+        let scan_started = Instant::now();
+        let scan_span = Stage::Scan.span();
+        let timings = StageTimings::current();
+        let plan = df
+            .create_physical_plan()
+            .instrument(scan_span.clone())
+            .await?;
         let parts = execute_stream_partitioned(plan.clone(), ctx.task_ctx())?;
+        counters.add_partitions(parts.len() as u64);
         // A JoinSet aborts its tasks when dropped: a query that timed out stops scanning.
         let mut tasks = tokio::task::JoinSet::new();
         for (i, mut part) in parts.into_iter().enumerate() {
             let fold = fold.clone();
-            tasks.spawn(async move {
-                let mut acc = Acc::default();
-                let mut rows = 0u64;
-                while let Some(batch) = part.next().await {
-                    let batch = batch?;
-                    rows += batch.num_rows() as u64;
-                    fold.batch(&batch, &mut acc)?;
+            let timings = timings.clone();
+            tasks.spawn(
+                async move {
+                    let mut acc = Acc::default();
+                    let mut rows = 0u64;
+                    while let Some(batch) = part.next().await {
+                        let batch = batch?;
+                        rows += batch.num_rows() as u64;
+                        let folding = Instant::now();
+                        fold.batch(&batch, &mut acc)?;
+                        if let Some(t) = &timings {
+                            t.add(Stage::Pipeline, folding.elapsed());
+                        }
+                    }
+                    Ok::<_, QueryError>((i, acc, rows))
                 }
-                Ok::<_, QueryError>((i, acc, rows))
-            });
+                .instrument(scan_span.clone()),
+            );
         }
         let mut done = Vec::with_capacity(tasks.len());
         while let Some(t) = tasks.join_next().await {
@@ -219,6 +246,7 @@ impl QueryEngine {
                 t.map_err(|e| QueryError::Internal(format!("scan task failed: {e}")))??;
             done.push(done_part);
         }
+        trace::record(Stage::Scan, scan_started.elapsed());
         // Partition order, so results never depend on which task finished first.
         done.sort_by_key(|(i, _, _)| *i);
         let mut total = Acc::default();
@@ -226,7 +254,10 @@ impl QueryEngine {
             stats.post_filter_lines += rows;
             total.merge(acc);
         }
-        stats.bytes_scanned += scan_metrics(plan.as_ref()).bytes_scanned;
+        let scanned = scan_metrics(plan.as_ref());
+        stats.bytes_scanned += scanned.bytes_scanned;
+        counters.add_row_groups(scanned.row_groups);
+        stats.cost.add(&counters.snapshot());
         stats.objects_scanned += selection.objects.len() as u64;
         Ok(total.series)
     }

@@ -22,4 +22,6 @@ pub struct QueryStats {
     pub entries_returned: u64,
     /// Wall time of the query, seconds.
     pub exec_time_s: f64,
+    /// Storage requests of the scans and their estimated price (`stats.parquetry`).
+    pub cost: crate::cost::CostStats,
 }

@@ -13,11 +13,15 @@ use datafusion::catalog::Session;
 use datafusion::common::DFSchema;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
+use datafusion::datasource::physical_plan::{
+    FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetSource,
+};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::parquet::arrow::arrow_reader::RowSelection;
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectMeta;
 use parquetry_store::DataObject;
@@ -31,6 +35,11 @@ pub const STORE_URL: &str = "parquetry://store/";
 pub struct LogTable {
     objects: Vec<DataObject>,
     schema: SchemaRef,
+    /// Per object, the only rows to read (see `newest`); same order as `objects`.
+    rows: Option<Vec<RowSelection>>,
+    /// Spread the objects' bytes evenly over this many scan partitions instead of one
+    /// partition per object.
+    partitions: Option<usize>,
 }
 
 impl LogTable {
@@ -38,7 +47,25 @@ impl LogTable {
         LogTable {
             objects,
             schema: log_schema(),
+            rows: None,
+            partitions: None,
         }
+    }
+
+    /// Reads only `rows[i]` of `objects[i]`.
+    pub fn with_rows(objects: Vec<DataObject>, rows: Vec<RowSelection>) -> Self {
+        LogTable {
+            rows: Some(rows),
+            ..LogTable::new(objects)
+        }
+    }
+
+    /// Cuts the objects into `n` scan partitions of about equal size (byte ranges: each row
+    /// group is read by the partition holding its middle), so a query over few large objects
+    /// still keeps `n` cores busy, and `n = 1` runs it on one.
+    pub fn with_partitions(mut self, n: usize) -> Self {
+        self.partitions = Some(n.max(1));
+        self
     }
 }
 
@@ -70,17 +97,40 @@ impl datafusion::catalog::TableProvider for LogTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut source = ParquetSource::new(self.schema.clone())
             .with_table_parquet_options(state.table_options().parquet.clone());
+        if self.rows.is_some() {
+            let runtime = state.runtime_env();
+            source = source.with_parquet_file_reader_factory(Arc::new(
+                crate::newest::IndexedReaderFactory::new(
+                    runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?,
+                    runtime.cache_manager.get_file_metadata_cache(),
+                ),
+            ));
+        }
         if let Some(pred) = conjunction(filters.iter().cloned()) {
             let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
             let physical = state.create_physical_expr(pred, &df_schema)?;
             source = source.with_predicate(physical);
         }
         // One file group per object lets DataFusion spread objects over its target partitions.
-        let groups: Vec<FileGroup> = self
+        let mut groups: Vec<FileGroup> = self
             .objects
             .iter()
-            .map(|o| FileGroup::new(vec![partitioned_file(o)]))
+            .enumerate()
+            .map(|(i, o)| {
+                let mut f = partitioned_file(o);
+                if let Some(rows) = self.rows.as_ref().and_then(|r| r.get(i)) {
+                    f = f.with_extension(ParquetRowSelection::new(rows.clone()));
+                }
+                FileGroup::new(vec![f])
+            })
             .collect();
+        if let Some(n) = self.partitions {
+            groups = FileGroupPartitioner::new()
+                .with_target_partitions(n)
+                .with_repartition_file_min_size(0)
+                .repartition_file_groups(&groups)
+                .unwrap_or(groups);
+        }
         let config =
             FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
                 .with_file_groups(groups)

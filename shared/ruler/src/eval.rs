@@ -489,6 +489,7 @@ impl Ruler {
 
     /// Prometheus's table link for the expression, under `ruler.external_url`.
     fn generator_url(&self, expr: &str) -> String {
+        #[allow(clippy::expect_used, reason = "a constant URL")]
         let mut q = reqwest::Url::parse("http://x/graph").expect("constant URL parses");
         q.query_pairs_mut()
             .append_pair("g0.expr", expr)

@@ -11,6 +11,8 @@
 //!   samples ([`remote_write`], Prometheus remote write 1.0).
 //! - [`template`]: Prometheus-style `{{ $labels.x }}` / `{{ $value }}` expansion on the
 //!   LogQL template engine.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod eval;
 pub mod notify;

@@ -32,12 +32,13 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquetry_model::config::CompactorConfig;
+use tracing::field::Empty;
 
 use crate::catalog::{StreamCatalog, StreamInfo};
 use crate::layout::{ObjectKey, PartValue, day_prefix};
 use crate::manifest::{self, ColdObject, Manifest};
 use crate::schema::{CATALOG_KEY, log_schema};
-use crate::writer::writer_properties;
+use crate::writer::{Tier, writer_properties};
 use crate::{Result, Store, StoreError};
 
 /// How the compactor behaves; see `compactor.*` in docs/configuration.md.
@@ -140,6 +141,11 @@ struct DayScan {
 
 impl Store {
     /// One compaction pass over every tenant and day.
+    #[tracing::instrument(
+        name = "compaction",
+        skip_all,
+        fields(days = Empty, objects_written = Empty, bytes_read = Empty, bytes_written = Empty)
+    )]
     pub async fn compact(
         &self,
         opts: &CompactOptions,
@@ -160,6 +166,11 @@ impl Store {
                 }
             }
         }
+        let span = tracing::Span::current();
+        span.record("days", summary.days);
+        span.record("objects_written", summary.cold_written);
+        span.record("bytes_read", summary.bytes_read);
+        span.record("bytes_written", summary.bytes_written);
         match first_error {
             Some(e) => Err(e),
             None => Ok(summary),
@@ -167,6 +178,7 @@ impl Store {
     }
 
     /// One compaction pass over one tenant-day.
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, day = %day))]
     pub async fn compact_day(
         &self,
         tenant: &str,
@@ -521,6 +533,17 @@ impl Store {
     /// Merges one group of hot objects of one partition into a new cold object (not yet in
     /// any manifest). Inputs are fetched concurrently; merging and encoding run on a blocking
     /// thread that streams the output to a multipart upload.
+    #[tracing::instrument(
+        name = "merge",
+        skip_all,
+        fields(
+            partition = %partition_of(group),
+            inputs = group.len(),
+            bytes_in = group.iter().map(|(_, m)| m.size).sum::<u64>(),
+            output = Empty,
+            bytes_out = Empty,
+        )
+    )]
     async fn merge_group(
         &self,
         tenant: &str,
@@ -595,6 +618,9 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Join(e.to_string()))??;
+        let span = tracing::Span::current();
+        span.record("output", tracing::field::display(&path));
+        span.record("bytes_out", size);
         Ok(ColdObject {
             key: manifest::relative_key(tenant, day, &path).unwrap_or_default(),
             size,
@@ -606,6 +632,20 @@ impl Store {
             absorbed_deleted: 0,
         })
     }
+}
+
+/// A merge group's partition as its keys spell it (`service_name=api`), for the merge span.
+fn partition_of(group: &[(ObjectKey, ObjectMeta)]) -> String {
+    group
+        .first()
+        .map(|(k, _)| {
+            k.partition
+                .iter()
+                .map(|(name, value)| format!("{name}={}", value.component()))
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .unwrap_or_default()
 }
 
 /// Opens every input and merges their stream catalogs.
@@ -688,7 +728,7 @@ fn merge_into<W: Write + Send>(
     sink: &mut W,
 ) -> Result<u64> {
     // The catalog goes in at the end, once the repeats are known.
-    let props = writer_properties(catalog, false)?;
+    let props = writer_properties(catalog, false, Tier::Cold)?;
     let mut writer = ArrowWriter::try_new(sink, log_schema(), Some(props))?;
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut cursors: Vec<Option<Cursor>> = Vec::new();

@@ -15,6 +15,8 @@
 //!   on demand, for crash tests.
 //!
 //! The format is specified in `docs/format.md`; operations in `docs/operations.md`.
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod catalog;
 pub mod compact;

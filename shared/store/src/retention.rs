@@ -64,6 +64,7 @@ fn older_than(meta: &ObjectMeta, age: Duration) -> bool {
 impl Store {
     /// One retention pass. `period_of(tenant)` is the tenant's retention period; zero keeps
     /// everything.
+    #[tracing::instrument(name = "retention", skip_all)]
     pub async fn retention(
         &self,
         period_of: impl Fn(&str) -> Duration,
@@ -133,6 +134,7 @@ impl Store {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, day = %day))]
     async fn expire_day(
         &self,
         tenant: &str,

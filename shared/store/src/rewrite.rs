@@ -36,7 +36,7 @@ use crate::deletes::{DeleteFilter, DeleteQueryError, StoredRequest};
 use crate::layout::{DataObject, ObjectKey};
 use crate::manifest::{self, ColdObject};
 use crate::schema::{CATALOG_KEY, log_schema};
-use crate::writer::writer_properties;
+use crate::writer::{Tier, writer_properties};
 use crate::{DAY_NS, Result, Store, StoreError};
 
 /// Index of `line` in [`log_schema`].
@@ -203,6 +203,7 @@ fn nanos(d: Duration) -> i64 {
 
 impl Store {
     /// One delete pass over every tenant. `policy_of(tenant)` says what applies to it.
+    #[tracing::instrument(name = "delete_pass", skip_all)]
     pub async fn apply_deletes(
         &self,
         opts: &DeletePassOptions,
@@ -327,6 +328,7 @@ impl Store {
     /// done (false: a lost race or a slow pass; the next pass repeats it) and what each rule
     /// removed.
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(skip_all, fields(tenant = %tenant, day = %day, requests = due.len()))]
     async fn rewrite_day(
         &self,
         tenant: &str,
@@ -556,7 +558,7 @@ fn filter_bytes(
     name: &str,
 ) -> Result<Option<Filtered>> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-    let props = writer_properties(catalog, false)?;
+    let props = writer_properties(catalog, false, Tier::Cold)?;
     let mut data = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut data, log_schema(), Some(props))?;
     // Per stream: (entries, bytes, min, max) kept.

@@ -313,7 +313,7 @@ fn categories_after_pipeline() {
         e.parsed().to_string(),
         r#"{level_extracted="debug", svc="a", user="bob"}"#
     );
-    assert_eq!(e.category("user"), Some(crate::Category::Parsed));
+    assert_eq!(e.category("user"), Some(Category::Parsed));
     assert_eq!(e.all().len(), 5);
 }
 
