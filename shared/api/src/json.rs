@@ -31,6 +31,15 @@ pub fn push_str(out: &mut String, s: &str) {
 
 /// Appends a JSON object of string pairs, keys in ascending byte order.
 pub fn push_map<'a>(out: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    push_map_with(out, pairs, push_str);
+}
+
+/// [`push_map`] with another string encoder (the tail's legacy stream escapes HTML too).
+pub(crate) fn push_map_with<'a>(
+    out: &mut String,
+    pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    push_str: fn(&mut String, &str),
+) {
     let mut v: Vec<(&str, &str)> = pairs.into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(b.0));
     v.dedup_by(|b, a| a.0 == b.0);

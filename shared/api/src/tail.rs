@@ -886,19 +886,7 @@ fn push_html_str(out: &mut String, s: &str) {
 
 /// A label map, keys in ascending byte order.
 fn push_html_map<'a>(out: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    let mut v: Vec<(&str, &str)> = pairs.into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(b.0));
-    v.dedup_by(|b, a| a.0 == b.0);
-    out.push('{');
-    for (i, (k, val)) in v.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_html_str(out, k);
-        out.push(':');
-        push_html_str(out, val);
-    }
-    out.push('}');
+    crate::json::push_map_with(out, pairs, push_html_str);
 }
 
 /// Go's RFC 3339 with nanoseconds, trailing zeros of the fraction trimmed (legacy format).
