@@ -11,103 +11,26 @@ use parquetry_store::Store;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use parquetry_test_support::now_ns;
 /// Where a [`TestServer`] keeps its objects: chosen for the whole run by
 /// `PARQUETRY_TEST_BACKEND` (`local`, the default, or `s3`), so scripts/test.sh runs the same
 /// end-to-end tests once per backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Local,
-    S3,
-}
-
-impl Backend {
-    /// The backend of this run. `s3` without the `PARQUETRY_TEST_S3_*` variables is a failure,
-    /// never a silent fallback to the local directory.
-    pub fn current() -> Backend {
-        match std::env::var("PARQUETRY_TEST_BACKEND").as_deref() {
-            Err(_) | Ok("") | Ok("local") => Backend::Local,
-            Ok("s3") => Backend::S3,
-            Ok(other) => panic!("PARQUETRY_TEST_BACKEND={other:?}: expected local or s3"),
-        }
-    }
-}
-
-/// The S3 test server's coordinates, exported by scripts/test.sh from scripts/s3-server.sh.
-#[derive(Clone)]
-struct S3Target {
-    endpoint: String,
-    bucket: String,
-    region: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-impl S3Target {
-    fn from_env() -> S3Target {
-        let var = |k: &str| {
-            let name = format!("PARQUETRY_TEST_S3_{k}");
-            std::env::var(&name).unwrap_or_else(|_| {
-                panic!(
-                    "PARQUETRY_TEST_BACKEND=s3 needs {name}: run the suite with scripts/test.sh, \
-                     which starts scripts/s3-server.sh and exports it"
-                )
-            })
-        };
-        S3Target {
-            endpoint: var("ENDPOINT"),
-            bucket: var("BUCKET"),
-            region: var("REGION"),
-            access_key_id: var("ACCESS_KEY_ID"),
-            secret_access_key: var("SECRET_ACCESS_KEY"),
-        }
-    }
-
-    /// The storage settings as environment overrides, the way a deployment would pass them.
-    fn overrides(&self, prefix: &str) -> Vec<(String, String)> {
-        [
-            ("URL", format!("s3://{}/{prefix}", self.bucket)),
-            ("S3__ENDPOINT", self.endpoint.clone()),
-            ("S3__REGION", self.region.clone()),
-            ("S3__ACCESS_KEY_ID", self.access_key_id.clone()),
-            ("S3__SECRET_ACCESS_KEY", self.secret_access_key.clone()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("PARQUETRY__STORAGE__{k}"), v))
-        .collect()
-    }
-}
-
-/// A key prefix no other test (or earlier run) uses, named after the test for debugging.
-fn fresh_prefix() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let test = std::thread::current()
-        .name()
-        .unwrap_or("test")
-        .rsplit("::")
-        .next()
-        .unwrap_or("test")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect::<String>();
-    format!(
-        "e2e/{test}-{}-{}-{}",
-        std::process::id(),
-        now_ns(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use parquetry_test_support::s3::Backend;
+use parquetry_test_support::s3::{S3Env, prefix_for_dir};
 
 /// A server running in this process, serving the real router over real TCP.
 pub struct TestServer {
+    /// The server's base URL (`http://127.0.0.1:<port>`).
     pub base: String,
     /// The store's directory on the local backend. On S3, [`TestServer::parquet_files`]
     /// downloads the objects here, under their keys, so both backends read alike.
     pub data_dir: PathBuf,
+    /// The backend the server stores on.
     pub backend: Backend,
     /// The storage URL the server runs on (`s3://bucket/prefix` on S3).
     pub storage_url: String,
     config: Config,
+    client: reqwest::Client,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -130,7 +53,7 @@ impl TestServer {
         let backend = Backend::current();
         let overrides = match backend {
             Backend::Local => vec![],
-            Backend::S3 => S3Target::from_env().overrides(&s3_prefix_of(dir)),
+            Backend::S3 => S3Env::required().storage_env(&prefix_for_dir(dir, "e2e")),
         };
         let mut config = Config::from_yaml_and_env(yaml, overrides).expect("config");
         if backend == Backend::Local {
@@ -159,6 +82,7 @@ impl TestServer {
             backend,
             storage_url,
             config,
+            client: reqwest::Client::new(),
             _tmp: None,
             stop: Some(tx),
             task: Some(task),
@@ -170,6 +94,7 @@ impl TestServer {
         &self.config
     }
 
+    /// The server's URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
@@ -250,17 +175,113 @@ impl TestServer {
     }
 }
 
-/// The S3 prefix that belongs to `dir`: recorded in it on first use, so a restart on the same
-/// directory finds the same objects.
-fn s3_prefix_of(dir: &Path) -> String {
-    let marker = dir.join(".parquetry-test-s3-prefix");
-    if let Ok(p) = std::fs::read_to_string(&marker) {
-        return p.trim().to_string();
+/// No query parameters, for [`TestServer::get`].
+pub const NO_PARAMS: &[(&str, &str)] = &[];
+
+/// HTTP as a client speaks it: pushes that must be accepted, and queries whose status and body
+/// the test checks. `tenant` is the `X-Scope-OrgID` header (none: the default tenant).
+impl TestServer {
+    /// POSTs `body` to `path` and returns the status and body, whatever they are.
+    pub async fn post(
+        &self,
+        path: &str,
+        tenant: Option<&str>,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, String) {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("Content-Type", content_type)
+            .body(body);
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let r = req.send().await.expect("POST");
+        (r.status().as_u16(), r.text().await.expect("response body"))
     }
-    let p = fresh_prefix();
-    std::fs::create_dir_all(dir).expect("mkdir");
-    std::fs::write(&marker, &p).expect("record the S3 prefix");
-    p
+
+    /// Pushes a Loki JSON body and returns the status and body, for tests of refusals.
+    pub async fn push_json(&self, tenant: Option<&str>, body: &serde_json::Value) -> (u16, String) {
+        self.post(
+            "/loki/api/v1/push",
+            tenant,
+            "application/json",
+            body.to_string(),
+        )
+        .await
+    }
+
+    /// Pushes a Loki JSON body to the default tenant; anything but 204 fails the test.
+    pub async fn push(&self, body: &serde_json::Value) {
+        self.push_as(None, body).await;
+    }
+
+    /// Pushes a Loki JSON body for `tenant`; anything but 204 fails the test.
+    pub async fn push_as(&self, tenant: Option<&str>, body: &serde_json::Value) {
+        let (status, text) = self.push_json(tenant, body).await;
+        assert_eq!(status, 204, "push refused: {text}");
+    }
+
+    /// Pushes streams as snappy protobuf (Promtail's and Alloy's format); anything but 204
+    /// fails the test.
+    pub async fn push_protobuf(&self, streams: &[(&str, Vec<TestEntry<'_>>)]) {
+        self.push_bytes("application/x-protobuf", protobuf_body(streams))
+            .await;
+    }
+
+    /// Pushes an already encoded body of `content_type`; anything but 204 fails the test.
+    pub async fn push_bytes(&self, content_type: &str, body: Vec<u8>) {
+        let (status, text) = self
+            .post("/loki/api/v1/push", None, content_type, body)
+            .await;
+        assert_eq!(status, 204, "push refused: {text}");
+    }
+
+    /// GETs `path` with query `params` and returns the status and body.
+    pub async fn get<P: serde::Serialize + ?Sized>(&self, path: &str, params: &P) -> (u16, String) {
+        self.get_as(None, path, params).await
+    }
+
+    /// GETs `path` with query `params` as `tenant` and returns the status and body.
+    pub async fn get_as<P: serde::Serialize + ?Sized>(
+        &self,
+        tenant: Option<&str>,
+        path: &str,
+        params: &P,
+    ) -> (u16, String) {
+        let mut req = self.client.get(self.url(path)).query(params);
+        if let Some(t) = tenant {
+            req = req.header("X-Scope-OrgID", t);
+        }
+        let r = req.send().await.expect("GET");
+        (r.status().as_u16(), r.text().await.expect("response body"))
+    }
+
+    /// GETs `path` as `tenant` and returns the parsed JSON answer; anything but a 200 with a
+    /// JSON body fails the test.
+    pub async fn get_ok<P: serde::Serialize + std::fmt::Debug + ?Sized>(
+        &self,
+        tenant: Option<&str>,
+        path: &str,
+        params: &P,
+    ) -> serde_json::Value {
+        let (status, text) = self.get_as(tenant, path, params).await;
+        assert_eq!(status, 200, "{path} {params:?}: {text}");
+        serde_json::from_str(&text).expect("a JSON answer")
+    }
+
+    /// GETs `path` and parses the body as JSON; a body that is not JSON comes back as a JSON
+    /// string, so error texts can be compared too.
+    pub async fn get_json<P: serde::Serialize + ?Sized>(
+        &self,
+        path: &str,
+        params: &P,
+    ) -> (u16, serde_json::Value) {
+        let (status, text) = self.get(path, params).await;
+        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (status, v)
+    }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -275,14 +296,6 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(p);
         }
     }
-}
-
-/// Nanoseconds since the epoch, now.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// One entry for [`protobuf_body`]: timestamp (ns), line, structured metadata.
@@ -343,6 +356,7 @@ pub fn python() -> String {
     std::env::var("PARQUETRY_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
+/// The Node.js binary the client tests run (`PARQUETRY_TEST_NODE`, else `node`).
 pub fn node() -> String {
     std::env::var("PARQUETRY_TEST_NODE").unwrap_or_else(|_| "node".into())
 }

@@ -124,15 +124,8 @@ async fn partial_push_stores_the_valid_entries() {
         {"stream":{"app":"mixed"},"values":[[(now - 1_000).to_string(), "good one"], [(now - 9 * 86_400 * 1_000_000_000).to_string(), "too old"], [(now - 2_000).to_string(), "good two"]]},
         {"stream":{"bad-name":"x"},"values":[[(now - 1_000).to_string(), "bad stream"]]}
     ]});
-    let r = reqwest::Client::new()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
-    let text = r.text().await.unwrap();
+    let (status, text) = s.push_json(None, &body).await;
+    assert_eq!(status, 400);
     assert!(text.contains("timestamp too old"), "{text}");
     let r = reqwest::Client::new()
         .get(s.url("/loki/api/v1/query_range"))

@@ -379,6 +379,12 @@ async fn run_case(client: &reqwest::Client, s: &TestServer, case: &Case) -> Outc
         Ok(v) => v,
         Err(e) => return Outcome::Fail(format!("invalid JSON ({e}): {body}")),
     };
+    if v["data"]["stats"]["parquetry"]["leaves"]
+        .as_u64()
+        .is_some_and(|n| n > 0)
+    {
+        SPLIT_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match check(case, expect, &v["data"]) {
         Ok(()) => Outcome::Pass,
         Err(why) => Outcome::Fail(why),
@@ -387,24 +393,37 @@ async fn run_case(client: &reqwest::Client, s: &TestServer, case: &Case) -> Outc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logql_corpus() {
+    run_corpus(CONFIG).await;
+}
+
+/// The same corpus with every log and metric query split by stream into up to 8 leaves
+/// (`query_range.fanout_leaves`): the answers must not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logql_corpus_fanout() {
+    run_corpus(&format!("{CONFIG}query_range:\n  fanout_leaves: 8\n")).await;
+    // Only queries selecting two or more streams split; they must have been many.
+    let split = SPLIT_ANSWERS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("corpus answers computed by two or more leaves: {split}");
+    assert!(
+        split >= 100,
+        "only {split} corpus answers were split into leaves"
+    );
+}
+
+/// Answers whose `stats.parquetry.leaves` is above zero (only the fan-out pass has any).
+static SPLIT_ANSWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+async fn run_corpus(config: &str) {
     let cases: Vec<Case> = load_cases().into_iter().filter(selected).collect();
     assert!(!cases.is_empty(), "no corpus case matches the filter");
 
-    let s = TestServer::start(CONFIG).await;
+    let s = TestServer::start(config).await;
     let client = reqwest::Client::new();
     let dataset: Value = serde_json::from_str(
         &std::fs::read_to_string(corpus_dir().join("dataset.json")).expect("dataset.json"),
     )
     .expect("dataset.json is JSON");
-    let r = client
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(dataset["push"].to_string())
-        .send()
-        .await
-        .expect("push");
-    let status = r.status().as_u16();
-    assert_eq!(status, 204, "push: {}", r.text().await.unwrap_or_default());
+    s.push(&dataset["push"]).await;
 
     let (mut passed, mut failed, mut known, mut fixed) = (0, Vec::new(), Vec::new(), Vec::new());
     for case in &cases {

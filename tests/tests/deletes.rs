@@ -21,17 +21,6 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
-async fn push(s: &TestServer, body: &Value) {
-    let r = client()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
-}
-
 async fn call(
     s: &TestServer,
     method: reqwest::Method,
@@ -164,7 +153,7 @@ async fn a_delete_hides_exactly_its_entries_survives_restart_and_is_compacted_aw
     let tmp = tempfile::tempdir().unwrap();
     let s = TestServer::start_on(tmp.path(), NO_WAIT).await;
     let t0 = now_ns() - 600_000_000_000;
-    push(&s, &data(t0)).await;
+    s.push(&data(t0)).await;
     let all = r#"{env="prod"}"#;
     assert_eq!(lines(&s, all, t0).await.len(), 5);
     assert_eq!(series(&s, t0).await, ["db", "gone", "web"]);
@@ -243,7 +232,7 @@ async fn a_request_can_be_cancelled_in_time_and_not_after() {
     // Loki's default cancel period (24h).
     let s = TestServer::start("").await;
     let t0 = now_ns() - 600_000_000_000;
-    push(&s, &data(t0)).await;
+    s.push(&data(t0)).await;
     let all = r#"{env="prod"}"#;
     let (code, _) = delete_request(
         &s,
@@ -293,7 +282,7 @@ async fn a_request_can_be_cancelled_in_time_and_not_after() {
 
     // With no cancel period, a request is too late to cancel at once, unless forced.
     let s = TestServer::start(NO_WAIT).await;
-    push(&s, &data(t0)).await;
+    s.push(&data(t0)).await;
     let (code, _) = call(
         &s,
         reqwest::Method::PUT,
@@ -481,7 +470,7 @@ async fn retention_stream_removes_only_the_streams_it_names() {
     let s = TestServer::start(yaml).await;
     // Two hours old: past db's period, inside everyone else's (keep forever).
     let t0 = now_ns() - 2 * 3_600_000_000_000;
-    push(&s, &data(t0)).await;
+    s.push(&data(t0)).await;
     let mut p = vec![
         ("start", (t0 - 60_000_000_000).to_string()),
         ("end", (t0 + 60_000_000_000).to_string()),

@@ -4,28 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use parquetry_e2e::{TestEntry, TestServer, now_ns, protobuf_body};
+use parquetry_e2e::{TestEntry, TestServer, now_ns};
 use serde_json::Value;
 
 const CONFIG: &str = "limits_config:\n  reject_old_samples: false\n";
 const SEC: i64 = 1_000_000_000;
 const DAY: i64 = 86_400 * SEC;
-
-async fn push(s: &TestServer, streams: &[(&str, Vec<TestEntry<'_>>)]) {
-    let resp = reqwest::Client::new()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(protobuf_body(streams))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        204,
-        "{}",
-        resp.text().await.unwrap()
-    );
-}
 
 /// `detected_fields` as `label -> field`.
 async fn fields(s: &TestServer, params: &[(&str, String)]) -> BTreeMap<String, Value> {
@@ -66,27 +50,21 @@ async fn newest_lines_across_days() {
     let old: Vec<String> = (0..5).map(|i| format!("old_key={i} msg=before")).collect();
     let new: Vec<String> = (0..5).map(|i| format!("{{\"new_key\":{i}}}")).collect();
     let labels = r#"{service_name="days"}"#;
-    push(
-        &s,
-        &[(
-            labels,
-            old.iter()
-                .enumerate()
-                .map(|(i, l)| (old_day + 3600 * SEC + i as i64 * SEC, l.as_str(), vec![]))
-                .collect(),
-        )],
-    )
+    s.push_protobuf(&[(
+        labels,
+        old.iter()
+            .enumerate()
+            .map(|(i, l)| (old_day + 3600 * SEC + i as i64 * SEC, l.as_str(), vec![]))
+            .collect(),
+    )])
     .await;
-    push(
-        &s,
-        &[(
-            labels,
-            new.iter()
-                .enumerate()
-                .map(|(i, l)| (new_day + 3600 * SEC + i as i64 * SEC, l.as_str(), vec![]))
-                .collect(),
-        )],
-    )
+    s.push_protobuf(&[(
+        labels,
+        new.iter()
+            .enumerate()
+            .map(|(i, l)| (new_day + 3600 * SEC + i as i64 * SEC, l.as_str(), vec![]))
+            .collect(),
+    )])
     .await;
     let f = fields(&s, &params(labels, old_day, today, 5)).await;
     assert!(
@@ -134,9 +112,9 @@ async fn duplicates_and_filters_still_sample_the_newest_lines() {
             )
         })
         .collect();
-    push(&s, &old_push).await;
-    push(&s, &new_push).await;
-    push(&s, &new_push).await;
+    s.push_protobuf(&old_push).await;
+    s.push_protobuf(&new_push).await;
+    s.push_protobuf(&new_push).await;
     let (start, end) = (base - 3600 * SEC, base + 3600 * SEC);
     let q = r#"{service_name="dup"}"#;
 

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use parquetry_e2e::{TestServer, now_ns};
+use parquetry_e2e::{NO_PARAMS, TestServer, now_ns};
 use serde_json::{Value, json};
 
 const CONFIG: &str = "limits_config:\n  reject_old_samples: false\n";
@@ -63,14 +63,7 @@ async fn push_dataset(s: &TestServer, base: i64) {
             v[0] = json!(((base + off) * 1_000_000_000).to_string());
         }
     }
-    let r = reqwest::Client::new()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(push.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
+    s.push(&push).await;
 }
 
 fn substitute(v: &str, base: i64) -> String {
@@ -226,22 +219,6 @@ async fn replay_against_lokis_answers() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-async fn get(s: &TestServer, path: &str, params: &[(&str, &str)]) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(s.url(path))
-        .query(params)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
-/// Values checked directly, so a wrong fixture cannot hide a wrong answer.
 #[tokio::test]
 async fn fields_labels_and_values_on_the_dataset() {
     let s = TestServer::start(CONFIG).await;
@@ -252,7 +229,7 @@ async fn fields_labels_and_values_on_the_dataset() {
 
     let mut p = range.to_vec();
     p.push(("query", r#"{service_name="api"}"#));
-    let (code, v) = get(&s, "/loki/api/v1/detected_fields", &p).await;
+    let (code, v) = s.get_json("/loki/api/v1/detected_fields", &p).await;
     assert_eq!(code, 200, "{v}");
     let fields: BTreeMap<String, Value> = v["fields"]
         .as_array()
@@ -280,7 +257,7 @@ async fn fields_labels_and_values_on_the_dataset() {
     // Only the newest lines are sampled: the three newest are JSON lines.
     let mut p2 = p.clone();
     p2.push(("line_limit", "3"));
-    let (_, v) = get(&s, "/loki/api/v1/detected_fields", &p2).await;
+    let (_, v) = s.get_json("/loki/api/v1/detected_fields", &p2).await;
     let labels: Vec<&str> = v["fields"]
         .as_array()
         .unwrap()
@@ -292,12 +269,14 @@ async fn fields_labels_and_values_on_the_dataset() {
         "{labels:?}"
     );
 
-    let (_, v) = get(&s, "/loki/api/v1/detected_field/bytes/values", &p).await;
+    let (_, v) = s
+        .get_json("/loki/api/v1/detected_field/bytes/values", &p)
+        .await;
     assert_eq!(v, json!({"values":["1.5kB"],"limit":1000}));
 
     let mut p3 = range.to_vec();
     p3.push(("query", ""));
-    let (code, v) = get(&s, "/loki/api/v1/detected_labels", &p3).await;
+    let (code, v) = s.get_json("/loki/api/v1/detected_labels", &p3).await;
     assert_eq!(code, 200);
     assert_eq!(
         v,
@@ -336,18 +315,15 @@ async fn bad_input_gets_lokis_status_and_text() {
             "only log selector is supported",
         ),
     ] {
-        let (code, body) = get(&s, path, &params).await;
+        let (code, body) = s.get_json(path, &params).await;
         assert_eq!((code, body.as_str().map(str::trim)), (400, Some(want)));
     }
     // Empty storage: Loki's empty answers.
-    let (code, v) = get(
-        &s,
-        "/loki/api/v1/detected_fields",
-        &[("query", r#"{a="b"}"#)],
-    )
-    .await;
+    let (code, v) = s
+        .get_json("/loki/api/v1/detected_fields", &[("query", r#"{a="b"}"#)])
+        .await;
     assert_eq!((code, v), (200, json!({})));
-    let (code, v) = get(&s, "/loki/api/v1/detected_labels", &[]).await;
+    let (code, v) = s.get_json("/loki/api/v1/detected_labels", NO_PARAMS).await;
     assert_eq!((code, v), (200, json!({})));
     s.stop().await;
 }
@@ -355,19 +331,19 @@ async fn bad_input_gets_lokis_status_and_text() {
 #[tokio::test]
 async fn drilldown_limits_shape() {
     let s = TestServer::start(CONFIG).await;
-    let (code, v) = get(&s, "/loki/api/v1/drilldown-limits", &[]).await;
+    let (code, v) = s.get_json("/loki/api/v1/drilldown-limits", NO_PARAMS).await;
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["limits"]["max_entries_limit_per_query"], 5000);
     assert_eq!(v["limits"]["max_query_length"], "30d1h");
     assert_eq!(v["limits"]["query_timeout"], "1m");
     assert_eq!(v["limits"]["volume_enabled"], true);
     // Drilldown shows its Patterns tab on this flag: it must say whether the route answers.
-    let (patterns, _) = get(
-        &s,
-        "/loki/api/v1/patterns",
-        &[("query", r#"{service_name="api"}"#)],
-    )
-    .await;
+    let (patterns, _) = s
+        .get_json(
+            "/loki/api/v1/patterns",
+            &[("query", r#"{service_name="api"}"#)],
+        )
+        .await;
     assert_eq!(v["pattern_ingester_enabled"], json!(patterns != 404));
     assert!(v["version"].is_string());
     s.stop().await;

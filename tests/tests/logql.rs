@@ -12,26 +12,8 @@ const T0: i64 = 1_704_067_200 * SEC;
 const CONFIG: &str =
     "limits_config:\n  reject_old_samples: false\nquery_range:\n  align_to_step_grid: false\n";
 
-async fn push(s: &TestServer, body: Value) {
-    let r = reqwest::Client::new()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
-}
-
 async fn get(s: &TestServer, path: &str, params: &[(&str, String)]) -> (u16, Value, String) {
-    let r = reqwest::Client::new()
-        .get(s.url(path))
-        .query(params)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    let text = r.text().await.unwrap();
+    let (code, text) = s.get(path, params).await;
     let v = serde_json::from_str(&text).unwrap_or(Value::Null);
     (code, v, text)
 }
@@ -65,13 +47,10 @@ async fn dataset(s: &TestServer) {
         lines.into_iter().map(|(o, l)| json!([ts(o), l])).collect()
     };
     let (api, web) = (values(api_lines()), values(web_lines()));
-    push(
-        s,
-        json!({"streams": [
-            {"stream": {"app": "api"}, "values": api},
-            {"stream": {"app": "web"}, "values": web},
-        ]}),
-    )
+    s.push(&json!({"streams": [
+        {"stream": {"app": "api"}, "values": api},
+        {"stream": {"app": "web"}, "values": web},
+    ]}))
     .await;
 }
 

@@ -1,39 +1,10 @@
 //! A user's session over HTTP: push in every wire format, query back with exact shapes.
 
-use parquetry_e2e::{TestServer, gzip, now_ns, protobuf_body};
+use parquetry_e2e::{NO_PARAMS, TestServer, gzip, now_ns, protobuf_body};
 use serde_json::{Value, json};
 
 fn client() -> reqwest::Client {
     reqwest::Client::new()
-}
-
-async fn push_json(s: &TestServer, body: &Value) -> (u16, String) {
-    let r = client()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn get(s: &TestServer, path: &str, params: &[(&str, String)]) -> (u16, String) {
-    get_with(s, path, params, &[]).await
-}
-
-async fn get_with(
-    s: &TestServer,
-    path: &str,
-    params: &[(&str, String)],
-    headers: &[(&str, &str)],
-) -> (u16, String) {
-    let mut req = client().get(s.url(path)).query(params);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 fn range(t0: i64) -> Vec<(&'static str, String)> {
@@ -47,7 +18,7 @@ async fn query_range(s: &TestServer, q: &str, extra: &[(&'static str, String)], 
     let mut p = range(t0);
     p.push(("query", q.to_string()));
     p.extend_from_slice(extra);
-    let (code, body) = get(s, "/loki/api/v1/query_range", &p).await;
+    let (code, body) = s.get("/loki/api/v1/query_range", &p).await;
     assert_eq!(code, 200, "{q}: {body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -78,7 +49,7 @@ fn web_and_db(t0: i64) -> Value {
 async fn json_push_and_log_query_with_exact_shapes() {
     let s = TestServer::start("").await;
     let t0 = now_ns() - 5_000_000_000;
-    let (code, body) = push_json(&s, &web_and_db(t0)).await;
+    let (code, body) = s.push_json(None, &web_and_db(t0)).await;
     assert_eq!((code, body.as_str()), (204, ""));
 
     // Without categorize-labels: structured metadata (detected_level, trace_id) is merged into
@@ -124,17 +95,18 @@ async fn json_push_and_log_query_with_exact_shapes() {
 async fn categorize_labels_gives_three_tuples_and_flags_before_result() {
     let s = TestServer::start("").await;
     let t0 = now_ns() - 5_000_000_000;
-    assert_eq!(push_json(&s, &web_and_db(t0)).await.0, 204);
+    assert_eq!(s.push_json(None, &web_and_db(t0)).await.0, 204);
     let mut p = range(t0);
     p.push(("query", r#"{env="prod"}"#.into()));
     p.push(("limit", "3".into()));
-    let (code, body) = get_with(
-        &s,
-        "/loki/api/v1/query_range",
-        &p,
-        &[("X-Loki-Response-Encoding-Flags", "categorize-labels")],
-    )
-    .await;
+    let r = client()
+        .get(s.url("/loki/api/v1/query_range"))
+        .query(&p)
+        .header("X-Loki-Response-Encoding-Flags", "categorize-labels")
+        .send()
+        .await
+        .unwrap();
+    let (code, body) = (r.status().as_u16(), r.text().await.unwrap());
     assert_eq!(code, 200, "{body}");
     let flags_at = body.find("\"encodingFlags\"").unwrap();
     let type_at = body.find("\"resultType\"").unwrap();
@@ -231,7 +203,9 @@ async fn protobuf_snappy_gzip_and_legacy_pushes() {
         ]
     );
     // service_name discovered from job.
-    let (code, body) = get(&s, "/loki/api/v1/label/service_name/values", &range(t0)).await;
+    let (code, body) = s
+        .get("/loki/api/v1/label/service_name/values", &range(t0))
+        .await;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -257,8 +231,8 @@ async fn line_filters_limits_and_directions() {
         })
         .collect();
     assert_eq!(
-        push_json(
-            &s,
+        s.push_json(
+            None,
             &json!({"streams":[{"stream":{"app":"api"},"values":values}]})
         )
         .await
@@ -329,7 +303,7 @@ async fn line_filters_limits_and_directions() {
         ("start", (t0 + 2_000_000).to_string()),
         ("end", (t0 + 4_000_000).to_string()),
     ];
-    let (code, body) = get(&s, "/loki/api/v1/query_range", &p).await;
+    let (code, body) = s.get("/loki/api/v1/query_range", &p).await;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -369,8 +343,8 @@ async fn line_filters_limits_and_directions() {
 async fn labels_series_and_index_stats_come_from_catalogs() {
     let s = TestServer::start("").await;
     let t0 = now_ns() - 5_000_000_000;
-    assert_eq!(push_json(&s, &web_and_db(t0)).await.0, 204);
-    let (code, body) = get(&s, "/loki/api/v1/labels", &range(t0)).await;
+    assert_eq!(s.push_json(None, &web_and_db(t0)).await.0, 204);
+    let (code, body) = s.get("/loki/api/v1/labels", &range(t0)).await;
     assert_eq!(
         (code, body.as_str()),
         (
@@ -380,16 +354,16 @@ async fn labels_series_and_index_stats_come_from_catalogs() {
     );
     let mut p = range(t0);
     p.push(("query", r#"{app="db"}"#.into()));
-    let (_, body) = get(&s, "/loki/api/v1/label/app/values", &p).await;
+    let (_, body) = s.get("/loki/api/v1/label/app/values", &p).await;
     assert_eq!(body, "{\"status\":\"success\",\"data\":[\"db\"]}\n");
-    let (_, body) = get(&s, "/loki/api/v1/label/nope/values", &range(t0)).await;
+    let (_, body) = s.get("/loki/api/v1/label/nope/values", &range(t0)).await;
     assert_eq!(body, "{\"status\":\"success\"}\n");
 
     // series: match[] (Grafana) and match (logcli) are united.
     let mut p = range(t0);
     p.push(("match[]", r#"{app="web"}"#.into()));
     p.push(("match", r#"{app="db"}"#.into()));
-    let (code, body) = get(&s, "/loki/api/v1/series", &p).await;
+    let (code, body) = s.get("/loki/api/v1/series", &p).await;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
@@ -401,12 +375,12 @@ async fn labels_series_and_index_stats_come_from_catalogs() {
     );
     let mut p = range(t0);
     p.push(("match[]", r#"{app="nothing"}"#.into()));
-    let (_, body) = get(&s, "/loki/api/v1/series", &p).await;
+    let (_, body) = s.get("/loki/api/v1/series", &p).await;
     assert_eq!(body, "{\"status\":\"success\",\"data\":[]}\n");
 
     let mut p = range(t0);
     p.push(("query", r#"{env="prod"}"#.into()));
-    let (code, body) = get(&s, "/loki/api/v1/index/stats", &p).await;
+    let (code, body) = s.get("/loki/api/v1/index/stats", &p).await;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     let line_bytes = [
@@ -427,15 +401,15 @@ async fn labels_series_and_index_stats_come_from_catalogs() {
 #[tokio::test]
 async fn status_endpoints() {
     let s = TestServer::start("").await;
-    let (code, body) = get(&s, "/ready", &[]).await;
+    let (code, body) = s.get("/ready", NO_PARAMS).await;
     assert_eq!((code, body.as_str()), (200, "ready\n"));
-    let (code, body) = get(&s, "/loki/api/v1/status/buildinfo", &[]).await;
+    let (code, body) = s.get("/loki/api/v1/status/buildinfo", NO_PARAMS).await;
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v["version"].as_str().unwrap().starts_with('3'));
     let t0 = now_ns() - 5_000_000_000;
-    assert_eq!(push_json(&s, &web_and_db(t0)).await.0, 204);
-    let (code, body) = get(&s, "/metrics", &[]).await;
+    assert_eq!(s.push_json(None, &web_and_db(t0)).await.0, 204);
+    let (code, body) = s.get("/metrics", NO_PARAMS).await;
     assert_eq!(code, 200);
     assert!(
         body.contains("parquetry_distributor_lines_received_total 4"),
@@ -449,7 +423,7 @@ async fn restart_keeps_everything() {
     let dir = tempfile::tempdir().unwrap();
     let t0 = now_ns() - 5_000_000_000;
     let s = TestServer::start_on(dir.path(), "").await;
-    assert_eq!(push_json(&s, &web_and_db(t0)).await.0, 204);
+    assert_eq!(s.push_json(None, &web_and_db(t0)).await.0, 204);
     let before = query_range(&s, r#"{env="prod"}"#, &[], t0).await;
     s.stop().await;
     let s = TestServer::start_on(dir.path(), "").await;
@@ -498,25 +472,17 @@ async fn tenants_are_isolated_with_auth_on() {
 
     let mut p = range(t0);
     p.push(("query", r#"{env="prod"}"#.into()));
-    let (code, body) = get_with(
-        &s,
-        "/loki/api/v1/query_range",
-        &p,
-        &[("X-Scope-OrgID", "team-a")],
-    )
-    .await;
+    let (code, body) = s
+        .get_as(Some("team-a"), "/loki/api/v1/query_range", &p)
+        .await;
     assert_eq!(code, 200);
     assert_eq!(lines(&serde_json::from_str(&body).unwrap()).len(), 4);
-    let (code, body) = get_with(
-        &s,
-        "/loki/api/v1/query_range",
-        &p,
-        &[("X-Scope-OrgID", "team-b")],
-    )
-    .await;
+    let (code, body) = s
+        .get_as(Some("team-b"), "/loki/api/v1/query_range", &p)
+        .await;
     assert_eq!(code, 200);
     assert!(lines(&serde_json::from_str(&body).unwrap()).is_empty());
-    let (code, _) = get(&s, "/loki/api/v1/labels", &range(t0)).await;
+    let (code, _) = s.get("/loki/api/v1/labels", &range(t0)).await;
     assert_eq!(code, 401);
 }
 
@@ -536,7 +502,7 @@ async fn limit_boundary_keeps_ties_on_both_directions() {
     for name in ["b", "c"] {
         streams.push(json!({"stream": {"service_name": "svc", "s": name}, "values": [[(t0 + 5_000_000_000).to_string(), format!("{name}5")]]}));
     }
-    assert_eq!(push_json(&s, &json!({"streams": streams})).await.0, 204);
+    assert_eq!(s.push_json(None, &json!({"streams": streams})).await.0, 204);
     for compacted in [false, true] {
         if compacted {
             s.compact().await;

@@ -9,9 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parquetry_e2e::{TestServer, now_ns, protobuf_body};
+use parquetry_e2e::{TestServer, now_ns};
 use parquetry_query::QueryEngine;
 use parquetry_store::Store;
+use parquetry_test_support::free_port;
 use serde_json::Value;
 
 /// JSON bodies without reqwest's `json` feature.
@@ -64,13 +65,6 @@ fn deps() -> Option<(String, String)> {
             None
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 async fn wait_ready(client: &reqwest::Client, url: &str) {
@@ -134,7 +128,7 @@ fn start_ruler(server: &TestServer) -> tokio::task::JoinHandle<()> {
     parquetry_ruler::spawn(Arc::new(config), store, engine)
 }
 
-async fn push_errors(client: &reqwest::Client, server: &TestServer, n: usize) {
+async fn push_errors(server: &TestServer, n: usize) {
     let now = now_ns();
     let lines: Vec<String> = (0..n)
         .map(|i| format!("level=error request {i} failed"))
@@ -144,15 +138,9 @@ async fn push_errors(client: &reqwest::Client, server: &TestServer, n: usize) {
         .enumerate()
         .map(|(i, l)| (now + i as i64, l.as_str(), vec![]))
         .collect();
-    let body = protobuf_body(&[("{service_name=\"api\"}", entries)]);
-    let r = client
-        .post(server.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap_or_default());
+    server
+        .push_protobuf(&[("{service_name=\"api\"}", entries)])
+        .await;
 }
 
 async fn am_alerts(client: &reqwest::Client, am: &str) -> Vec<Value> {
@@ -211,7 +199,7 @@ async fn alerts_reach_alertmanager_resolve_and_recordings_reach_prometheus() {
     let deadline = Instant::now() + Duration::from_secs(90);
     let alert = loop {
         assert!(Instant::now() < deadline, "no alert reached Alertmanager");
-        push_errors(&client, &server, 3).await;
+        push_errors(&server, 3).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
         let alerts = am_alerts(&client, &am).await;
         if let Some(a) = alerts

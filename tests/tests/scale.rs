@@ -40,29 +40,7 @@ async fn push(s: &TestServer, entries: &[Entry]) {
             })
         })
         .collect();
-    let r = reqwest::Client::new()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(json!({ "streams": streams }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
-}
-
-async fn get(s: &TestServer, path: &str, params: &[(&str, String)]) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .get(s.url(path))
-        .query(params)
-        .send()
-        .await
-        .unwrap();
-    let code = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    s.push(&json!({ "streams": streams })).await;
 }
 
 /// `(ts, line)` of every entry of a streams answer.
@@ -240,21 +218,21 @@ async fn newest_first_answers_exactly_what_a_full_sort_gives() {
     ];
     for (query, keep, forward, limit, from, to) in cases {
         let want = expected(&all, keep, from, to, forward, limit);
-        let (code, v) = get(
-            &s,
-            "/loki/api/v1/query_range",
-            &[
-                ("query", query.to_string()),
-                ("start", from.to_string()),
-                ("end", to.to_string()),
-                ("limit", limit.to_string()),
-                (
-                    "direction",
-                    if forward { "forward" } else { "backward" }.to_string(),
-                ),
-            ],
-        )
-        .await;
+        let (code, v) = s
+            .get_json(
+                "/loki/api/v1/query_range",
+                &[
+                    ("query", query.to_string()),
+                    ("start", from.to_string()),
+                    ("end", to.to_string()),
+                    ("limit", limit.to_string()),
+                    (
+                        "direction",
+                        if forward { "forward" } else { "backward" }.to_string(),
+                    ),
+                ],
+            )
+            .await;
         assert_eq!(code, 200, "{query}: {v}");
         let got = returned(&v);
         assert_eq!(got.len(), want.len(), "{query} limit {limit}: count");
@@ -326,8 +304,8 @@ async fn parser_queries_answer_the_same_on_one_partition_and_on_many() {
             ("end", end.to_string()),
             ("step", "60".to_string()),
         ];
-        let (c1, a) = get(&one, "/loki/api/v1/query_range", &params).await;
-        let (c2, b) = get(&many, "/loki/api/v1/query_range", &params).await;
+        let (c1, a) = one.get_json("/loki/api/v1/query_range", &params).await;
+        let (c2, b) = many.get_json("/loki/api/v1/query_range", &params).await;
         assert_eq!((c1, c2), (200, 200), "{q}: {a} {b}");
         let (sa, sb) = (metric_samples(&a), metric_samples(&b));
         assert!(!sa.is_empty(), "{q}: no series");
@@ -383,7 +361,7 @@ async fn stats_report_what_storage_a_query_touched_and_its_cost() {
         ];
         let s = &s;
         async move {
-            let (code, v) = get(s, "/loki/api/v1/query_range", &params).await;
+            let (code, v) = s.get_json("/loki/api/v1/query_range", &params).await;
             assert_eq!(code, 200, "{q}: {v}");
             v
         }

@@ -83,29 +83,7 @@ async fn push(s: &TestServer, tenant: Option<&str>, app: &str, lines: &[String])
         .map(|(i, l)| json!([(t0 + i as i64).to_string(), l]))
         .collect();
     let body = json!({"streams": [{"stream": {"app": app}, "values": values}]});
-    let mut req = reqwest::Client::new()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string());
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let r = req.send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
-}
-
-async fn get(
-    s: &TestServer,
-    path: &str,
-    tenant: Option<&str>,
-    params: &[(&str, String)],
-) -> (u16, String) {
-    let mut req = reqwest::Client::new().get(s.url(path)).query(params);
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let r = req.send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    s.push_as(tenant, &body).await;
 }
 
 fn range_params(query: &str) -> Vec<(&'static str, String)> {
@@ -133,13 +111,13 @@ async fn slow_query_line_carries_query_tenant_range_and_stage_timings() {
 
     // A log query whose pipeline is not pushed into the scan (a parser), so every stage runs.
     let log_query = format!("{{app=\"{m}\"}} |= \"{m}\" | logfmt | status >= 201");
-    let (code, body) = get(
-        &s,
-        "/loki/api/v1/query_range",
-        Some("team-a"),
-        &range_params(&log_query),
-    )
-    .await;
+    let (code, body) = s
+        .get_as(
+            Some("team-a"),
+            "/loki/api/v1/query_range",
+            &range_params(&log_query),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let found = lines_with(&["slow query detected", &m, "| logfmt"]);
     assert_eq!(found.len(), 1, "one slow-query line per query: {found:#?}");
@@ -166,13 +144,13 @@ async fn slow_query_line_carries_query_tenant_range_and_stage_timings() {
 
     // A metric query: evaluation time is reported too.
     let metric_query = format!("sum by (status) (count_over_time({{app=\"{m}\"}} | logfmt [1m]))");
-    let (code, body) = get(
-        &s,
-        "/loki/api/v1/query_range",
-        Some("team-a"),
-        &range_params(&metric_query),
-    )
-    .await;
+    let (code, body) = s
+        .get_as(
+            Some("team-a"),
+            "/loki/api/v1/query_range",
+            &range_params(&metric_query),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let found = lines_with(&["slow query detected", &m, "count_over_time"]);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -187,13 +165,13 @@ async fn slow_query_line_carries_query_tenant_range_and_stage_timings() {
     );
 
     // An instant query is logged at its time, with no length.
-    let (code, body) = get(
-        &s,
-        "/loki/api/v1/query",
-        Some("team-a"),
-        &[("query", format!("count_over_time({{app=\"{m}\"}}[5m])"))],
-    )
-    .await;
+    let (code, body) = s
+        .get_as(
+            Some("team-a"),
+            "/loki/api/v1/query",
+            &[("query", format!("count_over_time({{app=\"{m}\"}}[5m])"))],
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     let found = lines_with(&["slow query detected", &m, " path=/loki/api/v1/query "]);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -201,13 +179,13 @@ async fn slow_query_line_carries_query_tenant_range_and_stage_timings() {
 
     // A query the API refuses is still a query that took time; its status says how it ended.
     let bad = format!("{{app=\"{m}\"}} | unknownparser");
-    let (code, _) = get(
-        &s,
-        "/loki/api/v1/query_range",
-        Some("team-a"),
-        &range_params(&bad),
-    )
-    .await;
+    let (code, _) = s
+        .get_as(
+            Some("team-a"),
+            "/loki/api/v1/query_range",
+            &range_params(&bad),
+        )
+        .await;
     assert_eq!(code, 400);
     let found = lines_with(&["slow query detected", &m, "unknownparser"]);
     assert_eq!(found.len(), 1, "{found:#?}");
@@ -222,7 +200,9 @@ async fn request_and_stage_spans_close_with_their_fields() {
     let m = marker("spans");
     push(&s, None, &m, &logged_lines(20, &m)).await;
     let q = format!("{{app=\"{m}\"}} | logfmt");
-    let (code, body) = get(&s, "/loki/api/v1/query_range", None, &range_params(&q)).await;
+    let (code, body) = s
+        .get_as(None, "/loki/api/v1/query_range", &range_params(&q))
+        .await;
     assert_eq!(code, 200, "{body}");
 
     // The request span: route template, tenant, query, status and latency.
@@ -259,13 +239,13 @@ async fn queries_under_the_threshold_are_not_logged() {
     let s = TestServer::start("frontend:\n  log_queries_longer_than: 1h\n").await;
     let m = marker("fastq");
     push(&s, None, &m, &logged_lines(5, &m)).await;
-    let (code, body) = get(
-        &s,
-        "/loki/api/v1/query_range",
-        None,
-        &range_params(&format!("{{app=\"{m}\"}}")),
-    )
-    .await;
+    let (code, body) = s
+        .get_as(
+            None,
+            "/loki/api/v1/query_range",
+            &range_params(&format!("{{app=\"{m}\"}}")),
+        )
+        .await;
     assert_eq!(code, 200, "{body}");
     // The request ran (its span closed), it was just not slow.
     assert_eq!(

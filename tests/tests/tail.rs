@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use futures::StreamExt;
-use parquetry_e2e::{TestServer, now_ns};
+use parquetry_e2e::{NO_PARAMS, TestServer, now_ns};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -113,29 +113,11 @@ async fn collect(ws: &mut Ws, n: usize, wait: Duration) -> Vec<(i64, String, Val
 
 async fn push(s: &TestServer, tenant: Option<&str>, stream: Value, values: Vec<Value>) {
     let body = json!({"streams": [{"stream": stream, "values": values}]});
-    let mut req = client()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string());
-    if let Some(t) = tenant {
-        req = req.header("X-Scope-OrgID", t);
-    }
-    let r = req.send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 204, "{}", r.text().await.unwrap());
+    s.push_as(tenant, &body).await;
 }
 
 fn v(ts: i64, line: &str) -> Value {
     json!([ts.to_string(), line])
-}
-
-async fn get(s: &TestServer, path: &str, params: &[(&str, String)]) -> (u16, String) {
-    let r = client()
-        .get(s.url(path))
-        .query(params)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
 }
 
 #[tokio::test]
@@ -213,14 +195,7 @@ async fn frames_are_lokis_text_json_with_html_escaping() {
     let s = TestServer::start("").await;
     let t0 = now_ns() - 5_000_000_000;
     let body = json!({"streams": [{"stream": {"app": "esc"}, "values": [[t0.to_string(), "a <b> & c", {"trace_id": "t1"}]]}]});
-    let r = client()
-        .post(s.url("/loki/api/v1/push"))
-        .header("Content-Type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 204);
+    s.push(&body).await;
     let url = ws_url(
         &s,
         "/loki/api/v1/tail",
@@ -346,24 +321,26 @@ async fn bad_input_gets_lokis_400_before_the_upgrade() {
         (vec![sel()], "Bad Request"),
     ];
     for (params, want) in cases {
-        let (code, body) = get(&s, "/loki/api/v1/tail", &params).await;
+        let (code, body) = s.get("/loki/api/v1/tail", &params).await;
         assert_eq!((code, body.trim_end()), (400, want), "{params:?}");
     }
-    let (code, body) = get(&s, "/loki/api/v1/tail", &[]).await;
+    let (code, body) = s.get("/loki/api/v1/tail", NO_PARAMS).await;
     assert_eq!(code, 400);
     assert!(body.starts_with("parse error"), "{body}");
     // Loki checks the limit before the start; the start's message is the query endpoints'.
-    let (code, body) = get(
-        &s,
-        "/loki/api/v1/tail",
-        &[sel(), ("start", "abc".into()), ("limit", "0".into())],
-    )
-    .await;
+    let (code, body) = s
+        .get(
+            "/loki/api/v1/tail",
+            &[sel(), ("start", "abc".into()), ("limit", "0".into())],
+        )
+        .await;
     assert_eq!(
         (code, body.trim_end()),
         (400, "limit must be a positive value")
     );
-    let (code, body) = get(&s, "/loki/api/v1/tail", &[sel(), ("start", "abc".into())]).await;
+    let (code, body) = s
+        .get("/loki/api/v1/tail", &[sel(), ("start", "abc".into())])
+        .await;
     assert_eq!(code, 400);
     assert!(
         body.starts_with("could not parse 'start' parameter: "),
@@ -379,7 +356,9 @@ async fn bad_input_gets_lokis_400_before_the_upgrade() {
 #[tokio::test]
 async fn metric_queries_and_tenancy() {
     let s = TestServer::start("auth_enabled: true\n").await;
-    let (code, body) = get(&s, "/loki/api/v1/tail", &[("query", r#"{app="x"}"#.into())]).await;
+    let (code, body) = s
+        .get("/loki/api/v1/tail", &[("query", r#"{app="x"}"#)])
+        .await;
     assert_eq!((code, body.trim_end()), (401, "no org id"));
 
     let metric = r#"sum(rate({app="x"}[1m]))"#;

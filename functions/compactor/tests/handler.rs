@@ -9,9 +9,9 @@ use parquetry_lambda_compactor::Compactor;
 use parquetry_model::Labels;
 use parquetry_store::compact::{Row, read_all_rows};
 use parquetry_store::{DataObject, LogEntry, Store, StreamEntries};
+use parquetry_test_support::{DAY_NS, early_yesterday as yesterday};
 
 const SCHEDULED: &str = include_str!("events/eventbridge-scheduled.json");
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
 
 fn env(dir: &std::path::Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut env = vec![
@@ -27,18 +27,6 @@ fn env(dir: &std::path::Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     ];
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     env
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
-/// Early yesterday: a whole day, neither in the future nor expired.
-fn yesterday() -> i64 {
-    (now_ns().div_euclid(DAY_NS) - 1) * DAY_NS + 3_600_000_000_000
 }
 
 /// One push: a few entries for two pods in each of two partitions.

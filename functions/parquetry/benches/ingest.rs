@@ -24,16 +24,10 @@ use std::time::{Duration, Instant};
 
 use parquetry_ingest::proto;
 use parquetry_loggen::{GenStream, LogGen};
+use parquetry_test_support::bench::{Proc, dir_size, env_or};
 use prost::Message;
 
 const SEED: u64 = 42;
-
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 fn body(streams: &[GenStream]) -> Vec<u8> {
     let req = proto::PushRequest {
@@ -167,45 +161,6 @@ impl BenchData {
     }
 }
 
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-fn dir_size(p: &Path) -> (u64, u64) {
-    let (mut bytes, mut files) = (0, 0);
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                let (b, f) = dir_size(&path);
-                bytes += b;
-                files += f;
-            } else if let Ok(m) = e.metadata() {
-                bytes += m.len();
-                files += 1;
-            }
-        }
-    }
-    (bytes, files)
-}
-
 /// Name, LogQL, extra query parameters.
 type QueryCase = (&'static str, &'static str, Vec<(&'static str, String)>);
 
@@ -227,14 +182,14 @@ async fn timed_get(c: &reqwest::Client, url: &str, q: &[(&str, String)]) -> (Dur
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
-    let target_mb = env_usize("PARQUETRY_BENCH_MB", 256);
-    let n_streams = env_usize("PARQUETRY_BENCH_STREAMS", 1000);
+    let target_mb = env_or("PARQUETRY_BENCH_MB", 256);
+    let n_streams = env_or("PARQUETRY_BENCH_STREAMS", 1000);
     let per_stream_per_push = 5;
     let otlp = std::env::var("PARQUETRY_BENCH_PUSH").is_ok_and(|v| v == "otlp");
     let data_dir = std::env::var_os("PARQUETRY_BENCH_DATA").map(PathBuf::from);
     let kept = data_dir.as_deref().and_then(BenchData::load);
     let only = std::env::var("PARQUETRY_BENCH_QUERY").unwrap_or_default();
-    let runs = env_usize("PARQUETRY_BENCH_RUNS", 2).max(1);
+    let runs = env_or("PARQUETRY_BENCH_RUNS", 2).max(1);
 
     // Generate every body up front so the client costs almost nothing while we measure.
     let now = kept.map_or_else(
@@ -350,7 +305,7 @@ async fn main() {
         );
         metadata("compacted, kept").await;
     } else {
-        let cpu0 = cpu_seconds(pid);
+        let cpu0 = Proc::Pid(pid).cpu_seconds();
         let t0 = Instant::now();
         let push_url = if otlp {
             format!("{base}/otlp/v1/logs")
@@ -387,9 +342,9 @@ async fn main() {
             t.await.expect("task");
         }
         let wall = t0.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid) - cpu0;
+        let cpu = Proc::Pid(pid).cpu_seconds() - cpu0;
         let (stored, files) = dir_size(&dir);
-        let rss = peak_rss_mib(pid);
+        let rss = Proc::Pid(pid).peak_rss_mib();
         let mb = raw_bytes as f64 / 1e6;
 
         println!(
@@ -544,11 +499,11 @@ async fn main() {
         let mut best_cpu = 0.0;
         let mut body = String::new();
         for _ in 0..runs {
-            let cpu0 = cpu_seconds(pid);
+            let cpu0 = Proc::Pid(pid).cpu_seconds();
             let (lat, b) = timed_get(&c, &qurl, &q).await;
             if lat < best {
                 best = lat;
-                best_cpu = cpu_seconds(pid) - cpu0;
+                best_cpu = Proc::Pid(pid).cpu_seconds() - cpu0;
             }
             body = b;
         }

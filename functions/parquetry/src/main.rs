@@ -136,8 +136,12 @@ struct ServeArgs {
     print_config_stderr: bool,
 }
 
+/// mimalloc instead of glibc's malloc: glibc keeps what threads free in per-thread arenas, which
+/// held a compaction pass at several times its heap (docs/benchmarks.md, "Compaction").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
     let cli = Cli::parse_from(loki_flags(std::env::args_os()));
     match cli.command {
         Command::Serve(args) => serve(args),
@@ -166,21 +170,6 @@ fn loki_flags(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ff
         args.insert(1, "serve".into());
     }
     args
-}
-
-/// glibc gives each thread that allocates under contention its own arena, up to 8 per core,
-/// and keeps what they freed: the compactor's merges on blocking threads measured 1.75 GiB
-/// resident for a 161 MB heap, 328 MiB with two arenas (docs/benchmarks.md).
-/// `MALLOC_ARENA_MAX` in the environment still decides.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: called first thing in `main`, before any other thread exists; mallopt only
-        // changes an allocator tunable.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
 }
 
 fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {

@@ -4,20 +4,14 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use parquetry_test_support::{free_port, now_ns};
+
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start(dir: &std::path::Path, port: u16, extra_env: &[(&str, &str)]) -> Proc {
@@ -40,13 +34,6 @@ async fn start(dir: &std::path::Path, port: u16, extra_env: &[(&str, &str)]) -> 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("server did not become ready");
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
 }
 
 async fn count(port: u16) -> usize {

@@ -6,16 +6,7 @@ use std::process::{Command, Output};
 use parquetry_model::Labels;
 use parquetry_store::{LogEntry, Store, StreamEntries};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-/// Early yesterday: a whole day, neither in the future nor expired.
-fn yesterday() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    (now.div_euclid(DAY_NS) - 1) * DAY_NS + 3_600_000_000_000
-}
+use parquetry_test_support::{DAY_NS, early_yesterday as yesterday};
 
 async fn write_pushes(dir: &std::path::Path, pushes: i64) {
     let store = Store::open(dir.to_str().unwrap(), vec!["service_name".into()]).unwrap();

@@ -1,8 +1,8 @@
 //! The `parquetry` binary as a migrating Loki user runs it: Loki's command line and
 //! configuration files, and the simple-scalable roles as three processes over one bucket.
 //!
-//! With `PARQUETRY_TEST_S3_ENDPOINT` set (scripts/test.sh starts SeaweedFS), the processes
-//! share an S3 bucket; otherwise a local directory.
+//! With the `PARQUETRY_TEST_S3_*` variables set (scripts/test.sh starts SeaweedFS), the
+//! processes share an S3 bucket; otherwise a local directory.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -10,14 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_parquetry");
+use parquetry_test_support::s3::S3Env;
+use parquetry_test_support::{free_port, now_ns, unique_prefix};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+const BIN: &str = env!("CARGO_BIN_EXE_parquetry");
 
 /// A running `parquetry` whose stderr is collected, killed on drop.
 struct Proc {
@@ -93,52 +89,27 @@ impl Drop for Proc {
 /// Where the processes keep their data: a fresh S3 prefix when the test server runs, else a
 /// directory. Returns the `storage` YAML and the environment it needs.
 fn storage(dir: &Path) -> (String, Vec<(String, String)>) {
-    match std::env::var("PARQUETRY_TEST_S3_ENDPOINT") {
-        Ok(endpoint) => {
-            let var = |k: &str| std::env::var(k).unwrap_or_default();
-            let prefix = format!(
-                "deploy-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or_default()
-            );
+    match S3Env::optional() {
+        Some(e) => {
             // Parquetry's own keys: a Loki `storage_config.aws` block has no prefix, and each
             // test needs its own (the translation of Loki's block is unit-tested).
             let yaml = format!(
-                "storage:\n  url: s3://{bucket}/{prefix}\n  s3:\n    endpoint: {endpoint}\n    region: {region}\n    access_key_id: {id}\n    secret_access_key: ${{S3_SECRET}}\n",
-                bucket = var("PARQUETRY_TEST_S3_BUCKET"),
-                region = var("PARQUETRY_TEST_S3_REGION"),
-                id = var("PARQUETRY_TEST_S3_ACCESS_KEY_ID"),
+                "storage:\n  url: {url}\n  s3:\n    endpoint: {endpoint}\n    region: {region}\n    access_key_id: {id}\n    secret_access_key: ${{S3_SECRET}}\n",
+                url = e.url(&unique_prefix("deploy")),
+                endpoint = e.endpoint,
+                region = e.region,
+                id = e.access_key_id,
             );
-            let env = vec![(
-                "S3_SECRET".to_string(),
-                var("PARQUETRY_TEST_S3_SECRET_ACCESS_KEY"),
-            )];
-            (yaml, env)
+            (yaml, vec![("S3_SECRET".to_string(), e.secret_access_key)])
         }
-        Err(_) => {
-            assert!(
-                std::env::var("PARQUETRY_TEST_REQUIRE_S3").as_deref() != Ok("1"),
-                "PARQUETRY_TEST_REQUIRE_S3=1 but PARQUETRY_TEST_S3_ENDPOINT is not set"
-            );
-            (
-                format!(
-                    "storage_config:\n  filesystem:\n    directory: {}\n",
-                    dir.join("data").display()
-                ),
-                vec![],
-            )
-        }
+        None => (
+            format!(
+                "storage_config:\n  filesystem:\n    directory: {}\n",
+                dir.join("data").display()
+            ),
+            vec![],
+        ),
     }
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or_default()
 }
 
 async fn push(url: &str, lines: &[&str]) -> reqwest::StatusCode {

@@ -29,6 +29,7 @@ pub struct LambdaHandler {
 }
 
 impl LambdaHandler {
+    /// A handler serving `app`, answering 413 past `max_response_bytes`.
     pub fn new(app: Router, max_response_bytes: usize) -> LambdaHandler {
         LambdaHandler {
             adapter: Adapter::from(app),

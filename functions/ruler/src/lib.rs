@@ -18,12 +18,14 @@ use parquetry_query::QueryEngine;
 use parquetry_ruler::Ruler;
 use serde_json::Value;
 
+/// The ruler function's state, kept across invocations.
 pub struct RulerFunction {
     ruler: Ruler,
     url: String,
 }
 
 impl RulerFunction {
+    /// Opens the store and the ruler `config` describes.
     pub fn new(config: Config) -> anyhow::Result<RulerFunction> {
         let url = config.storage_url();
         let store = parquetry_host::open_store(&config)?;

@@ -11,6 +11,7 @@ use parquetry_model::Labels;
 use parquetry_ruler::state::{self, AlertState, rule_key};
 use parquetry_ruler::{RuleStore, rules::parse_group};
 use parquetry_store::{LogEntry, Store, StreamEntries};
+use parquetry_test_support::now_ns;
 
 const SCHEDULED: &str = include_str!("events/eventbridge-scheduled.json");
 
@@ -18,10 +19,6 @@ fn scheduled_event() -> LambdaEvent<CloudWatchEvent> {
     let event: CloudWatchEvent = serde_json::from_str(SCHEDULED).unwrap();
     assert_eq!(event.detail_type.as_deref(), Some("Scheduled Event"));
     LambdaEvent::new(event, Context::default())
-}
-
-fn now_ns() -> i64 {
-    parquetry_ruler::now_ns()
 }
 
 const GROUP: &str = "name: errors\nrules:\n- alert: ApiErrors\n  expr: sum by (service_name) (count_over_time({service_name=\"api\"} |= \"error\" [5m])) > 2\n  labels:\n    severity: page\n  annotations:\n    summary: '{{ $labels.service_name }} logged {{ $value }} errors'\n- record: api:lines:count5m\n  expr: sum(count_over_time({service_name=\"api\"}[5m]))\n";

@@ -203,9 +203,6 @@ class ParquetryStack extends cdk.Stack {
           PARQUETRY__COMPACTOR__RETENTION_ENABLED:
             Fn.conditionIf(useRetention.logicalId, 'true', 'false').toString(),
           PARQUETRY__LIMITS_CONFIG__RETENTION_PERIOD: `${retentionPeriodDays.valueAsString}d`,
-          // glibc gives every thread its own malloc arena; with the merge threads that grows
-          // the resident set far beyond what the merges hold.
-          MALLOC_ARENA_MAX: '2',
         },
       });
     compactor.addToRolePolicy(new iam.PolicyStatement({

@@ -8,33 +8,28 @@
 //! (PARQUETRY_BENCH_MB: raw line volume, default 1024; PARQUETRY_BENCH_STREAMS, default 1000;
 //! PARQUETRY_BENCH_DATA=<dir>: keep the generated store there and reuse it on the next run).
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use parquetry_ingest::level::apply_detected_level;
 use parquetry_loggen::LogGen;
 use parquetry_logql::{Expr, parse_expr};
-use parquetry_model::Labels;
 use parquetry_query::QueryEngine;
 use parquetry_query::detected::DetectedFieldsQuery;
 use parquetry_store::compact::NoProgress;
-use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
+use parquetry_store::{CompactOptions, Store, StreamEntries};
+use parquetry_test_support::bench::env_or;
+use parquetry_test_support::now_ns;
 
 const SEED: u64 = 42;
 const TENANT: &str = "fake";
 /// Where a reused data directory records the range it was generated for.
 const RANGE_FILE: &str = "bench-range";
 
-fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
 /// Writes the data set into `dir` and returns its query range.
 async fn generate(store: &Store, mb: u64, n_streams: usize) -> (i64, i64) {
-    let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+    let now = now_ns();
     let approx_line = 200u64;
     let per_stream_total = ((mb * 1_000_000 / approx_line) as usize / n_streams).max(5);
     let span = 6 * 3_600 * 1_000_000_000i64;
@@ -46,26 +41,7 @@ async fn generate(store: &Store, mb: u64, n_streams: usize) -> (i64, i64) {
         let streams: Vec<StreamEntries> = generator
             .batch(50)
             .into_iter()
-            .map(|s| {
-                let labels =
-                    Labels::from_pairs(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let entries = s
-                    .entries
-                    .into_iter()
-                    .map(|e| {
-                        raw += e.line.len() as u64;
-                        entries += 1;
-                        let mut structured_metadata = vec![("trace_id".into(), e.trace_id)];
-                        apply_detected_level(&labels, &mut structured_metadata, &e.line);
-                        LogEntry {
-                            ts_ns: e.ts_ns,
-                            line: e.line,
-                            structured_metadata,
-                        }
-                    })
-                    .collect();
-                StreamEntries { labels, entries }
-            })
+            .map(|s| common::stream_entries(s, &mut raw, &mut entries))
             .collect();
         store.write(TENANT, streams).await.expect("write");
     }

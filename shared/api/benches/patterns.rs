@@ -11,32 +11,27 @@
 //! PARQUETRY_BENCH_LINES=<n>: time only this sample size instead of the endpoint's and two
 //! smaller ones).
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use parquetry_api::patterns::{SAMPLE_LINES, mine};
-use parquetry_ingest::level::apply_detected_level;
 use parquetry_loggen::LogGen;
-use parquetry_model::{Labels, MatchOp, Matcher};
+use parquetry_model::{MatchOp, Matcher};
 use parquetry_patterns::PatternSeries;
 use parquetry_query::QueryEngine;
 use parquetry_store::compact::NoProgress;
-use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
+use parquetry_store::{CompactOptions, Store, StreamEntries};
+use parquetry_test_support::bench::env_or;
+use parquetry_test_support::{DAY_NS, now_ns};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
 /// Streams of the measured service.
 const STREAMS: usize = 1000;
 const PER_STREAM_PER_PUSH: usize = 50;
 /// Where a reused data directory records the day it was generated for.
 const RANGE_FILE: &str = "bench-day";
-
-fn env_or<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -59,7 +54,7 @@ async fn main() {
             d
         }
         None => {
-            let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+            let now = now_ns();
             let d = (now.div_euclid(DAY_NS) - 2) * DAY_NS;
             generate(&store, mb, &service, d).await;
             std::fs::write(&range_file, d.to_string()).expect("range file");
@@ -89,27 +84,7 @@ async fn generate(store: &Store, mb: u64, service: &str, day_start: i64) {
                     .iter()
                     .any(|(k, v)| k == "service_name" && *v == service)
             })
-            .map(|s| {
-                let labels =
-                    Labels::from_pairs(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                let entries = s
-                    .entries
-                    .into_iter()
-                    .map(|e| {
-                        raw += e.line.len() as u64;
-                        entries += 1;
-                        // What the push path attaches to every entry.
-                        let mut structured_metadata = vec![("trace_id".into(), e.trace_id)];
-                        apply_detected_level(&labels, &mut structured_metadata, &e.line);
-                        LogEntry {
-                            ts_ns: e.ts_ns,
-                            line: e.line,
-                            structured_metadata,
-                        }
-                    })
-                    .collect();
-                StreamEntries { labels, entries }
-            })
+            .map(|s| common::stream_entries(s, &mut raw, &mut entries))
             .filter(|s| !s.entries.is_empty())
             .collect();
         store.write("fake", streams).await.expect("write");

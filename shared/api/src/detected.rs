@@ -12,7 +12,7 @@ use parquetry_query::detected::{DetectedField, DetectedFieldsQuery};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, within_query_timeout};
 use crate::json;
-use crate::params::{Params, default_step, now_ns, parse_step, time_range};
+use crate::params::{Params, now_ns, step_param, time_range};
 use crate::request::QueryRequest;
 
 /// Parameters shared by `detected_fields` and `detected_field/<name>/values`.
@@ -62,22 +62,8 @@ fn fields_params(p: &Params) -> ApiResult<FieldsParams> {
         int_param(p, "field_limit", 1000)?
     };
     let limit = positive_u32(raw_limit, "limit")?;
-    let step_ns = match p.get("step") {
-        Some(s) => parse_step(s).map_err(ApiError::BadRequest)?,
-        None => default_step(start, end),
-    };
-    // Loki keeps the step in whole milliseconds before checking it.
-    if step_ns / 1_000_000 <= 0 {
-        return Err(ApiError::BadRequest(
-            "zero or negative query resolution step widths are not accepted. Try a positive integer"
-                .into(),
-        ));
-    }
-    if (end - start) / step_ns > 11_000 {
-        return Err(ApiError::BadRequest(
-            "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter".into(),
-        ));
-    }
+    // Checked only, as Loki does, which keeps the step in whole milliseconds first.
+    step_param(p, start, end, true)?;
     Ok(FieldsParams {
         start,
         end,
@@ -264,7 +250,7 @@ pub async fn drilldown_limits(
     let limits = serde_json::json!({
         "discover_log_levels": l.discover_log_levels,
         "discover_service_name": l.discover_service_name,
-        "log_level_fields": LOG_LEVEL_FIELDS,
+        "log_level_fields": log_level_fields(),
         "max_entries_limit_per_query": l.max_entries_limit_per_query,
         "max_line_size_truncate": l.max_line_size_truncate,
         "max_query_bytes_read": "0B",
@@ -290,23 +276,16 @@ pub async fn drilldown_limits(
 }
 
 /// Fields the ingester reads a line's level from (`detected_level` discovery), as Loki lists
-/// them.
-const LOG_LEVEL_FIELDS: [&str; 14] = [
-    "level",
-    "LEVEL",
-    "Level",
-    "log.level",
-    "severity",
-    "SEVERITY",
-    "Severity",
-    "SeverityText",
-    "lvl",
-    "LVL",
-    "Lvl",
-    "severity_text",
-    "Severity_Text",
-    "SEVERITY_TEXT",
-];
+/// them: the ones the push path reads, in its order, then three spellings of OTLP's severity
+/// text that Loki lists too and the push path does not read.
+fn log_level_fields() -> Vec<&'static str> {
+    let otlp = ["severity_text", "Severity_Text", "SEVERITY_TEXT"];
+    parquetry_ingest::level::LEVEL_FIELDS
+        .iter()
+        .copied()
+        .chain(otlp)
+        .collect()
+}
 
 /// A duration as Prometheus' `model.Duration` prints it: years and weeks only when exact
 /// (`30d1h`, not `4w2d1h`).

@@ -13,24 +13,31 @@ use parquetry_model::TenantError;
 use parquetry_query::QueryError;
 use parquetry_store::layout::FORMAT_PREFIX;
 
+/// Every error a handler can return; [`ApiError::status`] maps it to Loki's status code.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A bad parameter or query: 400 with the message as is.
     #[error("{0}")]
     BadRequest(String),
+    /// A missing (401) or invalid (400) tenant id.
     #[error(transparent)]
     Tenant(#[from] TenantError),
+    /// A push that cannot be decoded or is refused as a whole, with its own status.
     #[error(transparent)]
     Ingest(#[from] IngestError),
     /// Some entries or streams were dropped: 400 after the valid ones were stored.
     #[error("{0}")]
     PartialIngest(String),
+    /// A query that failed: 400 for the caller's mistakes, else 500.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// The storage layer failed: 500.
     #[error("{0}")]
     Storage(#[from] parquetry_store::StoreError),
+    /// A bug or an environment failure: 500.
     #[error("{0}")]
     Internal(String),
+    /// 404 with the message.
     #[error("{0}")]
     NotFound(String),
     /// Not allowed for this tenant (e.g. `deletion_mode: disabled`): 403.
@@ -53,6 +60,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status Loki answers this error with.
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) | ApiError::PartialIngest(_) => StatusCode::BAD_REQUEST,
@@ -181,11 +189,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A handler's result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// An error answered the OTLP/HTTP way: the same status as [`ApiError`] (but 503 for 500, so
 /// that exporters retry, as Loki does), and a `google.rpc.Status` body in the request's format.
-pub struct OtlpError(pub ApiError, pub parquetry_ingest::otlp::OtlpFormat);
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct OtlpError(
+    #[source] pub ApiError,
+    pub parquetry_ingest::otlp::OtlpFormat,
+);
 
 impl IntoResponse for OtlpError {
     fn into_response(self) -> Response {

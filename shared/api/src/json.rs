@@ -135,29 +135,34 @@ pub fn push_stats(out: &mut String, s: &QueryStats) {
 fn cost_json(s: &QueryStats) -> String {
     let c = &s.cost;
     format!(
-        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
+        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"leaves":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
         c.objects_opened,
         c.row_groups_opened,
         c.get_requests,
         c.bytes_fetched,
         c.partitions,
+        c.leaves,
         format_float(c.lambda_gb_seconds),
         format_float(c.estimated_cost_usd),
     )
 }
 
+/// NaN and the infinities as Prometheus spells them; `None` for a finite value.
+pub(crate) fn non_finite(v: f64) -> Option<&'static str> {
+    if v.is_nan() {
+        Some("NaN")
+    } else if v.is_infinite() {
+        Some(if v > 0.0 { "+Inf" } else { "-Inf" })
+    } else {
+        None
+    }
+}
+
 /// Go's `FormatFloat(v, 'f', -1, 64)`: shortest round-trip, never an exponent; NaN and
 /// infinities spelled as Prometheus does.
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = non_finite(v) {
+        return s.into();
     }
     // Rust's Display for f64 is shortest round-trip and never uses an exponent.
     format!("{v}")
@@ -180,6 +185,7 @@ pub fn push_scalar_point(out: &mut String, t_ns: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// Appends a `[seconds, "value"]` sample pair with an already formatted value.
 pub fn push_point_str(out: &mut String, t_ns: i64, v: &str) {
     let ms = t_ns.div_euclid(1_000_000);
     out.push('[');

@@ -43,9 +43,13 @@ pub use serve::serve;
 /// Shared by every request.
 #[derive(Clone)]
 pub struct AppState {
+    /// The configuration the process started with.
     pub config: Arc<Config>,
+    /// The log store.
     pub store: Arc<Store>,
+    /// The query engine over the store.
     pub engine: QueryEngine,
+    /// The process's Prometheus metrics.
     pub metrics: Arc<metrics::Metrics>,
     /// Set once the server is shutting down, so `/ready` turns 503 first.
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
@@ -54,6 +58,7 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state of a server over `store`.
     pub fn new(config: Config, store: Arc<Store>) -> AppState {
         let engine = QueryEngine::configured(store.clone(), &config.query_range);
         AppState {

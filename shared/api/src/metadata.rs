@@ -33,6 +33,7 @@ fn names_response(values: &[String]) -> Response {
     json::response(out)
 }
 
+/// `GET /loki/api/v1/labels`.
 pub async fn labels(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     let (start, end) = time_range(&req.params, now_ns())?;
     let m = optional_selector(&req.params)?;
@@ -43,6 +44,7 @@ pub async fn labels(State(state): State<AppState>, req: QueryRequest) -> ApiResu
     Ok(names_response(&names))
 }
 
+/// `GET /loki/api/v1/label/<name>/values`.
 pub async fn label_values(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -57,6 +59,7 @@ pub async fn label_values(
     Ok(names_response(&values))
 }
 
+/// `GET /loki/api/v1/series`.
 pub async fn series(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     let (start, end) = time_range(&req.params, now_ns())?;
     let mut raw: Vec<&str> = req
@@ -98,6 +101,7 @@ pub async fn series(State(state): State<AppState>, req: QueryRequest) -> ApiResu
     Ok(json::response(out))
 }
 
+/// `GET /loki/api/v1/index/stats`.
 pub async fn index_stats(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     let r = range_params(&req.params, now_ns())?;
     let q = req
@@ -203,10 +207,12 @@ async fn volume_common(state: &AppState, req: &QueryRequest, range: bool) -> Api
     Ok(json::response(out))
 }
 
+/// `GET /loki/api/v1/index/volume`.
 pub async fn volume(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     volume_common(&state, &req, false).await
 }
 
+/// `GET /loki/api/v1/index/volume_range`.
 pub async fn volume_range(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     volume_common(&state, &req, true).await
 }

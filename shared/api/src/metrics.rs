@@ -13,23 +13,32 @@ use prometheus_client::registry::Registry;
 
 use crate::AppState;
 
+/// Labels of the request counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteLabels {
+    /// The matched route.
     pub route: String,
+    /// The HTTP method.
     pub method: String,
+    /// The response status.
     pub status_code: String,
 }
 
+/// Labels of the request duration histogram.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RouteOnly {
+    /// The matched route.
     pub route: String,
 }
 
+/// Labels of the invalid UTF-8 counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FieldKind {
+    /// What held the invalid bytes (line, label, metadata).
     pub kind: &'static str,
 }
 
+/// The process's own Prometheus metrics, served on `/metrics`.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RouteLabels, Counter>,
@@ -48,6 +57,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every metric at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("parquetry");
         let requests = Family::<RouteLabels, Counter>::default();
@@ -123,12 +133,14 @@ impl Metrics {
         self.sanitized_metadata.inc_by(sanitized as u64);
     }
 
+    /// Counts a stored push: entries, line bytes received and bytes written.
     pub fn record_ingest(&self, entries: u64, line_bytes: u64, stored: u64) {
         self.ingested_entries.inc_by(entries);
         self.ingested_bytes.inc_by(line_bytes);
         self.stored_bytes.inc_by(stored);
     }
 
+    /// The metrics in Prometheus's text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {

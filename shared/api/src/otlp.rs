@@ -18,6 +18,7 @@ use crate::params::now_ns;
 use crate::push::{header_str, read_body};
 use crate::request::tenant;
 
+/// `POST /otlp/v1/logs`.
 pub async fn logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     // Errors are answered in the request's format when it has a known one.
     let content_type = header_str(&headers, header::CONTENT_TYPE);

@@ -50,6 +50,7 @@ impl Params {
             .filter(|s| !s.is_empty())
     }
 
+    /// Every value of `key`, in order.
     pub fn all(&self, key: &str) -> &[String] {
         self.values.get(key).map(Vec::as_slice).unwrap_or(&[])
     }
@@ -58,7 +59,7 @@ impl Params {
 /// Parses a Loki timestamp parameter: float seconds (rounded to ms) when it has a `.`,
 /// integer seconds when at most 10 characters, integer nanoseconds when longer, else
 /// RFC3339(Nano).
-pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+pub fn parse_timestamp(s: &str) -> Result<i64, ParamError> {
     if s.contains('.')
         && let Ok(f) = s.parse::<f64>()
     {
@@ -76,27 +77,44 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
         // Loki reports the integer parse's error when RFC3339 fails too.
         .map_err(|_| {
             let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
-            let why = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                "value out of range"
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                ParamError::IntRange(s.to_string())
             } else {
-                "invalid syntax"
-            };
-            format!("strconv.ParseInt: parsing {s:?}: {why}")
+                ParamError::IntSyntax(s.to_string())
+            }
         })
         .and_then(|d| {
             d.timestamp_nanos_opt()
-                .ok_or_else(|| format!("timestamp {s:?} is out of range"))
+                .ok_or_else(|| ParamError::TimestampRange(s.to_string()))
         })
 }
 
 /// `step`/`interval`: float seconds first, then a Prometheus duration. Nanoseconds.
-pub fn parse_step(s: &str) -> Result<i64, String> {
+pub fn parse_step(s: &str) -> Result<i64, ParamError> {
     if let Ok(f) = s.parse::<f64>() {
         return Ok((f * 1e9).round() as i64);
     }
     parse_prometheus(s)
         .map(|d| d.as_nanos() as i64)
-        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
+        .map_err(|_| ParamError::Duration(s.to_string()))
+}
+
+/// Why a time or step parameter does not parse, in Loki's words (Go's `strconv` texts for
+/// timestamps). Each variant holds the parameter's value; callers prefix the parameter name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamError {
+    /// Digits only, but beyond 64 bits.
+    #[error("strconv.ParseInt: parsing {0:?}: value out of range")]
+    IntRange(String),
+    /// Neither a number nor an RFC3339 time.
+    #[error("strconv.ParseInt: parsing {0:?}: invalid syntax")]
+    IntSyntax(String),
+    /// An RFC3339 time outside the nanosecond range of an `i64`.
+    #[error("timestamp {0:?} is out of range")]
+    TimestampRange(String),
+    /// Neither float seconds nor a Prometheus duration.
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
 }
 
 fn ts_param(p: &Params, key: &str) -> ApiResult<Option<i64>> {
@@ -109,9 +127,7 @@ fn ts_param(p: &Params, key: &str) -> ApiResult<Option<i64>> {
         .transpose()
 }
 
-pub fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
+pub use parquetry_model::now_ns;
 
 /// `start`/`end` with Loki's defaults: `end` = now, `start` = min(end, now) − `since` (1h).
 pub fn time_range(p: &Params, now: i64) -> ApiResult<(i64, i64)> {
@@ -137,36 +153,56 @@ pub fn time_range(p: &Params, now: i64) -> ApiResult<(i64, i64)> {
 /// The range-query parameters every range endpoint validates, including the step rules.
 #[derive(Debug, Clone)]
 pub struct RangeParams {
+    /// Range start (ns).
     pub start: i64,
+    /// Range end (ns).
     pub end: i64,
+    /// Evaluation step (ns).
     pub step_ns: i64,
+    /// `interval`: thinning of log query results (ns).
     pub interval_ns: Option<i64>,
+    /// Most entries of a log query.
     pub limit: u32,
+    /// Order of a log query's entries.
     pub direction: Direction,
 }
 
-pub fn range_params(p: &Params, now: i64) -> ApiResult<RangeParams> {
-    let (start, end) = time_range(p, now)?;
-    let limit = limit(p)?;
-    let direction = direction(p)?;
+/// `step` (or the default for the range), in nanoseconds, checked as Loki checks it: positive,
+/// and at most 11,000 points over `[start, end]`. With `whole_ms` the positivity check sees the
+/// step truncated to whole milliseconds, as Loki's detected-fields endpoint keeps it.
+pub(crate) fn step_param(p: &Params, start: i64, end: i64, whole_ms: bool) -> ApiResult<i64> {
     let step_ns = match p.get("step") {
-        Some(s) => parse_step(s).map_err(ApiError::BadRequest)?,
+        Some(s) => parse_step(s).map_err(|e| ApiError::BadRequest(e.to_string()))?,
         None => default_step(start, end),
     };
-    if step_ns <= 0 {
+    let checked = if whole_ms {
+        step_ns / 1_000_000
+    } else {
+        step_ns
+    };
+    if checked <= 0 {
         return Err(ApiError::BadRequest(
             "zero or negative query resolution step widths are not accepted. Try a positive integer"
                 .into(),
         ));
     }
-    if (end - start) / step_ns > 11_000 {
+    if end.saturating_sub(start) / step_ns > 11_000 {
         return Err(ApiError::BadRequest(
             "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter".into(),
         ));
     }
+    Ok(step_ns)
+}
+
+/// Reads and validates the range parameters as Loki does.
+pub fn range_params(p: &Params, now: i64) -> ApiResult<RangeParams> {
+    let (start, end) = time_range(p, now)?;
+    let limit = limit(p)?;
+    let direction = direction(p)?;
+    let step_ns = step_param(p, start, end, false)?;
     let interval_ns = match p.get("interval") {
         Some(s) => {
-            let v = parse_step(s).map_err(ApiError::BadRequest)?;
+            let v = parse_step(s).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             if v < 0 {
                 return Err(ApiError::BadRequest("interval must be >= 0".into()));
             }
@@ -190,6 +226,7 @@ pub fn default_step(start: i64, end: i64) -> i64 {
     secs.max(1) * 1_000_000_000
 }
 
+/// `limit`, with Loki's default and checks.
 pub fn limit(p: &Params) -> ApiResult<u32> {
     let Some(s) = p.get("limit") else {
         return Ok(100);
@@ -208,6 +245,7 @@ pub fn limit(p: &Params) -> ApiResult<u32> {
     })
 }
 
+/// `direction` (`backward` by default).
 pub fn direction(p: &Params) -> ApiResult<Direction> {
     match p.get("direction").map(str::to_ascii_lowercase).as_deref() {
         None | Some("backward") => Ok(Direction::Backward),

@@ -20,7 +20,7 @@ use parquetry_query::patterns::{LineSample, SampledLine};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, within_query_timeout};
 use crate::json;
-use crate::params::{Params, default_step, now_ns, parse_step, time_range};
+use crate::params::{Params, now_ns, step_param, time_range};
 use crate::request::QueryRequest;
 
 /// Lines mined per request at most: above this the lines are sampled and counts scaled. Sized
@@ -42,24 +42,10 @@ fn matchers(p: &Params) -> ApiResult<Vec<Matcher>> {
 
 /// `step` as Loki's `ParsePatternsQuery` validates it. Nanoseconds.
 fn step(p: &Params, start: i64, end: i64) -> ApiResult<i64> {
-    let step = match p.get("step") {
-        Some(s) => parse_step(s).map_err(ApiError::BadRequest)?,
-        None => default_step(start, end),
-    };
-    if step <= 0 {
-        return Err(ApiError::BadRequest(
-            "zero or negative query resolution step widths are not accepted. Try a positive integer"
-                .into(),
-        ));
-    }
-    if end.saturating_sub(start) / step > 11_000 {
-        return Err(ApiError::BadRequest(
-            "exceeded maximum resolution of 11,000 points per time series. Try increasing the value of the step parameter".into(),
-        ));
-    }
-    Ok(step)
+    step_param(p, start, end, false)
 }
 
+/// `GET /loki/api/v1/patterns`.
 pub async fn patterns(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     // Loki's order: bounds, step, then the query.
     let range = match time_range(&req.params, now_ns()) {

@@ -14,6 +14,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::params::now_ns;
 use crate::request::tenant;
 
+/// `POST /loki/api/v1/push`.
 pub async fn push_v1(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -22,6 +23,7 @@ pub async fn push_v1(
     push(state, headers, body, true).await
 }
 
+/// `POST /api/prom/push`.
 pub async fn push_legacy(
     State(state): State<AppState>,
     headers: HeaderMap,

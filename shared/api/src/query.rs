@@ -31,6 +31,7 @@ fn parse_query(p: &Params) -> ApiResult<Expr> {
     parse_expr(q).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
+/// `GET|POST /loki/api/v1/query_range`.
 pub async fn query_range(State(state): State<AppState>, req: QueryRequest) -> ApiResult<Response> {
     let r = range_params(&req.params, now_ns())?;
     let expr = in_stage(Stage::Plan, || parse_query(&req.params))?;
@@ -105,6 +106,7 @@ fn align(start: i64, end: i64, step: i64) -> (i64, i64) {
     (start, end)
 }
 
+/// `GET|POST /loki/api/v1/query`.
 pub async fn query_instant(
     State(state): State<AppState>,
     req: QueryRequest,

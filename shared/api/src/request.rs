@@ -8,7 +8,9 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::params::Params;
 
+/// The tenant header.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
+/// Loki's response encoding flags header (`categorize-labels`).
 pub const FLAGS_HEADER: &str = "x-loki-response-encoding-flags";
 
 /// Form bodies are parameters, not data: a LogQL query is at most 128 KiB.
@@ -16,8 +18,11 @@ const MAX_FORM_BODY: usize = 1 << 20;
 
 /// A parsed query request.
 pub struct QueryRequest {
+    /// URL and form parameters.
     pub params: Params,
+    /// The resolved tenant.
     pub tenant: String,
+    /// The request headers.
     pub headers: HeaderMap,
 }
 

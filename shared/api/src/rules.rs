@@ -31,6 +31,19 @@ fn check_name(name: &str, what: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// The tenant of a request naming one rule group, once both names are checked.
+fn group_tenant(
+    state: &AppState,
+    headers: &HeaderMap,
+    namespace: &str,
+    group: &str,
+) -> ApiResult<String> {
+    let tenant = tenant(state, headers)?;
+    check_name(namespace, "namespace")?;
+    check_name(group, "groupname")?;
+    Ok(tenant)
+}
+
 fn yaml_response<T: serde::Serialize>(v: &T) -> ApiResult<Response> {
     let text = serde_yaml::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut resp = (StatusCode::OK, text).into_response();
@@ -104,9 +117,7 @@ pub async fn get_group(
     Path((namespace, group)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let tenant = tenant(&state, &headers)?;
-    check_name(&namespace, "namespace")?;
-    check_name(&group, "groupname")?;
+    let tenant = group_tenant(&state, &headers, &namespace, &group)?;
     match rule_store(&state)
         .get_group(&tenant, &namespace, &group)
         .await
@@ -173,9 +184,7 @@ pub async fn delete_group(
     Path((namespace, group)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let tenant = tenant(&state, &headers)?;
-    check_name(&namespace, "namespace")?;
-    check_name(&group, "groupname")?;
+    let tenant = group_tenant(&state, &headers, &namespace, &group)?;
     match rule_store(&state)
         .delete_group(&tenant, &namespace, &group)
         .await
@@ -190,15 +199,8 @@ pub async fn delete_group(
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e+00`, `2.5e-01`.
 fn go_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
+    if let Some(s) = crate::json::non_finite(v) {
+        return s.into();
     }
     let s = format!("{v:e}");
     let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));

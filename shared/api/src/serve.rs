@@ -61,9 +61,13 @@ const ACCEPT_WARNING_INTERVAL: Duration = Duration::from_secs(5);
 /// The connection timeouts in effect; `None` is no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
+    /// Time allowed for a request's headers.
     pub header: Option<Duration>,
+    /// Time allowed for a whole request, body included.
     pub read: Option<Duration>,
+    /// Time allowed for writing a response.
     pub write: Option<Duration>,
+    /// How long a kept-alive connection may wait for its next request.
     pub idle: Option<Duration>,
 }
 

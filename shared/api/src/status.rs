@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 use crate::json;
 
+/// `GET /ready`.
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.shutting_down.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
@@ -19,6 +20,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 /// A Loki-like version so clients that gate features on it treat us as current Loki.
 pub const LOKI_COMPAT_VERSION: &str = "3.5.0";
 
+/// `GET /loki/api/v1/status/buildinfo`.
 pub async fn buildinfo() -> Response {
     let mut out = String::from("{\"version\":");
     json::push_str(&mut out, LOKI_COMPAT_VERSION);
@@ -36,6 +38,7 @@ pub async fn buildinfo() -> Response {
     json::response(out)
 }
 
+/// `GET /metrics`.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut resp = state.metrics.encode().into_response();
     resp.headers_mut().insert(

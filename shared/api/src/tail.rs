@@ -292,6 +292,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     }
 }
 
+/// `GET /loki/api/v1/tail` (WebSocket).
 pub async fn tail_v1(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -301,6 +302,7 @@ pub async fn tail_v1(
     start_tail(state, headers, uri, upgrade, false)
 }
 
+/// `GET /api/prom/tail` (WebSocket).
 pub async fn tail_legacy(
     State(state): State<AppState>,
     headers: HeaderMap,

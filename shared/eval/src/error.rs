@@ -17,7 +17,12 @@ pub enum EvalError {
          To skip all potential errors you can match empty errors.(e.g __error__=\"\")\n\
          The label filter can also be specified after unwrap. (e.g | unwrap latency | __error__=\"\" )\n"
     )]
-    PipelineError { err_type: String, labels: Labels },
+    PipelineError {
+        /// The `__error__` value.
+        err_type: String,
+        /// The series carrying it.
+        labels: Labels,
+    },
 
     /// More distinct series than `max_query_series` (Loki's `NewSeriesLimitError`, current
     /// wording).
@@ -26,7 +31,10 @@ pub enum EvalError {
          cardinality by adding more specific stream selectors, reducing the time range, or \
          aggregating results with functions like sum(), count() or topk()"
     )]
-    TooManySeries { limit: usize },
+    TooManySeries {
+        /// `max_query_series`.
+        limit: usize,
+    },
 
     /// `(end - start) / step > 11000`.
     #[error(
@@ -44,7 +52,10 @@ pub enum EvalError {
     #[error(
         "found duplicate series on the {side} hand-side;many-to-many matching not allowed: matching labels must be unique on one side"
     )]
-    DuplicateSeries { side: &'static str },
+    DuplicateSeries {
+        /// `left` or `right`.
+        side: &'static str,
+    },
 
     /// One-to-one matching found several left series for one right series.
     #[error(
@@ -59,7 +70,12 @@ pub enum EvalError {
     /// The engine handed over a different number of input vectors than the query has range
     /// aggregations. A bug in the caller, but still reported rather than panicking.
     #[error("expected sample inputs for {expected} range aggregations, got {got}")]
-    InputMismatch { expected: usize, got: usize },
+    InputMismatch {
+        /// Range aggregations in the query.
+        expected: usize,
+        /// Input vectors handed over.
+        got: usize,
+    },
 
     /// A tree the parser should have rejected (for example a literal operand of `and`).
     #[error("unsupported expression: {0}")]

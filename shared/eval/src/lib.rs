@@ -98,15 +98,18 @@ pub struct EvalParams {
 /// One element of an instant vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// The series' labels.
     pub labels: Labels,
     /// Evaluation time, ns.
     pub t: i64,
+    /// The value.
     pub v: f64,
 }
 
 /// One series of a range query result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
+    /// The series' labels.
     pub labels: Labels,
     /// `(evaluation time ns, value)`, ascending; steps without a value are absent.
     pub points: Vec<(i64, f64)>,
@@ -116,7 +119,12 @@ pub struct Series {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// An instant query over a bare literal.
-    Scalar { t: i64, v: f64 },
+    Scalar {
+        /// Evaluation time, ns.
+        t: i64,
+        /// The value.
+        v: f64,
+    },
     /// An instant query: sorted by labels, or in value order when the outermost operation is
     /// `sort`, `sort_desc`, `topk` or `bottomk`.
     Vector(Vec<Sample>),

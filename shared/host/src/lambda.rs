@@ -41,6 +41,7 @@ impl Role {
 /// Settings of the Lambda host itself (not of the Loki API, which stay in the configuration).
 #[derive(Debug, Clone)]
 pub struct HostSettings {
+    /// Which routes the function serves.
     pub role: Role,
     /// Accepted shared secrets; empty means the URL is protected by API Gateway (IAM) or not at all.
     pub auth_tokens: Vec<String>,

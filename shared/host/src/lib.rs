@@ -42,29 +42,44 @@ pub use maintenance::{FailOn, Lease, Leased, Maintenance, PassReport};
 /// What can go wrong while a process starts or runs its maintenance pass.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The configuration does not load.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A Lambda function without a storage URL.
     #[error("no storage configured: set PARQUETRY__STORAGE__URL (for example s3://bucket/prefix)")]
     NoStorage,
     /// An environment variable of the host (not a `PARQUETRY__` configuration key) is invalid.
     #[error("{key}: {message}")]
-    Setting { key: String, message: String },
+    Setting {
+        /// The variable.
+        key: String,
+        /// Why it is invalid.
+        message: String,
+    },
+    /// `server.log_level` is not a log filter.
     #[error("server.log_level: {0}")]
     LogFilter(String),
+    /// The `tracing` subscriber could not be installed.
     #[error("initialising logging: {0}")]
     Logging(String),
+    /// The store cannot be opened.
     #[error("opening storage {url}")]
     OpenStore {
+        /// The storage URL (redacted if it could hold credentials).
         url: String,
+        /// Why.
         #[source]
         source: StoreError,
     },
+    /// The Lambda runtime failed.
     #[error("lambda runtime: {0}")]
     Runtime(String),
     /// One step of a maintenance pass failed (`step` is `compaction`, `delete` or `retention`).
     #[error("{step} pass failed")]
     Pass {
+        /// The step that failed.
         step: &'static str,
+        /// Why.
         #[source]
         source: StoreError,
     },

@@ -35,6 +35,7 @@ const INVOCATION_LEASE: Duration = Duration::from_secs(15 * 60);
 pub struct Lease {
     /// Who the lease names; unique per process (or per invocation).
     pub owner: String,
+    /// How long the lease lasts unless renewed.
     pub ttl: Duration,
     /// Hand the lease back when the pass ends (an invocation); otherwise keep it and renew it
     /// at the next pass (a timer).
@@ -86,10 +87,12 @@ pub enum FailOn {
 #[derive(Debug)]
 pub enum Leased {
     // Boxed: the report is a few hundred bytes, the skip a name.
+    /// The pass ran: what each step did.
     Ran(Box<PassReport>),
     /// Another process holds the lease: passes are safe to race, but this one would only
     /// repeat its work.
     Skipped {
+        /// The lease's holder.
         holder: String,
     },
 }
@@ -97,10 +100,13 @@ pub enum Leased {
 /// What each step of one pass did.
 #[derive(Debug)]
 pub struct PassReport {
+    /// The compaction step.
     pub compaction: Result<CompactSummary, StoreError>,
+    /// The delete step (requests and `retention_stream`).
     pub deletes: Result<DeletePassSummary, StoreError>,
     /// `None` when retention is not part of this pass.
     pub retention: Option<Result<RetentionSummary, StoreError>>,
+    /// How long the pass took.
     pub elapsed: Duration,
 }
 
@@ -253,10 +259,12 @@ impl Maintenance {
         self
     }
 
+    /// The configuration the pass runs with.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
     }
 
+    /// The store it maintains.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

@@ -10,40 +10,12 @@ use parquetry_store::compact::{CompactSummary, NoProgress};
 use parquetry_store::faulty::FaultyStore;
 use parquetry_store::{LogEntry, Store, StoreError, StreamEntries};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-/// A temporary directory, or with `PARQUETRY_TEST_BACKEND=s3` a fresh prefix in the test
-/// bucket (`PARQUETRY_TEST_S3_*`, as the end-to-end suite reads them).
-fn storage(dir: &std::path::Path) -> Vec<(String, String)> {
-    if std::env::var("PARQUETRY_TEST_BACKEND").as_deref() != Ok("s3") {
-        return vec![(
-            "PARQUETRY__STORAGE__URL".to_string(),
-            format!("file://{}", dir.display()),
-        )];
-    }
-    let var = |k: &str| {
-        std::env::var(format!("PARQUETRY_TEST_S3_{k}"))
-            .unwrap_or_else(|_| panic!("PARQUETRY_TEST_BACKEND=s3 needs PARQUETRY_TEST_S3_{k}"))
-    };
-    // The temporary directory's name is unique: it makes the prefix unique too.
-    let prefix = format!(
-        "host-{}",
-        dir.file_name().and_then(|n| n.to_str()).unwrap_or("x")
-    );
-    [
-        ("URL", format!("s3://{}/{prefix}", var("BUCKET"))),
-        ("S3__ENDPOINT", var("ENDPOINT")),
-        ("S3__REGION", var("REGION")),
-        ("S3__ACCESS_KEY_ID", var("ACCESS_KEY_ID")),
-        ("S3__SECRET_ACCESS_KEY", var("SECRET_ACCESS_KEY")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (format!("PARQUETRY__STORAGE__{k}"), v))
-    .collect()
-}
+use parquetry_test_support::s3::storage_env_for_run;
+use parquetry_test_support::{DAY_NS, early_yesterday as yesterday};
 
 fn config(dir: &std::path::Path, retention: bool) -> Config {
-    let mut env = storage(dir);
+    // A temporary directory, or with `PARQUETRY_TEST_BACKEND=s3` a prefix of the test bucket.
+    let mut env = storage_env_for_run(dir, "host");
     env.extend([
         // The objects written just now count as old enough to compact.
         (
@@ -66,15 +38,6 @@ fn config(dir: &std::path::Path, retention: bool) -> Config {
         ));
     }
     parquetry_host::load_lambda_config(env).unwrap()
-}
-
-/// Early yesterday: a whole day, neither in the future nor expired.
-fn yesterday() -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    (now.div_euclid(DAY_NS) - 1) * DAY_NS + 3_600_000_000_000
 }
 
 fn push(seq: i64, base: i64) -> Vec<StreamEntries> {

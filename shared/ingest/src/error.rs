@@ -12,20 +12,35 @@ pub enum IngestError {
     UnsupportedEncoding(String),
     /// Body larger than `max_recv_msg_size` before decompression.
     #[error("request body too large: message size too large than max ({size} vs {max})")]
-    BodyTooLarge { size: u64, max: u64 },
+    BodyTooLarge {
+        /// The body's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Body larger than `max_decompressed_size` after decompression. `size` is how far
     /// decompression got before stopping, so it is at most `max + 1` for streamed formats, or
     /// the size raw snappy declares. Text and 400 as in Loki up to 3.7 (`pkg/util/http.go`);
     /// Loki's main branch (PR #23864, not yet released) answers 413 and prefixes the text with
     /// `request body too large: `.
     #[error("decompressed message size too large than max ({size} vs {max})")]
-    DecompressedTooLarge { size: u64, max: u64 },
+    DecompressedTooLarge {
+        /// How far decompression got.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// The body could not be decoded; the text says what was wrong.
     #[error("{0}")]
     Decode(String),
     /// A stream's label text is larger than [`crate::labels::MAX_LABELS_TEXT_SIZE`].
     #[error("stream labels too large: {size} bytes, limit: {max} bytes")]
-    LabelsTooLarge { size: u64, max: u64 },
+    LabelsTooLarge {
+        /// The label text's size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
     /// A stream's label text is not Prometheus series text.
     #[error("couldn't parse labels: {0}")]
     Labels(#[from] LabelParseError),

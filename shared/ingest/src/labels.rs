@@ -30,6 +30,7 @@ pub struct LabelParseError {
     pub line: usize,
     /// 1-based byte column within that line.
     pub col: usize,
+    /// What is wrong there.
     pub msg: String,
 }
 

@@ -9,12 +9,13 @@
 //!
 //! This runs on every accepted entry, so the line inspection avoids building JSON values or
 //! copying the line: one pass for JSON (borrowing strings), one for logfmt, one for keywords.
+//! JSON and logfmt are read by the scanners `| json` and `| logfmt` use (`parquetry_json`,
+//! `parquetry_logfmt`), so the level found here is the value those parsers extract.
 
 use std::borrow::Cow;
-use std::fmt;
 
+use parquetry_json::{JErr, Kind, Val};
 use parquetry_model::Labels;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// The structured-metadata name the level is stored under.
 pub const DETECTED_LEVEL: &str = "detected_level";
@@ -214,162 +215,56 @@ fn logfmt_level(line: &str) -> Option<Cow<'_, str>> {
 
 /// The string value of the best level field of a JSON object: any top-level field beats a
 /// nested one, then [`LEVEL_FIELDS`] order decides. `log.level` also matches `{"log":{"level"}}`.
+/// Read with the scanner `| json` uses, so the field is the one `| json` extracts; fields before
+/// a malformed part count, as they do for `| json`. The value is compared as written (see
+/// [`consider`]).
 fn json_level(line: &str) -> Option<Cow<'_, str>> {
     let mut best: Best<'_> = None;
-    let mut de = serde_json::Deserializer::from_str(line);
-    Deserializer::deserialize_map(
-        &mut de,
-        ObjectScan {
-            best: &mut best,
-            depth: 1,
-            parent_is_log: false,
-        },
-    )
-    .ok()?;
+    // An error only ends the scan: what was found before it stands.
+    let _ = parquetry_json::object_each::<JErr>(line.as_bytes(), |key, value| {
+        consider(&mut best, &key, value, 1, false);
+        Ok(())
+    });
     best.map(|(_, v)| v)
 }
 
 /// The best candidate so far: its rank (lower wins) and value.
-type Best<'de> = Option<(usize, Cow<'de, str>)>;
+type Best<'a> = Option<(usize, Cow<'a, str>)>;
 
-/// Scans one object's keys for level fields, descending one level into object values.
-struct ObjectScan<'b, 'de> {
-    best: &'b mut Best<'de>,
+/// Ranks one object member as a level field, descending one level into object values.
+fn consider<'a>(
+    best: &mut Best<'a>,
+    key: &[u8],
+    value: Val<'a>,
     depth: usize,
     parent_is_log: bool,
-}
-
-impl<'de> Visitor<'de> for ObjectScan<'_, 'de> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-            let rank = field_rank(&key).or_else(|| {
-                (self.parent_is_log && key == "level").then(|| field_rank("log.level"))?
+) {
+    let Ok(key) = std::str::from_utf8(key) else {
+        return;
+    };
+    let rank = field_rank(key)
+        .or_else(|| (parent_is_log && key == "level").then(|| field_rank("log.level"))?);
+    match rank {
+        Some(r) => {
+            // Depth 2 ranks after every depth 1 field.
+            let r = r + (depth - 1) * LEVEL_FIELDS.len();
+            // The value as written, escapes and all: Loki matches levels on the raw bytes
+            // (`"\u0065rror"` is no level there), though keys are unescaped.
+            if value.kind == Kind::String
+                && best.as_ref().is_none_or(|(b, _)| r < *b)
+                && let Ok(v) = std::str::from_utf8(value.raw)
+            {
+                *best = Some((r, Cow::Borrowed(v)));
+            }
+        }
+        None if depth == 1 && value.kind == Kind::Object => {
+            let parent_is_log = key == "log";
+            let _ = parquetry_json::object_each::<JErr>(value.raw, |k, v| {
+                consider(best, &k, v, 2, parent_is_log);
+                Ok(())
             });
-            match rank {
-                Some(r) => {
-                    // Depth 2 ranks after every depth 1 field.
-                    let r = r + (self.depth - 1) * LEVEL_FIELDS.len();
-                    if let Some(v) = map.next_value_seed(StrValue)?
-                        && self.best.as_ref().is_none_or(|(b, _)| r < *b)
-                    {
-                        *self.best = Some((r, v));
-                    }
-                }
-                None if self.depth == 1 => map.next_value_seed(NestedScan {
-                    best: &mut *self.best,
-                    parent_is_log: key == "log",
-                })?,
-                None => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
         }
-        Ok(())
-    }
-}
-
-/// An object key, borrowed from the line when it holds no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> de::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// A value that is a string (captured) or anything else (skipped).
-struct StrValue;
-
-impl<'de> DeserializeSeed<'de> for StrValue {
-    type Value = Option<Cow<'de, str>>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(AnyValue::<true> { nested: None })
-            .map(|v| v.flatten())
-    }
-}
-
-/// A value at depth 1 that is scanned if it is an object and skipped otherwise.
-struct NestedScan<'b, 'de> {
-    best: &'b mut Best<'de>,
-    parent_is_log: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for NestedScan<'_, 'de> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(AnyValue::<false> {
-            nested: Some(ObjectScan {
-                best: self.best,
-                depth: 2,
-                parent_is_log: self.parent_is_log,
-            }),
-        })
-        .map(|_| ())
-    }
-}
-
-/// Accepts any JSON value. With `CAPTURE` it returns strings; with `nested` set it scans an
-/// object value; everything else is consumed and dropped.
-struct AnyValue<'b, 'de, const CAPTURE: bool> {
-    nested: Option<ObjectScan<'b, 'de>>,
-}
-
-impl<'de, const CAPTURE: bool> Visitor<'de> for AnyValue<'_, 'de, CAPTURE> {
-    type Value = Option<Option<Cow<'de, str>>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(CAPTURE.then_some(Cow::Borrowed(v))))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(CAPTURE.then(|| Cow::Owned(v.to_string()))))
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        match self.nested {
-            Some(scan) => scan.visit_map(map)?,
-            None => while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {},
-        }
-        Ok(None)
+        None => {}
     }
 }
 
@@ -432,8 +327,15 @@ mod tests {
         assert_eq!(line(r#"{"a":{"lvl":"trc"},"msg":"x"}"#), "trace");
         // Top level beats nested regardless of field order.
         assert_eq!(line(r#"{"a":{"level":"debug"},"lvl":"info"}"#), "info");
-        // Escaped key and value.
-        assert_eq!(line(r#"{"le\u0076el":"\u0065rror"}"#), "error");
+        // Recorded from a reference Loki: an escaped key is unescaped, an escaped value is
+        // not (and the keyword scan finds no level in it).
+        assert_eq!(line(r#"{"le\u0076el":"error"}"#), "error");
+        assert_eq!(line(r#"{"le\u0076el":"\u0065rror"}"#), "unknown");
+        assert_eq!(line(r#"{"level":"\u0044EBUG","msg":"x"}"#), "unknown");
+        // Also recorded from Loki: a validating parser would stop before these levels.
+        assert_eq!(line(r#"{"msg":"bad \q escape","level":"WRN"}"#), "warn");
+        assert_eq!(line(r#"{"took":1e,"level":"trc"}"#), "trace");
+        assert_eq!(line(r#"{"severity":"critical",}"#), "critical");
         // Number levels are not levels: fall back to keywords.
         assert_eq!(line(r#"{"level":30,"msg":"fatal crash"}"#), "fatal");
         // Unrecognised value: keywords over the whole line.

@@ -59,7 +59,9 @@ const EVENT_NAME: &str = "event_name";
 /// How an OTLP body (and its responses) are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpFormat {
+    /// `application/x-protobuf`.
     Protobuf,
+    /// `application/json`.
     Json,
 }
 
@@ -636,7 +638,50 @@ pub fn error_response(format: OtlpFormat, message: &str) -> Vec<u8> {
 mod json {
     use super::*;
 
-    type R<T> = Result<T, String>;
+    type R<T> = Result<T, FieldError>;
+
+    /// Why a JSON body does not map onto the protobuf types: the first field found wrong.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    #[error("{field}: {problem}")]
+    pub(super) struct FieldError {
+        /// The field's lowerCamelCase name.
+        field: String,
+        problem: Problem,
+    }
+
+    /// What is wrong with a field.
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    enum Problem {
+        #[error("expected an array")]
+        ExpectedArray,
+        #[error("expected an object")]
+        ExpectedObject,
+        #[error("expected a string")]
+        ExpectedString,
+        #[error("expected a number")]
+        ExpectedNumber,
+        #[error("expected a number or name")]
+        ExpectedNumberOrName,
+        #[error("expected a boolean")]
+        ExpectedBoolean,
+        #[error("invalid number")]
+        InvalidNumber,
+        #[error("out of range")]
+        OutOfRange,
+        #[error("invalid hex")]
+        InvalidHex,
+        #[error("unknown value {0:?}")]
+        UnknownValue(String),
+        #[error("{0}")]
+        Base64(base64::DecodeError),
+    }
+
+    fn bad(field: &str, problem: Problem) -> FieldError {
+        FieldError {
+            field: field.to_string(),
+            problem,
+        }
+    }
 
     fn field<'a>(o: &'a Json, camel: &str, snake: &str) -> Option<&'a Json> {
         o.get(camel)
@@ -648,7 +693,7 @@ mod json {
         match field(o, camel, snake) {
             None => Ok(&[]),
             Some(Json::Array(a)) => Ok(a),
-            Some(_) => Err(format!("{camel}: expected an array")),
+            Some(_) => Err(bad(camel, Problem::ExpectedArray)),
         }
     }
 
@@ -656,7 +701,7 @@ mod json {
         if v.is_object() {
             Ok(v)
         } else {
-            Err(format!("{what}: expected an object"))
+            Err(bad(what, Problem::ExpectedObject))
         }
     }
 
@@ -664,42 +709,42 @@ mod json {
         match field(o, camel, snake) {
             None => Ok(String::new()),
             Some(Json::String(s)) => Ok(s.clone()),
-            Some(_) => Err(format!("{camel}: expected a string")),
+            Some(_) => Err(bad(camel, Problem::ExpectedString)),
         }
     }
 
     fn u64_field(o: &Json, camel: &str, snake: &str) -> R<u64> {
         match field(o, camel, snake) {
             None => Ok(0),
-            Some(Json::Number(n)) => n.as_u64().ok_or_else(|| format!("{camel}: invalid number")),
-            Some(Json::String(s)) => s.parse().map_err(|_| format!("{camel}: invalid number")),
-            Some(_) => Err(format!("{camel}: expected a number")),
+            Some(Json::Number(n)) => n.as_u64().ok_or_else(|| bad(camel, Problem::InvalidNumber)),
+            Some(Json::String(s)) => s.parse().map_err(|_| bad(camel, Problem::InvalidNumber)),
+            Some(_) => Err(bad(camel, Problem::ExpectedNumber)),
         }
     }
 
     fn i64_value(v: &Json, what: &str) -> R<i64> {
         match v {
-            Json::Number(n) => n.as_i64().ok_or_else(|| format!("{what}: invalid number")),
-            Json::String(s) => s.parse().map_err(|_| format!("{what}: invalid number")),
-            _ => Err(format!("{what}: expected a number")),
+            Json::Number(n) => n.as_i64().ok_or_else(|| bad(what, Problem::InvalidNumber)),
+            Json::String(s) => s.parse().map_err(|_| bad(what, Problem::InvalidNumber)),
+            _ => Err(bad(what, Problem::ExpectedNumber)),
         }
     }
 
     fn u32_field(o: &Json, camel: &str, snake: &str) -> R<u32> {
-        u32::try_from(u64_field(o, camel, snake)?).map_err(|_| format!("{camel}: out of range"))
+        u32::try_from(u64_field(o, camel, snake)?).map_err(|_| bad(camel, Problem::OutOfRange))
     }
 
     fn hex_id(o: &Json, camel: &str, snake: &str) -> R<Vec<u8>> {
         let s = string(o, camel, snake)?;
         if s.len() % 2 != 0 {
-            return Err(format!("{camel}: invalid hex"));
+            return Err(bad(camel, Problem::InvalidHex));
         }
         (0..s.len())
             .step_by(2)
             .map(|i| {
                 s.get(i..i + 2)
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| format!("{camel}: invalid hex"))
+                    .ok_or_else(|| bad(camel, Problem::InvalidHex))
             })
             .collect()
     }
@@ -710,12 +755,12 @@ mod json {
             Some(Json::Number(n)) => n
                 .as_i64()
                 .and_then(|n| i32::try_from(n).ok())
-                .ok_or_else(|| "severityNumber: invalid number".to_string()),
+                .ok_or_else(|| bad("severityNumber", Problem::InvalidNumber)),
             Some(Json::String(s)) => proto::logs::v1::SeverityNumber::from_str_name(s)
                 .map(|n| n as i32)
                 .or_else(|| s.parse().ok())
-                .ok_or_else(|| format!("severityNumber: unknown value {s:?}")),
-            Some(_) => Err("severityNumber: expected a number or name".into()),
+                .ok_or_else(|| bad("severityNumber", Problem::UnknownValue(s.clone()))),
+            Some(_) => Err(bad("severityNumber", Problem::ExpectedNumberOrName)),
         }
     }
 
@@ -830,31 +875,40 @@ mod json {
         let v = object(v, "value")?;
         let value = if let Some(s) = field(v, "stringValue", "string_value") {
             Some(Value::StringValue(
-                s.as_str().ok_or("stringValue: expected a string")?.into(),
+                s.as_str()
+                    .ok_or_else(|| bad("stringValue", Problem::ExpectedString))?
+                    .into(),
             ))
         } else if let Some(b) = field(v, "boolValue", "bool_value") {
             Some(Value::BoolValue(
-                b.as_bool().ok_or("boolValue: expected a boolean")?,
+                b.as_bool()
+                    .ok_or_else(|| bad("boolValue", Problem::ExpectedBoolean))?,
             ))
         } else if let Some(i) = field(v, "intValue", "int_value") {
             Some(Value::IntValue(i64_value(i, "intValue")?))
         } else if let Some(d) = field(v, "doubleValue", "double_value") {
             Some(Value::DoubleValue(match d {
-                Json::Number(n) => n.as_f64().ok_or("doubleValue: invalid number")?,
+                Json::Number(n) => n
+                    .as_f64()
+                    .ok_or_else(|| bad("doubleValue", Problem::InvalidNumber))?,
                 Json::String(s) => match s.as_str() {
                     "NaN" => f64::NAN,
                     "Infinity" => f64::INFINITY,
                     "-Infinity" => f64::NEG_INFINITY,
-                    s => s.parse().map_err(|_| "doubleValue: invalid number")?,
+                    s => s
+                        .parse()
+                        .map_err(|_| bad("doubleValue", Problem::InvalidNumber))?,
                 },
-                _ => return Err("doubleValue: expected a number".into()),
+                _ => return Err(bad("doubleValue", Problem::ExpectedNumber)),
             }))
         } else if let Some(b) = field(v, "bytesValue", "bytes_value") {
-            let s = b.as_str().ok_or("bytesValue: expected a string")?;
+            let s = b
+                .as_str()
+                .ok_or_else(|| bad("bytesValue", Problem::ExpectedString))?;
             Some(Value::BytesValue(
                 base64::engine::general_purpose::STANDARD
                     .decode(s)
-                    .map_err(|e| format!("bytesValue: {e}"))?,
+                    .map_err(|e| bad("bytesValue", Problem::Base64(e)))?,
             ))
         } else if let Some(a) = field(v, "arrayValue", "array_value") {
             let values = array(object(a, "arrayValue")?, "values", "values")?

@@ -11,6 +11,7 @@
 /// `logproto.PushRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct PushRequest {
+    /// The pushed streams.
     #[prost(message, repeated, tag = "1")]
     pub streams: Vec<StreamAdapter>,
     /// Set inside Loki; ignored on input.
@@ -24,6 +25,7 @@ pub struct StreamAdapter {
     /// Prometheus series text, `{a="b", c="d"}`.
     #[prost(string, tag = "1")]
     pub labels: String,
+    /// The stream's entries.
     #[prost(message, repeated, tag = "2")]
     pub entries: Vec<EntryAdapter>,
     /// Computed inside Loki; ignored on input.
@@ -34,10 +36,13 @@ pub struct StreamAdapter {
 /// `logproto.EntryAdapter`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct EntryAdapter {
+    /// The entry time.
     #[prost(message, optional, tag = "1")]
     pub timestamp: Option<Timestamp>,
+    /// The log line.
     #[prost(string, tag = "2")]
     pub line: String,
+    /// The entry's structured metadata.
     #[prost(message, repeated, tag = "3")]
     pub structured_metadata: Vec<LabelPairAdapter>,
     /// Query-side field that lambda-promtail fills; ignored on input.
@@ -48,8 +53,10 @@ pub struct EntryAdapter {
 /// `logproto.LabelPairAdapter`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LabelPairAdapter {
+    /// The name.
     #[prost(string, tag = "1")]
     pub name: String,
+    /// The value.
     #[prost(string, tag = "2")]
     pub value: String,
 }
@@ -57,8 +64,10 @@ pub struct LabelPairAdapter {
 /// `google.protobuf.Timestamp`.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
 pub struct Timestamp {
+    /// Seconds since the Unix epoch.
     #[prost(int64, tag = "1")]
     pub seconds: i64,
+    /// Nanoseconds within the second.
     #[prost(int32, tag = "2")]
     pub nanos: i32,
 }

@@ -7,6 +7,7 @@
 /// One push request after body decoding, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushRequest {
+    /// The streams, in request order.
     pub streams: Vec<PushStream>,
     /// Text fields that arrived as invalid UTF-8 and were repaired (protobuf only: JSON
     /// parsing refuses invalid UTF-8).
@@ -39,6 +40,7 @@ impl InvalidUtf8 {
 pub struct PushStream {
     /// Prometheus series text, not yet parsed.
     pub labels: String,
+    /// Its entries, in request order.
     pub entries: Vec<Entry>,
 }
 
@@ -48,6 +50,7 @@ pub struct Entry {
     /// Unix nanoseconds. Protobuf timestamps outside the `i64` nanosecond range (before 1677 or
     /// after 2262) are clamped to its ends; validation then rejects them as too old or too new.
     pub ts_ns: i64,
+    /// The log line.
     pub line: String,
     /// Structured metadata pairs in the order sent.
     pub structured_metadata: Vec<(String, String)>,

@@ -28,7 +28,9 @@ pub const PATTERN_LABEL: &str = "__pattern__";
 /// One stream ready to store: parsed labels (with `service_name`) and its accepted entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidStream {
+    /// The stream's labels, `service_name` and others filled in.
     pub labels: Labels,
+    /// Its accepted entries.
     pub entries: Vec<Entry>,
 }
 

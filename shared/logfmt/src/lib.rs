@@ -24,8 +24,15 @@ use std::borrow::Cow;
 
 /// One decoded pair (a bare `key` or `key=` has no value), or why the pair at `pos` is malformed.
 pub enum Item<'a> {
+    /// A key and its value, unescaped (`None` for a bare key).
     Pair(&'a str, Option<Cow<'a, str>>),
-    Malformed { pos: usize, msg: &'static str },
+    /// A pair that does not parse.
+    Malformed {
+        /// Byte offset of the problem.
+        pos: usize,
+        /// What is wrong.
+        msg: &'static str,
+    },
 }
 
 /// The pairs of one line, in order.
@@ -35,6 +42,7 @@ pub struct Decoder<'a> {
 }
 
 impl<'a> Decoder<'a> {
+    /// A decoder over line `s`.
     pub fn new(s: &'a str) -> Self {
         Decoder { s, pos: 0 }
     }

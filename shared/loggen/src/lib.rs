@@ -11,9 +11,11 @@
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
+    /// The next pseudo-random number.
     pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
@@ -22,9 +24,11 @@ impl Rng {
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+    /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
         self.next_u64() % n.max(1)
     }
+    /// One of `items`.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len() as u64) as usize]
     }
@@ -33,23 +37,31 @@ impl Rng {
 /// How a service writes its lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {
+    /// nginx access log lines.
     Nginx,
+    /// JSON objects.
     Json,
+    /// logfmt pairs.
     Logfmt,
 }
 
 /// One generated entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GenEntry {
+    /// Entry time (Unix ns).
     pub ts_ns: i64,
+    /// The line.
     pub line: String,
+    /// A trace id, for structured metadata.
     pub trace_id: String,
 }
 
 /// One generated stream: its labels and entries in time order.
 #[derive(Debug, Clone)]
 pub struct GenStream {
+    /// The stream's labels.
     pub labels: Vec<(String, String)>,
+    /// Its entries, oldest first.
     pub entries: Vec<GenEntry>,
 }
 
@@ -110,6 +122,7 @@ pub struct LogGen {
 }
 
 impl LogGen {
+    /// `streams` streams from `start_ns`, one entry per `step_ns`, seeded with `seed`.
     pub fn new(seed: u64, streams: usize, start_ns: i64, step_ns: i64) -> Self {
         let mut rng = Rng::new(seed);
         let streams = (0..streams.max(1))

@@ -16,7 +16,9 @@ use parquetry_model::duration::Nanos;
 /// A whole query: either a log query or a metric (sample) query.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
+    /// A log query: a selector and its pipeline.
     Log(LogExpr),
+    /// A metric query.
     Sample(SampleExpr),
 }
 
@@ -26,6 +28,7 @@ pub struct LogExpr {
     /// Stream matchers, in query order. Validation guarantees (for [`crate::parse_expr`]) that
     /// at least one of them does not match the empty string.
     pub selector: Vec<Matcher>,
+    /// The stages after the selector, in order.
     pub pipeline: Vec<Stage>,
 }
 
@@ -63,6 +66,7 @@ pub enum Stage {
 /// operators the filter keeps a line only if **none** of the alternatives match (De Morgan).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineFilter {
+    /// How the line is tested.
     pub op: LineFilterOp,
     /// At least one value. Values after the first came from `or`.
     pub values: Vec<LineFilterValue>,
@@ -71,19 +75,24 @@ pub struct LineFilter {
 /// The six line filter operators: `|=` `!=` `|~` `!~` `|>` `!>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LineFilterOp {
+    /// `|=`: the line contains the value.
     Contains,
+    /// `!=`: the line does not contain the value.
     NotContains,
     /// Unanchored RE2-style regex; validated at parse time, compile with
     /// [`crate::regexes::line_filter_regex`].
     Regex,
+    /// `!~`: the regex matches nowhere in the line.
     NotRegex,
     /// Pattern with `<_>` wildcards; validated at parse time (no named captures allowed in
     /// filters). Parse with [`crate::pattern::parse_pattern`].
     Pattern,
+    /// `!>`: the pattern does not match the line.
     NotPattern,
 }
 
 impl LineFilterOp {
+    /// The operator as LogQL spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             LineFilterOp::Contains => "|=",
@@ -146,12 +155,23 @@ pub struct LogfmtParser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelFormat {
     /// `dst=src`: copy `src` to `dst` and remove `src`.
-    Rename { dst: String, src: String },
+    Rename {
+        /// The new name.
+        dst: String,
+        /// The label renamed.
+        src: String,
+    },
     /// `dst="{{ template }}"`: set `dst` to the rendered Go template.
-    Template { dst: String, template: String },
+    Template {
+        /// The label set.
+        dst: String,
+        /// The Go template, as written.
+        template: String,
+    },
 }
 
 impl LabelFormat {
+    /// The label the operation sets.
     pub fn dst(&self) -> &str {
         match self {
             LabelFormat::Rename { dst, .. } | LabelFormat::Template { dst, .. } => dst,
@@ -162,11 +182,14 @@ impl LabelFormat {
 /// A `drop`/`keep` operand: a bare label name or a matcher on the label's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LabelRef {
+    /// A bare label name.
     Name(String),
+    /// A matcher (`name="v"`, `name=~"re"`…) on the label's value.
     Matcher(Matcher),
 }
 
 impl LabelRef {
+    /// The label name referred to.
     pub fn name(&self) -> &str {
         match self {
             LabelRef::Name(n) => n,
@@ -179,15 +202,22 @@ impl LabelRef {
 /// `=` and `==` both parse to [`CmpOp::Eq`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CmpOp {
+    /// `==` (or `=`).
     Eq,
+    /// `!=`.
     Neq,
+    /// `>`.
     Gt,
+    /// `>=`.
     Gte,
+    /// `<`.
     Lt,
+    /// `<=`.
     Lte,
 }
 
 impl CmpOp {
+    /// The operator as LogQL spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             CmpOp::Eq => "==",
@@ -221,29 +251,43 @@ pub enum LabelFilter {
     Matcher(Matcher),
     /// `name > 5`: the label value must parse as a float, else `__error__="LabelFilterErr"`.
     Number {
+        /// The label tested.
         name: String,
+        /// The comparison.
         op: CmpOp,
+        /// The number compared with.
         value: f64,
     },
     /// `name > 250ms`: the label value is parsed as a Go duration. Nanoseconds.
     Duration {
+        /// The label tested.
         name: String,
+        /// The comparison.
         op: CmpOp,
+        /// The duration compared with.
         value: Nanos,
     },
     /// `name >= 20MB`: the label value is parsed as a byte size. Bytes.
     Bytes {
+        /// The label tested.
         name: String,
+        /// The comparison.
         op: CmpOp,
+        /// The byte size compared with.
         value: u64,
     },
     /// `name = ip("…")` (`negated: false`) or `name != ip("…")` (`negated: true`).
     Ip {
+        /// The label tested.
         name: String,
+        /// `!=` rather than `=`.
         negated: bool,
+        /// The address, CIDR or range, as written.
         pattern: String,
     },
+    /// Both filters must pass (both always run).
     And(Box<LabelFilter>, Box<LabelFilter>),
+    /// Either filter passes.
     Or(Box<LabelFilter>, Box<LabelFilter>),
 }
 
@@ -267,9 +311,11 @@ pub enum SampleExpr {
 /// `op([param,] logRange) [grouping]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RangeAggregation {
+    /// The range function.
     pub op: RangeOp,
     /// φ of `quantile_over_time`; `None` for every other function (validated).
     pub param: Option<f64>,
+    /// The log query and range it aggregates.
     pub range: LogRange,
     /// Only for the functions where [`RangeOp::allows_grouping`] holds (validated).
     pub grouping: Option<Grouping>,
@@ -279,7 +325,9 @@ pub struct RangeAggregation {
 /// `offset`. The window at evaluation time `t` is `(t - range - offset, t - offset]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogRange {
+    /// The log query the samples come from.
     pub log: LogExpr,
+    /// `| unwrap label`, for functions over label values.
     pub unwrap: Option<Unwrap>,
     /// The `[range]`, a Prometheus duration, in nanoseconds (multiple of 1ms, may be 0).
     pub range: Nanos,
@@ -290,7 +338,9 @@ pub struct LogRange {
 /// `| unwrap [conv(]label[)] {| labelFilter}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unwrap {
+    /// The label whose value becomes the sample.
     pub label: String,
+    /// `duration(…)`, `duration_seconds(…)` or `bytes(…)`; `None` reads a float.
     pub conversion: Option<UnwrapConversion>,
     /// Label filters written after the unwrap; they run after the conversion.
     pub post_filters: Vec<LabelFilter>,
@@ -308,6 +358,7 @@ pub enum UnwrapConversion {
 }
 
 impl UnwrapConversion {
+    /// The conversion's LogQL name.
     pub fn as_str(self) -> &'static str {
         match self {
             UnwrapConversion::Bytes => "bytes",
@@ -320,32 +371,51 @@ impl UnwrapConversion {
 /// Range aggregation functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RangeOp {
+    /// `count_over_time`.
     CountOverTime,
+    /// `rate`.
     Rate,
+    /// `rate_counter`.
     RateCounter,
+    /// `bytes_over_time`.
     BytesOverTime,
+    /// `bytes_rate`.
     BytesRate,
+    /// `avg_over_time`.
     AvgOverTime,
+    /// `sum_over_time`.
     SumOverTime,
+    /// `min_over_time`.
     MinOverTime,
+    /// `max_over_time`.
     MaxOverTime,
+    /// `stdvar_over_time`.
     StdvarOverTime,
+    /// `stddev_over_time`.
     StddevOverTime,
+    /// `quantile_over_time`.
     QuantileOverTime,
+    /// `first_over_time`.
     FirstOverTime,
+    /// `last_over_time`.
     LastOverTime,
+    /// `absent_over_time`.
     AbsentOverTime,
 }
 
 /// Whether a range function needs `| unwrap`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnwrapRule {
+    /// The function counts lines or bytes: an `unwrap` is an error.
     Forbidden,
+    /// `rate` counts lines, or sums unwrapped values when given one.
     Optional,
+    /// The function reads values: an `unwrap` is required.
     Required,
 }
 
 impl RangeOp {
+    /// Every range function.
     pub const ALL: [RangeOp; 15] = [
         RangeOp::CountOverTime,
         RangeOp::Rate,
@@ -364,6 +434,7 @@ impl RangeOp {
         RangeOp::AbsentOverTime,
     ];
 
+    /// The function's LogQL name.
     pub fn as_str(self) -> &'static str {
         match self {
             RangeOp::CountOverTime => "count_over_time",
@@ -389,6 +460,7 @@ impl RangeOp {
         RangeOp::ALL.into_iter().find(|op| op.as_str() == name)
     }
 
+    /// Whether the function takes an `unwrap`.
     pub fn unwrap_rule(self) -> UnwrapRule {
         match self {
             RangeOp::CountOverTime | RangeOp::BytesOverTime | RangeOp::BytesRate => {
@@ -419,38 +491,56 @@ impl RangeOp {
 /// `by (…)` or `without (…)`. An empty list is allowed and distinct from no grouping.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grouping {
+    /// `without` rather than `by`.
     pub without: bool,
+    /// The labels listed.
     pub labels: Vec<String>,
 }
 
 /// `op [grouping] ([param,] expr) [grouping]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorAggregation {
+    /// The aggregation.
     pub op: VectorOp,
     /// `k` of `topk`, `bottomk` and `approx_topk` (required, > 0); `None` otherwise.
     pub param: Option<usize>,
+    /// `by (…)` / `without (…)`, if given.
     pub grouping: Option<Grouping>,
+    /// The aggregated expression.
     pub expr: Box<SampleExpr>,
 }
 
 /// Vector aggregation functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VectorOp {
+    /// `sum`.
     Sum,
+    /// `avg`.
     Avg,
+    /// `min`.
     Min,
+    /// `max`.
     Max,
+    /// `count`.
     Count,
+    /// `stddev`.
     Stddev,
+    /// `stdvar`.
     Stdvar,
+    /// `topk`.
     Topk,
+    /// `bottomk`.
     Bottomk,
+    /// `sort`.
     Sort,
+    /// `sort_desc`.
     SortDesc,
+    /// `approx_topk`.
     ApproxTopk,
 }
 
 impl VectorOp {
+    /// Every vector aggregation.
     pub const ALL: [VectorOp; 12] = [
         VectorOp::Sum,
         VectorOp::Avg,
@@ -466,6 +556,7 @@ impl VectorOp {
         VectorOp::ApproxTopk,
     ];
 
+    /// The aggregation's LogQL name.
     pub fn as_str(self) -> &'static str {
         match self {
             VectorOp::Sum => "sum",
@@ -500,24 +591,40 @@ impl VectorOp {
 /// Binary operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BinOp {
+    /// `or`.
     Or,
+    /// `and`.
     And,
+    /// `unless`.
     Unless,
+    /// `==`.
     Eq,
+    /// `!=`.
     Neq,
+    /// `>`.
     Gt,
+    /// `>=`.
     Gte,
+    /// `<`.
     Lt,
+    /// `<=`.
     Lte,
+    /// `+`.
     Add,
+    /// `-`.
     Sub,
+    /// `*`.
     Mul,
+    /// `/`.
     Div,
+    /// `%`.
     Mod,
+    /// `^`.
     Pow,
 }
 
 impl BinOp {
+    /// The operator as LogQL spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             BinOp::Or => "or",
@@ -555,6 +662,7 @@ impl BinOp {
         self == BinOp::Pow
     }
 
+    /// `==`, `!=`, `>`, `>=`, `<` or `<=`.
     pub fn is_comparison(self) -> bool {
         matches!(
             self,
@@ -605,12 +713,15 @@ impl BinOp {
 /// `lhs op [bool] [on|ignoring (…) [group_left|group_right (…)]] rhs`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BinOpExpr {
+    /// The operator.
     pub op: BinOp,
     /// `bool`: comparisons return 0/1 instead of filtering. Only on comparison operators.
     pub return_bool: bool,
     /// `on`/`ignoring` and group modifiers; `None` when absent (one-to-one on all labels).
     pub matching: Option<VectorMatching>,
+    /// The left operand.
     pub lhs: Box<SampleExpr>,
+    /// The right operand.
     pub rhs: Box<SampleExpr>,
 }
 
@@ -619,7 +730,9 @@ pub struct BinOpExpr {
 pub struct VectorMatching {
     /// `true` for `on`, `false` for `ignoring`.
     pub on: bool,
+    /// The labels listed in `on`/`ignoring`.
     pub labels: Vec<String>,
+    /// `group_left`/`group_right`, if given.
     pub group: Option<GroupModifier>,
 }
 
@@ -627,7 +740,9 @@ pub struct VectorMatching {
 /// to copy from the "one" side.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GroupModifier {
+    /// `group_left (…)`: many on the left to one on the right.
     Left(Vec<String>),
+    /// `group_right (…)`: one on the left to many on the right.
     Right(Vec<String>),
 }
 
@@ -635,10 +750,15 @@ pub enum GroupModifier {
 /// (compile with [`crate::regexes::anchored_regex`]) and validated at parse time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelReplace {
+    /// The expression whose series are relabelled.
     pub expr: Box<SampleExpr>,
+    /// The label written.
     pub dst: String,
+    /// The value written, with `$1`-style references to the regex's groups.
     pub replacement: String,
+    /// The label matched.
     pub src: String,
+    /// The regex matched against `src`'s value.
     pub regex: String,
 }
 

@@ -40,10 +40,12 @@ impl ParseError {
         &self.msg
     }
 
+    /// The line reported (0 for tokens Loki reads rune by rune).
     pub fn line(&self) -> usize {
         self.line
     }
 
+    /// The column reported.
     pub fn col(&self) -> usize {
         self.col
     }

@@ -1,36 +1,36 @@
 //! `ip("…")` operands of line and label filters: a single address, a CIDR prefix or an
 //! inclusive `a-b` range, IPv4 or IPv6.
 
-use std::fmt;
 use std::net::IpAddr;
 
 /// A parsed `ip("…")` operand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpPattern {
+    /// One address.
     Single(IpAddr),
     /// Host bits are ignored, as Go's `netip.Prefix.Masked` does.
     Cidr {
+        /// The network address.
         addr: IpAddr,
+        /// The prefix length.
         prefix: u8,
     },
     /// Inclusive; both ends have the same family and `start <= end`.
     Range {
+        /// The first address.
         start: IpAddr,
+        /// The last address.
         end: IpAddr,
     },
 }
 
-/// The pattern text was not an address, CIDR or range.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The pattern text (held as given) was not an address, CIDR or range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ip: invalid pattern: {0:?}")]
 pub struct IpPatternError(pub String);
 
-impl fmt::Display for IpPatternError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ip: invalid pattern: {:?}", self.0)
-    }
-}
-
 impl IpPattern {
+    /// Parses an address, CIDR or `a-b` range as Loki does.
     pub fn parse(s: &str) -> Result<IpPattern, IpPatternError> {
         let err = || IpPatternError(s.to_string());
         let t = s.trim();

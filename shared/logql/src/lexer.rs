@@ -432,7 +432,7 @@ impl Lexer {
         if c == '"' || c == '`' {
             return match self.string(c) {
                 Ok(s) => at(Tok::Str(s)),
-                Err(msg) => err(msg, line),
+                Err(e) => err(e.to_string(), line),
             };
         }
         if c.is_ascii_digit() || (c == '.' && self.peek_at(1).is_some_and(|d| d.is_ascii_digit())) {
@@ -596,13 +596,13 @@ impl Lexer {
     }
 
     /// Reads a `"…"` or `` `…` `` string starting at the opening quote.
-    fn string(&mut self, quote: char) -> Result<String, String> {
+    fn string(&mut self, quote: char) -> Result<String, StringError> {
         self.bump();
         if quote == '`' {
             let mut s = String::new();
             loop {
                 match self.bump() {
-                    None => return Err("literal not terminated".into()),
+                    None => return Err(StringError::Unterminated),
                     Some('`') => return Ok(s),
                     // Go's strconv.Unquote drops carriage returns from raw strings.
                     Some('\r') => {}
@@ -615,7 +615,7 @@ impl Lexer {
         let mut buf: Vec<u8> = Vec::new();
         loop {
             let c = match self.peek() {
-                None | Some('\n') => return Err("literal not terminated".into()),
+                None | Some('\n') => return Err(StringError::Unterminated),
                 Some(c) => c,
             };
             self.bump();
@@ -628,12 +628,12 @@ impl Lexer {
                 }
             }
         }
-        String::from_utf8(buf).map_err(|_| "invalid UTF-8 rune".to_string())
+        String::from_utf8(buf).map_err(|_| StringError::InvalidUtf8)
     }
 
     /// Decodes one Go escape sequence (the backslash is already consumed).
-    fn escape(&mut self, buf: &mut Vec<u8>) -> Result<(), String> {
-        let bad = || "invalid char escape".to_string();
+    fn escape(&mut self, buf: &mut Vec<u8>) -> Result<(), StringError> {
+        let bad = || StringError::BadEscape;
         let c = self.peek().ok_or_else(bad)?;
         let simple = match c {
             'a' => Some(0x07),
@@ -674,17 +674,32 @@ impl Lexer {
         match c {
             // Octal and \x escapes are single bytes; octal above 0o377 is invalid in Go.
             '0'..='7' | 'x' => {
-                let b = u8::try_from(v).map_err(|_| "invalid syntax".to_string())?;
+                let b = u8::try_from(v).map_err(|_| StringError::Syntax)?;
                 buf.push(b);
             }
             _ => {
-                let ch = char::from_u32(v).ok_or_else(|| "invalid syntax".to_string())?;
+                let ch = char::from_u32(v).ok_or(StringError::Syntax)?;
                 let mut tmp = [0u8; 4];
                 buf.extend_from_slice(ch.encode_utf8(&mut tmp).as_bytes());
             }
         }
         Ok(())
     }
+}
+
+/// Why a quoted string literal cannot be read; the texts are Go's `strconv.Unquote` ones, as
+/// Loki reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum StringError {
+    #[error("literal not terminated")]
+    Unterminated,
+    #[error("invalid UTF-8 rune")]
+    InvalidUtf8,
+    #[error("invalid char escape")]
+    BadEscape,
+    /// An escape whose value is out of range (octal above 0o377, a non-scalar code point).
+    #[error("invalid syntax")]
+    Syntax,
 }
 
 #[cfg(test)]

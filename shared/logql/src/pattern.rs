@@ -4,44 +4,30 @@
 //! identifier (`[A-Za-z_][A-Za-z0-9_]*`); `<_>` is an unnamed capture. Any other text,
 //! including a `<` that does not start a capture, is literal.
 
-use std::fmt;
-
 /// One piece of a pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatternPart {
+    /// Text that must appear as is.
     Literal(String),
     /// `Some(name)` for `<name>`, `None` for `<_>`.
     Capture(Option<String>),
 }
 
-/// Why a pattern was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a pattern was rejected. The texts are Loki's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatternError {
     /// A parser pattern without any named capture.
+    #[error("at least one capture is required")]
     NoCapture,
     /// Two captures with no literal between them: the boundary would be ambiguous.
+    #[error("found consecutive capture '{0}': invalid expression")]
     ConsecutiveCapture(String),
     /// The same name captured twice.
+    #[error("duplicate capture name ({0}): invalid expression")]
     DuplicateCapture(String),
     /// A named capture in a line filter, where captures cannot be used (the capture, `<name>`).
+    #[error("named captures are not allowed: found '{0}'")]
     NamedCaptureInFilter(String),
-}
-
-impl fmt::Display for PatternError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PatternError::NoCapture => f.write_str("at least one capture is required"),
-            PatternError::ConsecutiveCapture(c) => {
-                write!(f, "found consecutive capture '{c}': invalid expression")
-            }
-            PatternError::DuplicateCapture(c) => {
-                write!(f, "duplicate capture name ({c}): invalid expression")
-            }
-            PatternError::NamedCaptureInFilter(c) => {
-                write!(f, "named captures are not allowed: found '{c}'")
-            }
-        }
-    }
 }
 
 /// Splits a pattern into parts. Never fails; adjacent literal text is merged.

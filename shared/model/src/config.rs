@@ -15,17 +15,43 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::{parse_bytes, parse_prometheus_or_go};
 
+/// Environment variables with this prefix override configuration keys (`__` separates levels).
 pub const ENV_PREFIX: &str = "PARQUETRY__";
 
+/// Why the configuration does not load.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file cannot be read.
     #[error("reading config file {path}: {source}")]
     Read {
+        /// The file.
         path: String,
+        /// Why.
         source: std::io::Error,
     },
+    /// The YAML or a value is invalid.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A `PARQUETRY__…` environment variable whose key path does not fit the tree.
+    #[error("invalid configuration: {var}: {reason}")]
+    EnvKey {
+        /// The variable's name.
+        var: String,
+        /// Why its path cannot be set.
+        #[source]
+        reason: EnvKeyError,
+    },
+}
+
+/// Why an environment override's key path cannot be set in the configuration tree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvKeyError {
+    /// The variable names no key after the prefix.
+    #[error("empty key")]
+    Empty,
+    /// A key along the path (named here) holds a value, not a mapping.
+    #[error("{0} is not inside a mapping")]
+    NotInMapping(String),
 }
 
 /// The whole tree. Field names are Loki's where Loki has one.
@@ -34,13 +60,21 @@ pub enum ConfigError {
 pub struct Config {
     /// With auth on, every request needs `X-Scope-OrgID`; with it off everything runs as `fake`.
     pub auth_enabled: bool,
+    /// Loki's `server` block: listening and timeouts.
     pub server: ServerConfig,
+    /// Loki's `common` block.
     pub common: CommonConfig,
+    /// Where objects live and how they are partitioned.
     pub storage: StorageConfig,
+    /// Push body limits.
     pub distributor: DistributorConfig,
+    /// Per-tenant limits, Loki's `limits_config`.
     pub limits_config: Limits,
+    /// Query execution settings.
     pub query_range: QueryRangeConfig,
+    /// Compaction, retention and delete settings.
     pub compactor: CompactorConfig,
+    /// Loki's `querier` keys that apply here.
     pub querier: QuerierConfig,
     /// Loki's query-frontend keys that apply here (the slow-query log).
     pub frontend: crate::frontend_config::FrontendConfig,
@@ -186,9 +220,12 @@ pub struct TenantOverrides {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamRetention {
+    /// The stream selector.
     pub selector: String,
+    /// Higher wins among matching rules.
     #[serde(default)]
     pub priority: u32,
+    /// How long matching streams are kept.
     pub period: LokiDuration,
 }
 
@@ -251,6 +288,13 @@ pub struct QueryRangeConfig {
     /// Memory of the function the estimate assumes (the query function's default). In Lambda
     /// the function's own memory size is used instead.
     pub cost_lambda_memory: ByteSize,
+    /// Most leaves a log or metric query is split into, by stream (0 or 1: no fan-out).
+    pub fanout_leaves: usize,
+    /// Catalog line bytes a leaf should read: a query gets `bytes / fanout_target_bytes`
+    /// leaves, at most `fanout_leaves` (0: always `fanout_leaves`).
+    pub fanout_target_bytes: ByteSize,
+    /// Leaves of one query running at once (0: all of them).
+    pub fanout_concurrency: usize,
 }
 
 impl Default for QueryRangeConfig {
@@ -262,14 +306,20 @@ impl Default for QueryRangeConfig {
             cost_s3_get_per_1000: 0.0004,
             cost_lambda_gb_second: 0.000_016_666_7,
             cost_lambda_memory: ByteSize(2048 << 20),
+            fanout_leaves: 0,
+            fanout_target_bytes: ByteSize(0),
+            fanout_concurrency: 0,
         }
     }
 }
 
+/// Loki's `server` block.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
+    /// Address the HTTP server listens on.
     pub http_listen_address: String,
+    /// Port the HTTP server listens on (3100).
     pub http_listen_port: u16,
     /// `debug`, `info`, `warn` or `error`.
     pub log_level: String,
@@ -320,6 +370,7 @@ impl Default for ServerConfig {
     }
 }
 
+/// Loki's `common` block.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CommonConfig {
@@ -327,6 +378,7 @@ pub struct CommonConfig {
     pub path_prefix: Option<String>,
 }
 
+/// Where objects live and how they are partitioned.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
@@ -369,8 +421,11 @@ pub struct S3Config {
     pub endpoint: Option<String>,
     /// Signing region. Unset: `AWS_REGION`, else `us-east-1`.
     pub region: Option<String>,
+    /// Access key. Unset: the environment's credentials.
     pub access_key_id: Option<String>,
+    /// Secret key, with `access_key_id`.
     pub secret_access_key: Option<Secret>,
+    /// Session token of temporary credentials.
     pub session_token: Option<Secret>,
     /// `true`: `endpoint/bucket/key` requests; `false`: `bucket.endpoint/key`. Unset: path
     /// style with a configured endpoint (what S3-compatible servers expect), virtual-hosted
@@ -387,9 +442,11 @@ pub struct S3Config {
 pub struct Secret(String);
 
 impl Secret {
+    /// A secret holding `s`.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
+    /// The secret's text, for the code that uses it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -407,6 +464,7 @@ impl Serialize for Secret {
     }
 }
 
+/// Loki's `distributor` keys that apply here.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributorConfig {
@@ -435,23 +493,39 @@ impl Default for DistributorConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
+    /// Refuse entries older than `reject_old_samples_max_age`.
     pub reject_old_samples: bool,
+    /// How old an entry may be when `reject_old_samples` is on.
     pub reject_old_samples_max_age: LokiDuration,
+    /// How far in the future an entry may be.
     pub creation_grace_period: LokiDuration,
+    /// Longest line accepted (0: no limit).
     pub max_line_size: ByteSize,
+    /// Truncate longer lines instead of refusing them.
     pub max_line_size_truncate: bool,
+    /// Most labels a stream may have.
     pub max_label_names_per_series: usize,
+    /// Longest label name.
     pub max_label_name_length: usize,
+    /// Longest label value.
     pub max_label_value_length: usize,
+    /// Most bytes of structured metadata per entry.
     pub max_structured_metadata_size: ByteSize,
+    /// Most structured metadata pairs per entry.
     pub max_structured_metadata_entries_count: usize,
+    /// Accept structured metadata at all.
     pub allow_structured_metadata: bool,
     /// Labels tried in order to fill `service_name` when a stream lacks it.
     pub discover_service_name: Vec<String>,
+    /// Add `detected_level` metadata at push time.
     pub discover_log_levels: bool,
+    /// Largest `limit` a log query may ask for.
     pub max_entries_limit_per_query: u64,
+    /// Longest query range (0: no limit).
     pub max_query_length: LokiDuration,
+    /// Most series a metric query may return.
     pub max_query_series: usize,
+    /// How long a query may run.
     pub query_timeout: LokiDuration,
     /// Most bytes of lines and labels one query may produce (0: no limit). Loki bounds the
     /// same through its gRPC message size between querier and frontend; a pipeline such as
@@ -462,6 +536,7 @@ pub struct Limits {
     pub retention_period: LokiDuration,
     /// Per-stream retention rules, applied by the compactor.
     pub retention_stream: Vec<StreamRetention>,
+    /// Whether the delete API is available and applied to storage.
     pub deletion_mode: DeletionMode,
     /// Live tails one tenant may hold open at once.
     pub max_concurrent_tail_requests: usize,
@@ -521,9 +596,11 @@ impl Default for Limits {
 pub struct LokiDuration(pub Duration);
 
 impl LokiDuration {
+    /// `s` seconds.
     pub const fn from_secs(s: u64) -> Self {
         LokiDuration(Duration::from_secs(s))
     }
+    /// Nanoseconds, saturating at `i64::MAX`.
     pub fn as_nanos(&self) -> i64 {
         self.0.as_nanos().min(i64::MAX as u128) as i64
     }
@@ -605,6 +682,7 @@ impl Config {
         Self::from_yaml_and_env(&text, env)
     }
 
+    /// Reads YAML (ours or a Loki file's) and applies `PARQUETRY__` overrides from `env`.
     pub fn from_yaml_and_env(
         yaml: &str,
         env: impl IntoIterator<Item = (String, String)>,
@@ -632,8 +710,10 @@ impl Config {
                 .collect();
             let value: serde_yaml::Value =
                 serde_yaml::from_str(&v).unwrap_or_else(|_| serde_yaml::Value::String(v.clone()));
-            set_path(&mut root, &path, value)
-                .map_err(|e| ConfigError::Invalid(format!("{k}: {e}")))?;
+            set_path(&mut root, &path, value).map_err(|reason| ConfigError::EnvKey {
+                var: k.clone(),
+                reason,
+            })?;
         }
         let mut config: Config =
             serde_yaml::from_value(root).map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -707,16 +787,16 @@ fn set_path(
     root: &mut serde_yaml::Value,
     path: &[String],
     value: serde_yaml::Value,
-) -> Result<(), String> {
+) -> Result<(), EnvKeyError> {
     let Some((first, rest)) = path.split_first() else {
-        return Err("empty key".into());
+        return Err(EnvKeyError::Empty);
     };
     if root.is_null() {
         *root = serde_yaml::Value::Mapping(Default::default());
     }
     let map = root
         .as_mapping_mut()
-        .ok_or_else(|| format!("{first} is not inside a mapping"))?;
+        .ok_or_else(|| EnvKeyError::NotInMapping(first.clone()))?;
     let key = serde_yaml::Value::String(first.clone());
     if rest.is_empty() {
         map.insert(key, value);

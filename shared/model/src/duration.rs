@@ -6,12 +6,20 @@
 
 use std::time::Duration;
 
+/// Why a duration text was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
+    /// Not a duration in any accepted syntax (the text as given).
     #[error("not a valid duration string: {0:?}")]
     Invalid(String),
+    /// A unit the syntax does not know.
     #[error("unknown unit {unit:?} in duration {input:?}")]
-    UnknownUnit { unit: String, input: String },
+    UnknownUnit {
+        /// The unit as written.
+        unit: String,
+        /// The whole duration text.
+        input: String,
+    },
 }
 
 /// Signed nanoseconds, the unit of every timestamp in Parquetry.
@@ -238,6 +246,7 @@ pub fn format_go(ns: Nanos) -> String {
     }
 }
 
+/// A byte size that does not parse (the text as given).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid byte size {0:?}")]
 pub struct BytesError(pub String);

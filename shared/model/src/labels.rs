@@ -6,7 +6,9 @@ use std::hash::Hasher;
 /// One label pair.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Label {
+    /// The label name.
     pub name: String,
+    /// The label value.
     pub value: String,
 }
 
@@ -35,18 +37,22 @@ impl Labels {
         Labels(v)
     }
 
+    /// The labels, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = &Label> {
         self.0.iter()
     }
 
+    /// How many labels there are.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// The value of label `name`, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
             .binary_search_by(|l| l.name.as_str().cmp(name))
@@ -95,6 +101,7 @@ impl Labels {
         h.finish()
     }
 
+    /// The labels, sorted by name.
     pub fn into_vec(self) -> Vec<Label> {
         self.0
     }

@@ -22,5 +22,14 @@ pub use labels::{Label, Labels};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use tenant::{TenantError, validate_tenant_id};
 
+/// Nanoseconds since the epoch, now: the clock request defaults, compaction ages and rule
+/// evaluation read. Saturates at `i64::MAX` (year 2262) and reads 0 before 1970.
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// The tenant every request runs as when `auth_enabled` is false, as in Loki.
 pub const NO_AUTH_TENANT: &str = "fake";

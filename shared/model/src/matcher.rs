@@ -7,15 +7,21 @@ use regex::Regex;
 
 use crate::labels::{Labels, write_quoted};
 
+/// A label matcher's operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
+    /// `=`: equal.
     Eq,
+    /// `!=`: not equal.
     Neq,
+    /// `=~`: the fully anchored regex matches.
     Re,
+    /// `!~`: the fully anchored regex does not match.
     Nre,
 }
 
 impl MatchOp {
+    /// The operator as LogQL spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             MatchOp::Eq => "=",
@@ -26,8 +32,10 @@ impl MatchOp {
     }
 }
 
+/// Why a matcher cannot be built.
 #[derive(Debug, thiserror::Error)]
 pub enum MatcherError {
+    /// The regex does not compile (the compiler's message).
     #[error("error parsing regexp: {0}")]
     Regex(String),
 }
@@ -35,8 +43,11 @@ pub enum MatcherError {
 /// One matcher, with its regex compiled once.
 #[derive(Debug, Clone)]
 pub struct Matcher {
+    /// The label name.
     pub name: String,
+    /// The operator.
     pub op: MatchOp,
+    /// The value or regex, as written.
     pub value: String,
     re: Option<Regex>,
 }
@@ -49,6 +60,7 @@ impl PartialEq for Matcher {
 impl Eq for Matcher {}
 
 impl Matcher {
+    /// A matcher, compiling its regex (anchored) for `=~` and `!~`.
     pub fn new(
         name: impl Into<String>,
         op: MatchOp,
@@ -70,6 +82,7 @@ impl Matcher {
         })
     }
 
+    /// Whether a label value `v` passes (an absent label is the empty string).
     pub fn matches_value(&self, v: &str) -> bool {
         match (self.op, &self.re) {
             (MatchOp::Eq, _) => v == self.value,

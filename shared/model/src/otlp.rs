@@ -36,20 +36,24 @@ pub const DEFAULT_INDEX_LABEL_ATTRIBUTES: [&str; 18] = [
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtlpConfig {
+    /// Rules for resource attributes.
     pub resource_attributes: ResourceAttributesConfig,
     /// `index_label` is refused here, as in Loki: scopes do not identify streams.
     #[serde(deserialize_with = "scope_rules")]
     pub scope_attributes: Vec<AttributesConfig>,
+    /// Rules for log record attributes (`index_label` refused, as for scopes).
     pub log_attributes: Vec<AttributesConfig>,
     /// Also index `severity_text` as a stream label (it is always structured metadata).
     pub severity_text_as_label: bool,
 }
 
+/// `otlp_config.resource_attributes`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourceAttributesConfig {
     /// Leave out the default `index_label` rule for [`DEFAULT_INDEX_LABEL_ATTRIBUTES`].
     pub ignore_defaults: bool,
+    /// The rules, first match wins.
     pub attributes_config: Vec<AttributesConfig>,
 }
 
@@ -57,9 +61,12 @@ pub struct ResourceAttributesConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpAction {
+    /// Becomes a stream label.
     IndexLabel,
+    /// Becomes structured metadata (the default).
     #[default]
     StructuredMetadata,
+    /// Is dropped.
     Drop,
 }
 
@@ -67,9 +74,12 @@ pub enum OtlpAction {
 /// (exactly one of the two).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttributesConfig {
+    /// What happens to the matched attributes.
     pub action: OtlpAction,
+    /// Attribute names matched exactly.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<String>,
+    /// A fully anchored regex the attribute names are matched against.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub regex: Option<AnchoredRegex>,
 }
@@ -114,6 +124,7 @@ impl<'de> Deserialize<'de> for AttributesConfig {
 pub struct AnchoredRegex(Regex, String);
 
 impl AnchoredRegex {
+    /// Compiles `pattern`, anchored at both ends.
     pub fn new(pattern: &str) -> Result<Self, regex::Error> {
         Ok(AnchoredRegex(
             Regex::new(&format!("^(?:{pattern})$"))?,
@@ -121,6 +132,7 @@ impl AnchoredRegex {
         ))
     }
 
+    /// The pattern as written.
     pub fn as_str(&self) -> &str {
         &self.1
     }

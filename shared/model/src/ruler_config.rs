@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::LokiDuration;
 
+/// Loki's `ruler` block: where rules live, how often they run, where alerts and samples go.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulerConfig {
+    /// Where rule groups are read from.
     pub storage: RulerStorageConfig,
     /// How often a rule group runs when it sets no `interval` of its own (Loki: 1m).
     pub evaluation_interval: LokiDuration,
@@ -28,6 +30,7 @@ pub struct RulerConfig {
     pub resend_delay: LokiDuration,
     /// Timeout of one Alertmanager or remote-write request.
     pub notification_timeout: LokiDuration,
+    /// Where recording rules' samples are written.
     pub remote_write: RulerRemoteWriteConfig,
 }
 
@@ -70,14 +73,18 @@ impl RulerConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulerStorageConfig {
+    /// `local` for files under `local.directory`; anything else keeps groups in the storage bucket.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The directory of `local` storage.
     pub local: RulerLocalStorage,
 }
 
+/// `ruler.storage.local`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulerLocalStorage {
+    /// One subdirectory per tenant, one YAML file per namespace.
     pub directory: String,
 }
 
@@ -86,12 +93,15 @@ pub struct RulerLocalStorage {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RulerRemoteWriteConfig {
+    /// Whether recording rules' samples are sent at all.
     pub enabled: bool,
     /// Adds `X-Scope-OrgID: <tenant>` to each request (Loki's default: true).
     pub add_org_id_header: Option<bool>,
     // Options serialise as null, so the Loki-key classifier keeps these blocks whole for
     // serde instead of sorting their free-form keys as Loki-only ones.
+    /// Loki's single `client`.
     pub client: Option<RemoteWriteClient>,
+    /// Loki's named `clients`.
     pub clients: Option<BTreeMap<String, RemoteWriteClient>>,
 }
 
@@ -112,8 +122,11 @@ impl RulerRemoteWriteConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RemoteWriteClient {
+    /// The remote-write endpoint.
     pub url: String,
+    /// Extra HTTP headers on each request.
     pub headers: BTreeMap<String, String>,
+    /// Timeout of one request (30 s when unset).
     pub remote_timeout: Option<LokiDuration>,
 }
 

@@ -1,17 +1,23 @@
 //! Tenant id validation, with the rules and messages of Loki (dskit).
 
+/// Why a tenant id (`X-Scope-OrgID`) is refused; the texts are Loki's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TenantError {
+    /// No tenant id while auth is on.
     #[error("no org id")]
     Missing,
+    /// Longer than [`MAX_TENANT_ID_LEN`].
     #[error("tenant ID is too long: max 150 characters")]
     TooLong,
+    /// `.` or `..`.
     #[error("tenant ID is '.' or '..'")]
     Dots,
+    /// The id and the first character Loki does not allow in it.
     #[error("tenant ID '{0}' contains unsupported character '{1}'")]
     BadChar(String, char),
 }
 
+/// The longest tenant id Loki accepts.
 pub const MAX_TENANT_ID_LEN: usize = 150;
 
 /// Accepts `A–Z a–z 0–9 ! - _ . * ' ( )`, at most 150 bytes, and not `.` or `..`.

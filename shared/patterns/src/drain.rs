@@ -13,6 +13,7 @@ pub const SAMPLE_INTERVAL_MS: i64 = 10_000;
 /// A template and its counts.
 #[derive(Debug, Clone)]
 pub struct Cluster {
+    /// The pattern's tokens, `<_>` where lines differ.
     pub template: Tokens,
     /// Sample bucket start (ms, a multiple of [`SAMPLE_INTERVAL_MS`]) → lines.
     pub samples: BTreeMap<i64, u64>,
@@ -67,11 +68,15 @@ impl Limiter {
 pub enum Skip {
     /// Too long, no tokenizable JSON field, or malformed logfmt.
     Untokenizable,
+    /// Fewer tokens than `min_tokens`.
     TooFewTokens,
+    /// More tokens than `max_tokens`.
     TooManyTokens,
+    /// Training paused because too many clusters were being evicted.
     Throttled,
 }
 
+/// One Drain tree: the clusters mined from lines of one format.
 #[derive(Debug)]
 pub struct Drain {
     config: Config,
@@ -85,6 +90,7 @@ pub struct Drain {
 }
 
 impl Drain {
+    /// An empty tree for lines of `format`.
     pub fn new(config: Config, format: Format) -> Drain {
         Drain {
             config,
@@ -98,6 +104,7 @@ impl Drain {
         }
     }
 
+    /// The format of the lines this tree tokenizes.
     pub fn format(&self) -> Format {
         self.format
     }

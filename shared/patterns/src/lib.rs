@@ -32,7 +32,9 @@ pub struct Config {
     pub max_eviction_ratio: f64,
     /// Longer lines (bytes) are skipped.
     pub max_line_length: usize,
+    /// Lines with fewer tokens are skipped.
     pub min_tokens: usize,
+    /// Lines with more tokens are skipped.
     pub max_tokens: usize,
 }
 
@@ -84,12 +86,16 @@ pub fn normalize_level(level: Option<&str>) -> &'static str {
 /// One answer series: a pattern at one level, counts per step (`(ms, lines)`, ascending).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PatternSeries {
+    /// The pattern, `<_>` for the variable parts.
     pub pattern: String,
+    /// The `detected_level` of its lines.
     pub level: String,
+    /// `(ms, lines)` per step, ascending.
     pub samples: Vec<(i64, u64)>,
 }
 
 impl PatternSeries {
+    /// Lines over all steps.
     pub fn total(&self) -> u64 {
         self.samples.iter().map(|(_, v)| v).sum()
     }
@@ -111,6 +117,7 @@ pub struct Miner {
 }
 
 impl Miner {
+    /// A miner with no lines yet.
     pub fn new(config: Config) -> Miner {
         Miner {
             config,

@@ -16,8 +16,11 @@ pub const JSON_FIELDS: [&str; 6] = ["log", "message", "msg", "msg_", "_msg", "co
 /// How a stream's lines are encoded, guessed once from its first line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// A JSON object: the first tokenizable field's value is mined.
     Json,
+    /// `key=value` pairs.
     Logfmt,
+    /// Free text.
     Unknown,
 }
 
@@ -46,7 +49,9 @@ impl Format {
 /// first token), so free text is rebuilt with its original spacing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
+    /// The tokens, in order.
     pub tokens: Vec<String>,
+    /// Token indexes followed by a space (−1: before the first).
     pub spaces_after: Vec<isize>,
 }
 

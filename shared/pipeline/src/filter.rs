@@ -45,9 +45,7 @@ impl CompiledLineFilter {
             .iter()
             .map(|v| {
                 Ok(match (f.op, v) {
-                    (_, LineFilterValue::Ip(p)) => {
-                        Test::Ip(IpPattern::parse(p).map_err(|e| PipelineError::Ip(e.to_string()))?)
-                    }
+                    (_, LineFilterValue::Ip(p)) => Test::Ip(IpPattern::parse(p)?),
                     (
                         LineFilterOp::Contains | LineFilterOp::NotContains,
                         LineFilterValue::Str(s),
@@ -56,8 +54,7 @@ impl CompiledLineFilter {
                         Test::Regex(parquetry_logql::regexes::line_filter_regex(s)?)
                     }
                     (LineFilterOp::Pattern | LineFilterOp::NotPattern, LineFilterValue::Str(s)) => {
-                        let parts = parquetry_logql::pattern::parse_filter_pattern(s)
-                            .map_err(|e| PipelineError::Pattern(e.to_string()))?;
+                        let parts = parquetry_logql::pattern::parse_filter_pattern(s)?;
                         Test::Pattern(Pattern::new(parts, true))
                     }
                 })

@@ -28,7 +28,9 @@ const EXTRACTED: &str = "_extracted";
 /// or `sum_over_time`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SampleGrouping {
+    /// The labels of `by (…)` or `without (…)`.
     pub groups: Vec<String>,
+    /// `without` rather than `by`.
     pub without: bool,
     /// The result has no labels at all (`sum(…)`, `absent_over_time`).
     pub no_labels: bool,

@@ -1,8 +1,8 @@
 //! `| json`, `| json a="x.y[0]"` and `| unpack`.
 //!
-//! The scanning lives in [`lenient`]: it reads lines the way Loki's JSON parsers do, so the
-//! labels extracted from partial or malformed lines and the `__error_details__` texts are
-//! Loki's. This module applies Loki's labelling rules on top: flattened and sanitised names,
+//! The scanning lives in `parquetry_json` (shared with push-time `detected_level`): it reads
+//! lines the way Loki's JSON parsers do, so the labels extracted from partial or malformed
+//! lines and the `__error_details__` texts are Loki's. This module applies Loki's labelling rules on top: flattened and sanitised names,
 //! `_extracted` on clashes, which stage overrides which.
 
 use std::borrow::Cow;
@@ -11,9 +11,8 @@ use crate::PipelineError;
 use crate::hints::ParserHints;
 use crate::labels::EntryLabels;
 
-mod lenient;
-
-use lenient::{JErr, Kind, Val};
+use parquetry_json as lenient;
+use parquetry_json::{JErr, Kind, Val};
 
 /// Nested objects deeper than this are not flattened: a bound on recursion for hostile lines
 /// such as `{"a":{"a":{…`, far beyond what real log lines hold.

@@ -64,7 +64,7 @@ impl CompiledLabelFilter {
             } => CompiledLabelFilter::Ip {
                 name: name.clone(),
                 negated: *negated,
-                pattern: IpPattern::parse(pattern).map_err(|e| PipelineError::Ip(e.to_string()))?,
+                pattern: IpPattern::parse(pattern)?,
             },
             LabelFilter::And(l, r) => CompiledLabelFilter::And(
                 Box::new(CompiledLabelFilter::new(l)?),
@@ -128,7 +128,7 @@ impl CompiledLabelFilter {
 fn typed<T>(
     entry: &mut EntryLabels,
     name: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
+    parse: impl Fn(&str) -> Result<T, ConversionError>,
     cmp: impl Fn(T) -> bool,
 ) -> bool {
     let Some(v) = entry.get(name) else {
@@ -138,28 +138,57 @@ fn typed<T>(
         Ok(x) => cmp(x),
         Err(details) => {
             if !entry.has_error() {
-                entry.set_error(LABEL_FILTER_ERR, &details);
+                entry.set_error(LABEL_FILTER_ERR, &details.to_string());
             }
             true
         }
     }
 }
 
-/// Go's `strconv.ParseFloat(v, 64)`, with its error text: the text becomes
-/// `__error_details__`, a label, so it must match Loki's for series to match.
-pub(crate) fn go_parse_float(v: &str) -> Result<f64, String> {
+/// Why a label value does not convert to a number, a duration or a byte size. The texts are
+/// Go's (`strconv.ParseFloat`, `time.ParseDuration`, `humanize.ParseBytes`): they become
+/// `__error_details__`, a label, so they must match Loki's for series to match. Each variant
+/// holds the text it read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConversionError {
+    /// A number too large for a float.
+    #[error("strconv.ParseFloat: parsing {}: value out of range", go_quote(.0))]
+    FloatRange(String),
+    /// Not a number.
+    #[error("strconv.ParseFloat: parsing {}: invalid syntax", go_quote(.0))]
+    FloatSyntax(String),
+    /// Not a duration, or one that overflows.
+    #[error("time: invalid duration {}", go_quote(.0))]
+    Duration(String),
+    /// A number without a unit in a duration.
+    #[error("time: missing unit in duration {}", go_quote(.0))]
+    DurationNoUnit(String),
+    /// A duration unit Go does not know.
+    #[error("time: unknown unit {} in duration {}", go_quote(.unit), go_quote(.duration))]
+    DurationUnit {
+        /// The unit as written.
+        unit: String,
+        /// The whole duration text.
+        duration: String,
+    },
+    /// A byte size unit `humanize` does not know (lower-cased, as `humanize` reports it).
+    #[error("unhandled size name: {0}")]
+    SizeUnit(String),
+    /// A byte size beyond 64 bits.
+    #[error("too large: {0}")]
+    SizeTooLarge(String),
+}
+
+/// Go's `strconv.ParseFloat(v, 64)`, with its error text.
+pub(crate) fn go_parse_float(v: &str) -> Result<f64, ConversionError> {
     // Rust also reads forms Go rejects (`infinity` is shared, but not `1_0`, and Go has no
     // `+nan`); the common inputs, decimal numbers and words, agree.
     match v.parse::<f64>() {
-        Ok(x) if x.is_infinite() && !is_inf_literal(v) => Err(format!(
-            "strconv.ParseFloat: parsing {}: value out of range",
-            go_quote(v)
-        )),
+        Ok(x) if x.is_infinite() && !is_inf_literal(v) => {
+            Err(ConversionError::FloatRange(v.to_string()))
+        }
         Ok(x) => Ok(x),
-        Err(_) => Err(format!(
-            "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(v)
-        )),
+        Err(_) => Err(ConversionError::FloatSyntax(v.to_string())),
     }
 }
 
@@ -169,14 +198,14 @@ fn is_inf_literal(v: &str) -> bool {
 }
 
 /// Go's `time.ParseDuration`, in nanoseconds, with Go's error texts.
-pub(crate) fn go_parse_duration(v: &str) -> Result<i64, String> {
+pub(crate) fn go_parse_duration(v: &str) -> Result<i64, ConversionError> {
     parquetry_model::duration::parse_go(v).map_err(|_| go_duration_error(v))
 }
 
 /// The message `time.ParseDuration` gives for an input it rejects: Go names the first
 /// problem it meets while reading number-unit pairs from the left.
-fn go_duration_error(orig: &str) -> String {
-    let invalid = || format!("time: invalid duration {}", go_quote(orig));
+fn go_duration_error(orig: &str) -> ConversionError {
+    let invalid = || ConversionError::Duration(orig.to_string());
     let mut s = orig.strip_prefix(['+', '-']).unwrap_or(orig);
     if s.is_empty() {
         return invalid();
@@ -202,15 +231,14 @@ fn go_duration_error(orig: &str) -> String {
             .take_while(|c| !(**c == b'.' || c.is_ascii_digit()))
             .count();
         if unit_len == 0 {
-            return format!("time: missing unit in duration {}", go_quote(orig));
+            return ConversionError::DurationNoUnit(orig.to_string());
         }
         let unit = &s[i..i + unit_len];
         if !matches!(unit, "ns" | "us" | "µs" | "μs" | "ms" | "s" | "m" | "h") {
-            return format!(
-                "time: unknown unit {} in duration {}",
-                go_quote(unit),
-                go_quote(orig)
-            );
+            return ConversionError::DurationUnit {
+                unit: unit.to_string(),
+                duration: orig.to_string(),
+            };
         }
         s = &s[i + unit_len..];
     }
@@ -219,7 +247,7 @@ fn go_duration_error(orig: &str) -> String {
 }
 
 /// `humanize.ParseBytes`, the byte-size reader of Loki's bytes filters, with its error texts.
-pub fn go_parse_bytes(v: &str) -> Result<u64, String> {
+pub fn go_parse_bytes(v: &str) -> Result<u64, ConversionError> {
     // The number is the leading run of digits, dots and commas; everything after it,
     // trimmed, is the unit.
     let split = v
@@ -229,11 +257,11 @@ pub fn go_parse_bytes(v: &str) -> Result<u64, String> {
     let n = go_parse_float(&num.replace(',', ""))?;
     let unit = unit.trim().to_ascii_lowercase();
     let Some(mult) = byte_unit(&unit) else {
-        return Err(format!("unhandled size name: {unit}"));
+        return Err(ConversionError::SizeUnit(unit));
     };
     let b = n * mult;
     if b >= u64::MAX as f64 {
-        return Err(format!("too large: {v}"));
+        return Err(ConversionError::SizeTooLarge(v.to_string()));
     }
     Ok(b as u64)
 }
@@ -341,21 +369,22 @@ mod tests {
 
     #[test]
     fn go_error_texts() {
+        let text = |r: Result<i64, ConversionError>| r.map_err(|e| e.to_string());
         assert_eq!(
-            go_parse_float("1e400"),
+            go_parse_float("1e400").map_err(|e| e.to_string()),
             Err(r#"strconv.ParseFloat: parsing "1e400": value out of range"#.into())
         );
         assert_eq!(go_parse_float("-Inf"), Ok(f64::NEG_INFINITY));
         assert_eq!(
-            go_parse_duration("fast"),
+            text(go_parse_duration("fast")),
             Err(r#"time: invalid duration "fast""#.into())
         );
         assert_eq!(
-            go_parse_duration("5"),
+            text(go_parse_duration("5")),
             Err(r#"time: missing unit in duration "5""#.into())
         );
         assert_eq!(
-            go_parse_duration("5x"),
+            text(go_parse_duration("5x")),
             Err(r#"time: unknown unit "x" in duration "5x""#.into())
         );
         assert_eq!(go_parse_duration("1m30s"), Ok(90_000_000_000));
@@ -426,11 +455,11 @@ mod tests {
         assert_eq!(go_parse_bytes("2 kb"), Ok(2000));
         assert_eq!(go_parse_bytes("1,024 B"), Ok(1024));
         assert_eq!(
-            go_parse_bytes("x"),
+            go_parse_bytes("x").map_err(|e| e.to_string()),
             Err(r#"strconv.ParseFloat: parsing "": invalid syntax"#.into())
         );
         assert_eq!(
-            go_parse_bytes("1 XB"),
+            go_parse_bytes("1 XB").map_err(|e| e.to_string()),
             Err("unhandled size name: xb".into())
         );
     }

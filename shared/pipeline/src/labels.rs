@@ -15,8 +15,11 @@ pub const ERROR_DETAILS_LABEL: &str = "__error_details__";
 /// Where a label came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Category {
+    /// A label of the stream selector's stream.
     Stream,
+    /// Structured metadata of the entry.
     StructuredMetadata,
+    /// Set by a pipeline stage (parser, `label_format`, errors).
     Parsed,
 }
 

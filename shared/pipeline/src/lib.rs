@@ -39,7 +39,7 @@ pub mod template;
 mod unwrap;
 
 pub use hints::{PRESERVE_ERROR_LABEL, ParserHints, SampleGrouping, sample_stages};
-pub use label_filter::go_parse_bytes as parse_humanized_bytes;
+pub use label_filter::{ConversionError, go_parse_bytes as parse_humanized_bytes};
 pub use labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, metadata_name};
 pub use stage::Pipeline;
 pub use unwrap::{SAMPLE_EXTRACTION_ERR, Unwrapper};
@@ -58,19 +58,39 @@ pub mod errors {
 pub enum PipelineError {
     /// Loki's text, with Go's `template: <name>:<line>:` prefix (one-line templates).
     #[error("invalid line template: template: line:1: {reason}")]
-    LineTemplate { template: String, reason: String },
+    LineTemplate {
+        /// The template as written.
+        template: String,
+        /// Why it does not compile.
+        #[source]
+        reason: template::ParseError,
+    },
+    /// A `label_format` template that does not compile, with Loki's text.
     #[error("invalid template for label '{label}': template: label:1: {reason}")]
     LabelTemplate {
+        /// The label the template would set.
         label: String,
+        /// The template as written.
         template: String,
+        /// Why it does not compile.
+        #[source]
+        reason: template::ParseError,
+    },
+    /// A `json` parser expression that does not parse.
+    #[error("invalid JSON expression {expr:?}: {reason}")]
+    JsonPath {
+        /// The expression.
+        expr: String,
+        /// Why.
         reason: String,
     },
-    #[error("invalid JSON expression {expr:?}: {reason}")]
-    JsonPath { expr: String, reason: String },
+    /// A `regexp` parser or regex filter that does not compile.
     #[error("invalid regular expression: {0}")]
     Regex(#[from] regex::Error),
+    /// A `pattern` parser or pattern line filter that is not acceptable.
     #[error("invalid pattern: {0}")]
-    Pattern(String),
+    Pattern(#[from] parquetry_logql::pattern::PatternError),
+    /// An `ip()` filter whose pattern is not an address, CIDR or range.
     #[error("{0}")]
-    Ip(String),
+    Ip(#[from] parquetry_logql::ip::IpPatternError),
 }

@@ -12,7 +12,7 @@ use crate::json::{self, JsonExtract};
 use crate::label_filter::CompiledLabelFilter;
 use crate::labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels};
 use crate::logfmt::Logfmt;
-use crate::template::Template;
+use crate::template::{ExecError, Template};
 
 /// `__error__` of a failed `line_format`/`label_format` template.
 pub const TEMPLATE_FORMAT_ERR: &str = "TemplateFormatErr";
@@ -156,7 +156,7 @@ impl Pipeline {
                 }
                 Compiled::LineFormat(t) => match t.render(entry, &line, ts_ns) {
                     Ok(s) => line = Cow::Owned(s),
-                    Err(e) => entry.set_error(TEMPLATE_FORMAT_ERR, &e),
+                    Err(e) => entry.set_error(TEMPLATE_FORMAT_ERR, &e.to_string()),
                 },
                 Compiled::LabelFormat(ops) => label_format(ops, entry, &line, ts_ns),
                 Compiled::Drop(refs) => drop_labels(refs, entry),
@@ -211,8 +211,7 @@ fn compile(stage: &Stage) -> Result<Compiled, PipelineError> {
             Compiled::Regexp { re, names }
         }
         Stage::Pattern(p) => {
-            let parts = parquetry_logql::pattern::parse_parser_pattern(p)
-                .map_err(|e| PipelineError::Pattern(e.to_string()))?;
+            let parts = parquetry_logql::pattern::parse_parser_pattern(p)?;
             let pattern = Pattern::new(parts, false);
             let names = pattern.captures().map(|c| c.map(str::to_string)).collect();
             Compiled::Pattern { pattern, names }
@@ -274,7 +273,7 @@ fn drop_labels(refs: &[LabelRef], entry: &mut EntryLabels) {
 /// Every template of the stage sees the labels as they were before the stage, as in Loki;
 /// renames then apply in order on the live labels and keep the source label's category.
 fn label_format(ops: &[LabelFormatOp], entry: &mut EntryLabels, line: &str, ts_ns: i64) {
-    let rendered: Vec<Option<Result<String, String>>> = ops
+    let rendered: Vec<Option<Result<String, ExecError>>> = ops
         .iter()
         .map(|op| match op {
             LabelFormatOp::Template { template, .. } => Some(template.render(entry, line, ts_ns)),
@@ -297,7 +296,7 @@ fn label_format(ops: &[LabelFormatOp], entry: &mut EntryLabels, line: &str, ts_n
                 entry.set(Category::Parsed, dst, &v)
             }
             (LabelFormatOp::Template { .. }, Some(Err(e))) => {
-                entry.set_error(TEMPLATE_FORMAT_ERR, &e);
+                entry.set_error(TEMPLATE_FORMAT_ERR, &e.to_string());
             }
             (LabelFormatOp::Template { .. }, None) => {}
         }

@@ -3,7 +3,9 @@
 use parquetry_logql::{Unwrap, UnwrapConversion};
 
 use crate::PipelineError;
-use crate::label_filter::{CompiledLabelFilter, go_parse_bytes, go_parse_duration, go_parse_float};
+use crate::label_filter::{
+    CompiledLabelFilter, ConversionError, go_parse_bytes, go_parse_duration, go_parse_float,
+};
 use crate::labels::EntryLabels;
 
 /// `__error__` of an unwrapped value that does not convert.
@@ -69,7 +71,7 @@ impl Unwrapper {
         let value = match self.convert(raw) {
             Ok(v) => v,
             Err(details) => {
-                entry.set_error(SAMPLE_EXTRACTION_ERR, &details);
+                entry.set_error(SAMPLE_EXTRACTION_ERR, &details.to_string());
                 0.0
             }
         };
@@ -88,7 +90,7 @@ impl Unwrapper {
 
     /// The error texts are Go's (`strconv`, `time`, `humanize`): they become
     /// `__error_details__` and so part of a series' identity.
-    fn convert(&self, v: &str) -> Result<f64, String> {
+    fn convert(&self, v: &str) -> Result<f64, ConversionError> {
         match self.conversion {
             None => go_parse_float(v),
             Some(UnwrapConversion::Duration | UnwrapConversion::DurationSeconds) => {

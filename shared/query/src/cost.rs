@@ -14,12 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::stream::BoxStream;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{GetOptions, GetResult, ObjectStore};
 
 /// Prices used for [`CostStats::estimated_cost_usd`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -57,6 +53,8 @@ pub struct CostStats {
     pub bytes_fetched: u64,
     /// Scan partitions the query's scans ran in (at most `query_range.parallelism`).
     pub partitions: u64,
+    /// Leaves the query was split into (`query_range.fanout_leaves`; 0 when it ran whole).
+    pub leaves: u64,
     /// Wall time × the function's memory in GB.
     pub lambda_gb_seconds: f64,
     /// GET requests and GB-seconds at the configured prices, US dollars.
@@ -71,6 +69,7 @@ impl CostStats {
         self.get_requests += other.get_requests;
         self.bytes_fetched += other.bytes_fetched;
         self.partitions += other.partitions;
+        self.leaves += other.leaves;
     }
 
     /// Fills the priced fields from the counted ones and the query's wall time.
@@ -133,6 +132,7 @@ pub struct CountingStore {
 }
 
 impl CountingStore {
+    /// Wraps `inner`, adding every request's figures to `counters`.
     pub fn new(inner: Arc<dyn ObjectStore>, counters: Arc<IoCounters>) -> CountingStore {
         CountingStore { inner, counters }
     }
@@ -144,23 +144,11 @@ impl fmt::Display for CountingStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        self.inner.put_opts(location, payload, opts).await
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
+parquetry_store::delegating_object_store! {
+    impl ObjectStore for CountingStore => self.inner;
+    delegate {
+        put_opts, put_multipart_opts, delete_stream, list, list_with_offset,
+        list_with_delimiter, copy_opts,
     }
 
     async fn get_opts(
@@ -195,38 +183,6 @@ impl ObjectStore for CountingStore {
             object_store::OBJECT_STORE_COALESCE_DEFAULT,
         )
         .await
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
     }
 }
 

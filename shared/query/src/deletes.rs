@@ -22,6 +22,7 @@ use crate::select::Selection;
 /// A request that deletes part of the selected streams.
 #[derive(Debug, Clone)]
 pub struct AppliedDelete {
+    /// The request compiled for matching entries.
     pub filter: Arc<DeleteFilter>,
     /// Fingerprints of the selected streams it applies to.
     pub streams: Vec<u64>,

@@ -28,9 +28,13 @@ use crate::{QueryEngine, QueryError, Result};
 /// A `detected_fields` or `detected_field/<name>/values` request, validated.
 #[derive(Debug, Clone)]
 pub struct DetectedFieldsQuery {
+    /// The tenant.
     pub tenant: String,
+    /// The request's log query.
     pub expr: LogExpr,
+    /// Range start (inclusive, ns).
     pub start: i64,
+    /// Range end (exclusive, ns).
     pub end: i64,
     /// Entries sampled, newest first.
     pub line_limit: usize,
@@ -43,15 +47,22 @@ pub struct DetectedFieldsQuery {
 /// A field's detected type, named as on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {
+    /// The value parses as an integer.
     Int,
+    /// The value parses as a float.
     Float,
+    /// The value parses as a Go boolean.
     Boolean,
+    /// The value parses as a Go duration.
     Duration,
+    /// The value parses as a byte size.
     Bytes,
+    /// Anything else.
     String,
 }
 
 impl FieldType {
+    /// The type as Loki's answer spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             FieldType::Int => "int",
@@ -67,8 +78,11 @@ impl FieldType {
 /// One entry of a `detected_fields` answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DetectedField {
+    /// The field's name.
     pub label: String,
+    /// The type detected from its values, in Loki's order.
     pub field_type: FieldType,
+    /// Distinct values among the sampled entries.
     pub cardinality: u64,
     /// `json`/`logfmt` in the order first seen; empty for structured metadata and for labels
     /// only the query's own parser produced on a line neither parser reads.
@@ -80,7 +94,9 @@ pub struct DetectedField {
 /// One stream label and how many distinct values it has among the selected streams.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DetectedLabel {
+    /// The label name.
     pub label: String,
+    /// Its distinct values among the selected streams.
     pub cardinality: u64,
 }
 

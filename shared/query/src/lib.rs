@@ -19,6 +19,7 @@ pub mod cost;
 mod dedup;
 pub mod deletes;
 pub mod detected;
+pub mod fanout;
 mod limits;
 pub mod logs;
 pub mod metadata;
@@ -50,13 +51,16 @@ pub enum QueryError {
     /// The query is well-formed but not acceptable (limits, semantics).
     #[error("{0}")]
     BadRequest(String),
+    /// The storage layer failed.
     #[error("storage: {0}")]
     Store(#[from] parquetry_store::StoreError),
+    /// The DataFusion scan failed.
     #[error("execution: {0}")]
     DataFusion(datafusion::error::DataFusionError),
     /// A bug or an environment failure, not the caller's fault.
     #[error("internal: {0}")]
     Internal(String),
+    /// An Arrow operation on scanned rows failed.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
 }
@@ -76,6 +80,7 @@ impl From<datafusion::error::DataFusionError> for QueryError {
     }
 }
 
+/// The query engine's result.
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 
 /// The query side of Parquetry: cheap to clone, shared by every request.
@@ -88,6 +93,10 @@ pub struct QueryEngine {
     parallelism: usize,
     /// What [`cost::CostStats`] prices requests and compute at.
     prices: cost::Prices,
+    /// How log and metric queries are split into leaves (off by default).
+    fanout: fanout::FanoutSettings,
+    /// Set on a leaf's engine: only these stream fingerprints are selected.
+    only_streams: Option<Arc<std::collections::HashSet<u64>>>,
 }
 
 impl QueryEngine {
@@ -117,6 +126,8 @@ impl QueryEngine {
             runtime,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
             prices: cost::Prices::default(),
+            fanout: fanout::FanoutSettings::default(),
+            only_streams: None,
         }
     }
 
@@ -133,6 +144,7 @@ impl QueryEngine {
                 lambda_gb_second: c.cost_lambda_gb_second,
                 lambda_memory_bytes: lambda_mb.map_or(c.cost_lambda_memory.0, |mb| mb << 20),
             })
+            .with_fanout(fanout::FanoutSettings::from_config(c))
     }
 
     /// Runs each query's scans in `n` partitions (0: one per core).
@@ -184,6 +196,7 @@ impl QueryEngine {
         Arc::new(runtime)
     }
 
+    /// The store queries read.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

@@ -31,6 +31,7 @@ use crate::{QueryEngine, QueryError, Result};
 mod scan;
 use scan::top_rows;
 
+/// The order a log query returns entries in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     /// Newest first (Loki's default).
@@ -42,13 +43,17 @@ pub enum Direction {
 /// A log query, parameters already validated.
 #[derive(Debug, Clone)]
 pub struct LogQuery {
+    /// The tenant.
     pub tenant: String,
+    /// The selector and pipeline.
     pub expr: LogExpr,
     /// Inclusive, ns.
     pub start: i64,
     /// Exclusive, ns.
     pub end: i64,
+    /// Most entries returned.
     pub limit: usize,
+    /// Newest or oldest first.
     pub direction: Direction,
     /// Thinning: after the first entry, emit only entries at least this far (ns) from the
     /// last emitted one, in query direction.
@@ -60,8 +65,11 @@ pub struct LogQuery {
 /// One entry of a result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResultEntry {
+    /// Entry time (Unix ns).
     pub ts: i64,
+    /// The line after the pipeline.
     pub line: String,
+    /// Structured metadata, `(name, value)`.
     pub structured_metadata: Vec<(String, String)>,
     /// Labels the pipeline extracted (parsers, `label_format`), with `__error__` if any.
     pub parsed: Vec<(String, String)>,
@@ -70,7 +78,9 @@ pub struct ResultEntry {
 /// Entries grouped by stream, streams sorted by their label text, entries in query direction.
 #[derive(Debug, Clone, Default)]
 pub struct LogResult {
+    /// Streams with their entries, in answer order.
     pub streams: Vec<(Labels, Vec<ResultEntry>)>,
+    /// What the query read.
     pub stats: QueryStats,
 }
 
@@ -82,9 +92,28 @@ struct Row {
     metadata: Vec<(String, String)>,
 }
 
+/// An entry with the fingerprint of the stream it was read from: the tie-break of the result
+/// order (time, then stream, then line), which a fan-out merge has to reproduce.
+pub(crate) type KeyedEntry = (u64, Labels, ResultEntry);
+
 impl QueryEngine {
+    /// Runs a log query.
     pub async fn log_query(&self, q: &LogQuery) -> Result<LogResult> {
         let started = Instant::now();
+        let (out, mut stats) = match crate::fanout::plan_log(self, q).await? {
+            Some(plan) => crate::fanout::run_log(self, q, plan).await?,
+            None => self.log_entries(q).await?,
+        };
+        stats.entries_returned = out.len() as u64;
+        let streams = group_entries(out);
+        stats.exec_time_s = started.elapsed().as_secs_f64();
+        stats.cost.price(self.prices(), stats.exec_time_s);
+        Ok(LogResult { streams, stats })
+    }
+
+    /// The first `limit` entries of a log query in its direction, ungrouped, with the
+    /// query's figures (not priced).
+    pub(crate) async fn log_entries(&self, q: &LogQuery) -> Result<(Vec<KeyedEntry>, QueryStats)> {
         let mut stats = QueryStats::default();
         let counters = Arc::new(IoCounters::default());
         let push = Pushdown::of(&q.expr.pipeline);
@@ -150,24 +179,8 @@ impl QueryEngine {
             }
             out.truncate(q.limit);
         }
-        stats.entries_returned = out.len() as u64;
-
-        // Group by stream; within a stream the direction order is already right.
-        let mut grouped: BTreeMap<String, (Labels, Vec<ResultEntry>)> = BTreeMap::new();
-        for (labels, entry) in out {
-            grouped
-                .entry(labels.to_string())
-                .or_insert_with(|| (labels, Vec::new()))
-                .1
-                .push(entry);
-        }
-        stats.exec_time_s = started.elapsed().as_secs_f64();
         stats.cost = counters.snapshot();
-        stats.cost.price(self.prices(), stats.exec_time_s);
-        Ok(LogResult {
-            streams: grouped.into_values().collect(),
-            stats,
-        })
+        Ok((out, stats))
     }
 
     async fn scan_rows(
@@ -271,6 +284,20 @@ impl QueryEngine {
         }
         Ok((None, metrics))
     }
+}
+
+/// Entries grouped by stream labels, groups sorted by their label text; within a group the
+/// direction order is kept.
+pub(crate) fn group_entries(out: Vec<KeyedEntry>) -> Vec<(Labels, Vec<ResultEntry>)> {
+    let mut grouped: BTreeMap<String, (Labels, Vec<ResultEntry>)> = BTreeMap::new();
+    for (_, labels, entry) in out {
+        grouped
+            .entry(labels.to_string())
+            .or_insert_with(|| (labels, Vec::new()))
+            .1
+            .push(entry);
+    }
+    grouped.into_values().collect()
 }
 
 /// Per-query DataFusion session with the store registered and Parquet pushdown on.
@@ -427,9 +454,9 @@ impl HasTs for Row {
     }
 }
 
-impl HasTs for (Labels, ResultEntry) {
+impl HasTs for KeyedEntry {
     fn ts(&self) -> i64 {
-        self.1.ts
+        self.2.ts
     }
 }
 
@@ -450,7 +477,7 @@ struct PipelineJob {
 }
 
 impl PipelineJob {
-    fn run(&self, rows: Vec<Row>) -> Result<Vec<(Labels, ResultEntry)>> {
+    fn run(&self, rows: Vec<Row>) -> Result<Vec<KeyedEntry>> {
         let mut out = Vec::with_capacity(rows.len());
         for (i, r) in rows.into_iter().enumerate() {
             if i % 256 == 0 {
@@ -471,6 +498,7 @@ impl PipelineJob {
                     }
                 }
                 out.push((
+                    r.stream,
                     stream.clone(),
                     ResultEntry {
                         ts: r.ts,
@@ -501,6 +529,7 @@ impl PipelineJob {
                     + metadata_bytes(&parsed),
             )?;
             out.push((
+                r.stream,
                 labels,
                 ResultEntry {
                     ts: r.ts,

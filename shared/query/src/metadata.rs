@@ -12,10 +12,13 @@ use crate::{QueryEngine, Result};
 /// `index/stats` figures.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexStats {
+    /// Matching streams.
     pub streams: u64,
     /// Objects holding a matching stream (Loki counts chunks).
     pub chunks: u64,
+    /// Bytes of line text in range.
     pub bytes: u64,
+    /// Entries in range.
     pub entries: u64,
 }
 
@@ -126,9 +129,13 @@ pub type VolumePoints = Vec<(i64, u64)>;
 /// `index/volume` and `index/volume_range` parameters, validated.
 #[derive(Debug, Clone)]
 pub struct VolumeQuery {
+    /// The tenant.
     pub tenant: String,
+    /// The selector's matchers.
     pub matchers: Vec<Matcher>,
+    /// Range start (inclusive, ns).
     pub start: i64,
+    /// Range end (exclusive, ns).
     pub end: i64,
     /// Bucket width for `volume_range`; `None` gives one bucket ending at `end`.
     pub step: Option<i64>,
@@ -136,6 +143,7 @@ pub struct VolumeQuery {
     pub target_labels: Vec<String>,
     /// `aggregateBy=labels`: one series per label *name* (`{"<name>": ""}`).
     pub by_label_names: bool,
+    /// Most series returned.
     pub limit: usize,
 }
 

@@ -45,7 +45,9 @@ use crate::{QueryEngine, QueryError, Result};
 /// A metric query, parameters already validated.
 #[derive(Debug, Clone)]
 pub struct MetricQuery {
+    /// The tenant.
     pub tenant: String,
+    /// The metric expression.
     pub expr: SampleExpr,
     /// First evaluation time, ns.
     pub start: i64,
@@ -53,6 +55,7 @@ pub struct MetricQuery {
     pub end: i64,
     /// Step, ns (> 0). Ignored for instant queries.
     pub step: i64,
+    /// An instant query (`query`) rather than a range query.
     pub instant: bool,
     /// `max_query_series`; 0 = unlimited.
     pub max_series: usize,
@@ -60,13 +63,17 @@ pub struct MetricQuery {
     pub max_response_bytes: u64,
 }
 
+/// A metric query's answer.
 #[derive(Debug, Clone)]
 pub struct MetricResult {
+    /// The vector, matrix or scalar.
     pub value: Value,
+    /// What the query read.
     pub stats: QueryStats,
 }
 
 impl QueryEngine {
+    /// Runs a metric query.
     pub async fn metric_query(&self, q: &MetricQuery) -> Result<MetricResult> {
         let started = Instant::now();
         let mut stats = QueryStats::default();
@@ -75,16 +82,10 @@ impl QueryEngine {
             parquetry_eval::check_points(q.start, q.end, step)
                 .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         }
-        let ranges = q.expr.range_aggregations();
-        let hints = pregroup_hints(&q.expr);
-        let groupings = SampleGrouping::of(&q.expr);
-        let mut inputs = Vec::with_capacity(ranges.len());
-        for ((ra, hint), grouping) in ranges.iter().zip(&hints).zip(&groupings) {
-            inputs.push(
-                self.range_samples(q, ra, hint.as_deref(), grouping, &mut stats)
-                    .await?,
-            );
-        }
+        let inputs = match crate::fanout::plan_metric(self, q).await? {
+            Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats).await?,
+            None => self.metric_inputs(q, &mut stats).await?,
+        };
         let params = EvalParams {
             start: q.start,
             end: q.end,
@@ -102,6 +103,26 @@ impl QueryEngine {
         stats.exec_time_s = started.elapsed().as_secs_f64();
         stats.cost.price(self.prices(), stats.exec_time_s);
         Ok(MetricResult { value, stats })
+    }
+
+    /// The sample series of every range aggregation of `q`, in
+    /// [`SampleExpr::range_aggregations`] order: what [`parquetry_eval::evaluate`] takes.
+    pub(crate) async fn metric_inputs(
+        &self,
+        q: &MetricQuery,
+        stats: &mut QueryStats,
+    ) -> Result<Vec<Vec<SampleSeries>>> {
+        let ranges = q.expr.range_aggregations();
+        let hints = pregroup_hints(&q.expr);
+        let groupings = SampleGrouping::of(&q.expr);
+        let mut inputs = Vec::with_capacity(ranges.len());
+        for ((ra, hint), grouping) in ranges.iter().zip(&hints).zip(&groupings) {
+            inputs.push(
+                self.range_samples(q, ra, hint.as_deref(), grouping, stats)
+                    .await?,
+            );
+        }
+        Ok(inputs)
     }
 
     /// The raw sample series of one range aggregation over every window the query evaluates.

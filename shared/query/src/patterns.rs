@@ -173,9 +173,13 @@ fn unit_sample<'a>(
 /// One sampled line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SampledLine {
+    /// The stream fingerprint.
     pub stream: u64,
+    /// Entry time (Unix ns).
     pub ts: i64,
+    /// The line.
     pub line: String,
+    /// Its `detected_level` metadata, if any.
     pub level: Option<String>,
 }
 
@@ -189,6 +193,7 @@ pub struct LineSample {
     pub rate: f64,
     /// Lines of the selected streams in the range, estimated from the stream catalogs.
     pub lines_in_range: u64,
+    /// What sampling read.
     pub stats: QueryStats,
 }
 

@@ -38,6 +38,7 @@ pub struct Pushdown {
 }
 
 impl Pushdown {
+    /// What of `pipeline` the scan can evaluate.
     pub fn of(pipeline: &[Stage]) -> Pushdown {
         let mut acc: Option<Expr> = None;
         let mut exact = true;

@@ -12,13 +12,16 @@ use crate::{QueryEngine, Result};
 /// One object to scan and the streams wanted from it.
 #[derive(Debug, Clone)]
 pub struct SelectedObject {
+    /// The object.
     pub object: DataObject,
+    /// Its streams that match the selector.
     pub streams: Vec<StreamInfo>,
 }
 
 /// The outcome of selection.
 #[derive(Debug, Clone, Default)]
 pub struct Selection {
+    /// The objects with a matching stream, by path.
     pub objects: Vec<SelectedObject>,
     /// Delete requests hiding part of the selected entries (see `deletes`).
     pub deletes: Vec<crate::deletes::AppliedDelete>,
@@ -78,6 +81,11 @@ impl QueryEngine {
                 .streams
                 .iter()
                 .filter(|s| s.min_ts < end && s.max_ts >= start)
+                .filter(|s| {
+                    self.only_streams
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&s.fingerprint))
+                })
                 .filter(|s| {
                     let labels = s.labels();
                     matcher_sets.is_empty()

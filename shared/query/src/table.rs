@@ -31,6 +31,7 @@ use parquetry_store::schema::log_schema;
 /// the store root, so the same plan works on any backend.
 pub const STORE_URL: &str = "parquetry://store/";
 
+/// A DataFusion table over a chosen set of log objects.
 #[derive(Debug)]
 pub struct LogTable {
     objects: Vec<DataObject>,
@@ -43,6 +44,7 @@ pub struct LogTable {
 }
 
 impl LogTable {
+    /// A table over `objects`.
     pub fn new(objects: Vec<DataObject>) -> Self {
         LogTable {
             objects,

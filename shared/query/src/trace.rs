@@ -19,10 +19,15 @@ use tracing::{Instrument, Span};
 /// A stage of a query, in the order a query runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
+    /// Parsing the request and choosing objects and streams.
     Plan,
+    /// Reading rows from storage.
     Scan,
+    /// Running the log pipeline on entries.
     Pipeline,
+    /// Evaluating the metric expression.
     Eval,
+    /// Writing the response.
     Encode,
 }
 
@@ -82,11 +87,13 @@ impl StageTimings {
         CURRENT.try_with(Arc::clone).ok()
     }
 
+    /// Adds `elapsed` to `stage`'s time.
     pub fn add(&self, stage: Stage, elapsed: Duration) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.nanos[stage as usize].fetch_add(ns, Ordering::Relaxed);
     }
 
+    /// The time spent in `stage` so far.
     pub fn get(&self, stage: Stage) -> Duration {
         Duration::from_nanos(self.nanos[stage as usize].load(Ordering::Relaxed))
     }

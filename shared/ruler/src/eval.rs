@@ -31,13 +31,21 @@ const RESOLVED_RETENTION_NS: i64 = 15 * 60 * 1_000_000_000;
 /// What one pass did, for logs and the Lambda function's result.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PassSummary {
+    /// Rule groups known.
     pub groups: usize,
+    /// Groups due and evaluated in this pass.
     pub groups_evaluated: usize,
+    /// Rules evaluated.
     pub rules_evaluated: usize,
+    /// Rules whose evaluation failed.
     pub rule_errors: usize,
+    /// Alerts pending (active, `for` not yet elapsed).
     pub alerts_pending: usize,
+    /// Alerts firing.
     pub alerts_firing: usize,
+    /// Alerts sent to Alertmanager.
     pub alerts_sent: usize,
+    /// Recorded samples remote-written.
     pub samples_written: usize,
     /// Rule files that could not be loaded, notification and write failures.
     pub errors: Vec<String>,
@@ -66,6 +74,7 @@ pub struct Ruler {
 }
 
 impl Ruler {
+    /// A ruler reading rules and keeping alert state as `config.ruler` says.
     pub fn new(config: Arc<Config>, store: Arc<Store>, engine: QueryEngine) -> Ruler {
         let rules = RuleStore::from_config(&config, &store);
         Ruler {
@@ -86,6 +95,7 @@ impl Ruler {
         self
     }
 
+    /// Where its rule groups live.
     pub fn rule_store(&self) -> &RuleStore {
         &self.rules
     }
@@ -221,7 +231,7 @@ impl Ruler {
                     tracing::warn!(tenant = %g.tenant, group = %g.group.name, rule = rule.name(), error = %e, "rule evaluation failed");
                     summary.rule_errors += 1;
                     rs.health = "err".into();
-                    rs.last_error = e;
+                    rs.last_error = e.to_string();
                 }
             }
             rs.last_evaluation_ns = ts;
@@ -309,10 +319,14 @@ impl Ruler {
     }
 
     /// Runs `expr` as an instant query at `ts` (ns): a vector, or a scalar as one sample.
-    async fn query(&self, tenant: &str, expr: &str, ts: i64) -> Result<Vec<(Labels, f64)>, String> {
-        let parsed = parse_expr(expr).map_err(|e| e.to_string())?;
-        let Expr::Sample(sample) = parsed else {
-            return Err("rule result is not a vector or scalar".into());
+    async fn query(
+        &self,
+        tenant: &str,
+        expr: &str,
+        ts: i64,
+    ) -> Result<Vec<(Labels, f64)>, RuleError> {
+        let Expr::Sample(sample) = parse_expr(expr)? else {
+            return Err(RuleError::NotVector);
         };
         let limits = &self.config.limits_config;
         let q = MetricQuery {
@@ -332,14 +346,14 @@ impl Ruler {
         } else {
             match tokio::time::timeout(timeout, run).await {
                 Ok(r) => r,
-                Err(_) => return Err("rule evaluation failed: query timed out".into()),
+                Err(_) => return Err(RuleError::Timeout),
             }
         }
-        .map_err(|e| format!("rule evaluation failed: {e}"))?;
+        .map_err(RuleError::Query)?;
         match result.value {
             Value::Vector(v) => Ok(v.into_iter().map(|s| (s.labels, s.v)).collect()),
             Value::Scalar { v, .. } => Ok(vec![(Labels::default(), v)]),
-            Value::Matrix(_) => Err("rule result is not a vector or scalar".into()),
+            Value::Matrix(_) => Err(RuleError::NotVector),
         }
     }
 
@@ -358,7 +372,7 @@ impl Ruler {
         samples: Vec<(Labels, f64)>,
         ts: i64,
         limit: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), RuleError> {
         let mut seen: HashSet<String> = HashSet::new();
         let mut fresh: Vec<(String, Alert)> = Vec::new();
         for (labels, v) in samples {
@@ -380,10 +394,7 @@ impl Ruler {
                 .collect();
             let key = serde_json::to_string(&lbls).unwrap_or_default();
             if !seen.insert(key.clone()) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying alert labels"
-                        .into(),
-                );
+                return Err(RuleError::DuplicateLabels("alert"));
             }
             fresh.push((
                 key,
@@ -404,10 +415,11 @@ impl Ruler {
         }
         if limit > 0 && fresh.len() as i64 > limit {
             rs.alerts.clear();
-            return Err(format!(
-                "exceeded limit of {limit} with {} alerts",
-                fresh.len()
-            ));
+            return Err(RuleError::Limit {
+                limit,
+                count: fresh.len(),
+                what: "alerts",
+            });
         }
         for (key, new) in fresh {
             match rs.alerts.get_mut(&key) {
@@ -457,12 +469,13 @@ impl Ruler {
         samples: Vec<(Labels, f64)>,
         ts: i64,
         limit: i64,
-    ) -> Result<Vec<TimeSeries>, String> {
+    ) -> Result<Vec<TimeSeries>, RuleError> {
         if limit > 0 && samples.len() as i64 > limit {
-            return Err(format!(
-                "exceeded limit of {limit} with {} series",
-                samples.len()
-            ));
+            return Err(RuleError::Limit {
+                limit,
+                count: samples.len(),
+                what: "series",
+            });
         }
         let mut seen = HashSet::new();
         let mut out = Vec::with_capacity(samples.len());
@@ -477,10 +490,7 @@ impl Ruler {
             lbls.insert("__name__".into(), rule.record.clone());
             self.external_labels(&mut lbls);
             if !seen.insert(serde_json::to_string(&lbls).unwrap_or_default()) {
-                return Err(
-                    "vector contains metrics with the same labelset after applying rule labels"
-                        .into(),
-                );
+                return Err(RuleError::DuplicateLabels("rule"));
             }
             out.push(remote_write::series(&lbls, v, ts));
         }
@@ -571,4 +581,32 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     let ruler = Arc::new(Ruler::new(config, store, engine));
     tokio::spawn(ruler.run_forever())
+}
+
+/// Why one rule's evaluation failed. The texts are Prometheus's (as Loki's ruler reports
+/// them): they become the rule's `lastError` in the rules API.
+#[derive(Debug, thiserror::Error)]
+enum RuleError {
+    /// The expression does not parse.
+    #[error(transparent)]
+    Parse(#[from] parquetry_logql::ParseError),
+    /// A log query, or a metric query that answered a matrix.
+    #[error("rule result is not a vector or scalar")]
+    NotVector,
+    /// `limits_config.query_timeout` elapsed.
+    #[error("rule evaluation failed: query timed out")]
+    Timeout,
+    /// The query itself failed.
+    #[error("rule evaluation failed: {0}")]
+    Query(#[source] parquetry_query::QueryError),
+    /// The group's `limit` on alerts or series was exceeded.
+    #[error("exceeded limit of {limit} with {count} {what}")]
+    Limit {
+        limit: i64,
+        count: usize,
+        what: &'static str,
+    },
+    /// Two samples became one label set once the rule's (`alert` or `rule`) labels applied.
+    #[error("vector contains metrics with the same labelset after applying {0} labels")]
+    DuplicateLabels(&'static str),
 }

@@ -27,10 +27,4 @@ pub use rules::{Rule, RuleGroup, RuleGroupFile};
 pub use state::{AlertState, GroupState};
 pub use store::{RuleStore, RuleStoreError};
 
-/// Nanoseconds since the epoch, now.
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use parquetry_model::now_ns;

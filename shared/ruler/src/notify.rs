@@ -8,28 +8,46 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+/// One alert as Alertmanager's API v2 takes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PostableAlert {
+    /// The alert's labels.
     pub labels: BTreeMap<String, String>,
+    /// The alert's annotations.
     pub annotations: BTreeMap<String, String>,
+    /// When it became active (RFC 3339).
     #[serde(rename = "startsAt")]
     pub starts_at: String,
+    /// When it stops being valid unless re-sent, or when it resolved (RFC 3339).
     #[serde(rename = "endsAt")]
     pub ends_at: String,
+    /// A link to the expression.
     #[serde(rename = "generatorURL")]
     pub generator_url: String,
 }
 
+/// Why alerts could not be delivered to one Alertmanager.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
+    /// The request failed.
     #[error("sending alerts to {url}: {source}")]
-    Http { url: String, source: reqwest::Error },
+    Http {
+        /// The Alertmanager URL.
+        url: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// Alertmanager answered with an error status.
     #[error("sending alerts to {url}: status {status}: {body}")]
     Status {
+        /// The Alertmanager URL.
         url: String,
+        /// Its status code.
         status: u16,
+        /// Its answer's body.
         body: String,
     },
+    /// The alerts could not be encoded.
     #[error("encoding alerts: {0}")]
     Encode(#[from] serde_json::Error),
 }

@@ -7,31 +7,40 @@ use std::time::Duration;
 
 use prost::Message;
 
+/// Prometheus remote write 1.0's `WriteRequest`.
 #[derive(Clone, PartialEq, Message)]
 pub struct WriteRequest {
+    /// The series written.
     #[prost(message, repeated, tag = "1")]
     pub timeseries: Vec<TimeSeries>,
 }
 
+/// One series with its samples.
 #[derive(Clone, PartialEq, Message)]
 pub struct TimeSeries {
     /// Sorted by name, `__name__` among them.
     #[prost(message, repeated, tag = "1")]
     pub labels: Vec<Label>,
+    /// Its samples.
     #[prost(message, repeated, tag = "2")]
     pub samples: Vec<Sample>,
 }
 
+/// A label pair.
 #[derive(Clone, PartialEq, Message)]
 pub struct Label {
+    /// The label name.
     #[prost(string, tag = "1")]
     pub name: String,
+    /// The label value.
     #[prost(string, tag = "2")]
     pub value: String,
 }
 
+/// One sample.
 #[derive(Clone, PartialEq, Message)]
 pub struct Sample {
+    /// The value.
     #[prost(double, tag = "1")]
     pub value: f64,
     /// Milliseconds since the epoch.
@@ -39,16 +48,28 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
+/// Why a remote-write request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteWriteError {
+    /// The request failed.
     #[error("remote write to {url}: {source}")]
-    Http { url: String, source: reqwest::Error },
+    Http {
+        /// The endpoint.
+        url: String,
+        /// The HTTP client's error.
+        source: reqwest::Error,
+    },
+    /// The endpoint answered with an error status.
     #[error("remote write to {url}: status {status}: {body}")]
     Status {
+        /// The endpoint.
         url: String,
+        /// Its status code.
         status: u16,
+        /// Its answer's body.
         body: String,
     },
+    /// The request could not be compressed.
     #[error("remote write: snappy: {0}")]
     Snappy(#[from] snap::Error),
 }
@@ -79,8 +100,11 @@ pub fn encode(req: &WriteRequest) -> Result<Vec<u8>, RemoteWriteError> {
 /// One client endpoint.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
+    /// The remote-write URL.
     pub url: String,
+    /// Extra headers on each request.
     pub headers: BTreeMap<String, String>,
+    /// Timeout of one request.
     pub timeout: Duration,
 }
 

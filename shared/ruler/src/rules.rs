@@ -9,6 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A rule file: `groups:` and its list.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct RuleGroupFile {
+    /// The file's groups, in order.
     #[serde(default)]
     pub groups: Vec<RuleGroup>,
 }
@@ -16,12 +17,16 @@ pub struct RuleGroupFile {
 /// One group: rules evaluated in order, at one interval.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct RuleGroup {
+    /// Unique within its namespace.
     #[serde(default)]
     pub name: String,
+    /// How often the group runs; `ruler.evaluation_interval` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<RuleDuration>,
+    /// Most alerts or series a rule may produce (0: no limit).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub limit: i64,
+    /// The rules, evaluated in order.
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
@@ -33,18 +38,25 @@ fn is_zero(n: &i64) -> bool {
 /// An alerting (`alert`) or recording (`record`) rule.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Rule {
+    /// The recorded series' name (recording rules).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub record: String,
+    /// The alert's name (alerting rules).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alert: String,
+    /// The LogQL metric query.
     #[serde(default)]
     pub expr: String,
+    /// How long an alert stays pending before it fires.
     #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
     pub for_: Option<RuleDuration>,
+    /// How long an alert keeps firing after its query stops returning it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep_firing_for: Option<RuleDuration>,
+    /// Labels added (templates, for alerts).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Annotations of the alert (templates).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -59,6 +71,7 @@ impl Rule {
         }
     }
 
+    /// An alerting rule rather than a recording rule.
     pub fn is_alert(&self) -> bool {
         !self.alert.is_empty()
     }
@@ -68,6 +81,7 @@ impl Rule {
         self.for_.map(|d| d.0).unwrap_or(0)
     }
 
+    /// `keep_firing_for` in nanoseconds (0 when unset).
     pub fn keep_firing_for_ns(&self) -> i64 {
         self.keep_firing_for.map(|d| d.0).unwrap_or(0)
     }
@@ -106,11 +120,67 @@ impl Serialize for RuleDuration {
 
 /// Parses a rule file. A YAML error is returned as the YAML library words it; the groups'
 /// own problems come from [`validate_groups`].
-pub fn parse_file(text: &str) -> Result<RuleGroupFile, String> {
+pub fn parse_file(text: &str) -> Result<RuleGroupFile, RuleFileYamlError> {
     if text.trim().is_empty() {
         return Ok(RuleGroupFile::default());
     }
-    serde_yaml::from_str(text).map_err(|e| format!("yaml: {e}"))
+    serde_yaml::from_str(text).map_err(RuleFileYamlError)
+}
+
+/// A rule file that is not valid YAML for the rule format, worded as Loki's (`yaml: …`).
+#[derive(Debug, thiserror::Error)]
+#[error("yaml: {0}")]
+pub struct RuleFileYamlError(#[source] pub serde_yaml::Error);
+
+/// Why a rule is refused, in Loki's words (Prometheus's `rulefmt` checks).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleInvalid {
+    /// Both `record` and `alert` are set.
+    #[error("only one of 'record' and 'alert' must be set")]
+    BothKinds,
+    /// Neither `record` nor `alert` is set.
+    #[error("one of 'record' or 'alert' must be set")]
+    NoKind,
+    /// `expr` is empty.
+    #[error("field 'expr' must be set in rule")]
+    NoExpr,
+    /// `expr` is not LogQL.
+    #[error("could not parse expression for {kind} '{name}' in group '{group}': {source}")]
+    Expr {
+        /// `alert` or `record`.
+        kind: &'static str,
+        /// The rule's name.
+        name: String,
+        /// Its group's name.
+        group: String,
+        /// The parser's error.
+        source: parquetry_logql::ParseError,
+    },
+    /// A recording rule with annotations.
+    #[error("invalid field 'annotations' in recording rule")]
+    RecordAnnotations,
+    /// A recording rule with `for`.
+    #[error("invalid field 'for' in recording rule")]
+    RecordFor,
+    /// A recording rule whose name is not a metric name.
+    #[error("invalid recording rule name: {0}")]
+    RecordName(String),
+    /// A label name that is not one, or `__name__`.
+    #[error("invalid label name: {0}")]
+    LabelName(String),
+    /// An annotation name that is not a label name.
+    #[error("invalid annotation name: {0}")]
+    AnnotationName(String),
+    /// An alert's label (`what` = `label`) or annotation template that does not compile.
+    #[error("{what} \"{key}\": {source}")]
+    Template {
+        /// `label` or `annotation`.
+        what: &'static str,
+        /// The label or annotation name.
+        key: String,
+        /// The template's error.
+        source: crate::template::AlertTemplateError,
+    },
 }
 
 /// Parses one group, the body of the API's POST.
@@ -134,57 +204,61 @@ pub fn validate_groups(groups: &[RuleGroup]) -> Vec<String> {
         }
         for r in &g.rules {
             if let Err(e) = validate_rule(r, &g.name) {
-                errs.push(e);
+                errs.push(e.to_string());
             }
         }
     }
     errs
 }
 
-fn validate_rule(r: &Rule, group: &str) -> Result<(), String> {
+fn validate_rule(r: &Rule, group: &str) -> Result<(), RuleInvalid> {
     if !r.record.is_empty() && !r.alert.is_empty() {
-        return Err("only one of 'record' and 'alert' must be set".into());
+        return Err(RuleInvalid::BothKinds);
     }
     if r.record.is_empty() && r.alert.is_empty() {
-        return Err("one of 'record' or 'alert' must be set".into());
+        return Err(RuleInvalid::NoKind);
     }
     if r.expr.is_empty() {
-        return Err("field 'expr' must be set in rule".into());
+        return Err(RuleInvalid::NoExpr);
     }
-    if let Err(e) = parquetry_logql::parse_expr(&r.expr) {
-        let kind = if r.is_alert() { "alert" } else { "record" };
-        return Err(format!(
-            "could not parse expression for {kind} '{}' in group '{group}': {}",
-            r.name(),
-            e
-        ));
+    if let Err(source) = parquetry_logql::parse_expr(&r.expr) {
+        return Err(RuleInvalid::Expr {
+            kind: if r.is_alert() { "alert" } else { "record" },
+            name: r.name().to_string(),
+            group: group.to_string(),
+            source,
+        });
     }
     if !r.record.is_empty() {
         if !r.annotations.is_empty() {
-            return Err("invalid field 'annotations' in recording rule".into());
+            return Err(RuleInvalid::RecordAnnotations);
         }
         if r.for_ns() != 0 {
-            return Err("invalid field 'for' in recording rule".into());
+            return Err(RuleInvalid::RecordFor);
         }
         if !is_metric_name(&r.record) {
-            return Err(format!("invalid recording rule name: {}", r.record));
+            return Err(RuleInvalid::RecordName(r.record.clone()));
         }
     }
     for k in r.labels.keys() {
         if !is_label_name(k) || k == "__name__" {
-            return Err(format!("invalid label name: {k}"));
+            return Err(RuleInvalid::LabelName(k.clone()));
         }
     }
     for k in r.annotations.keys() {
         if !is_label_name(k) {
-            return Err(format!("invalid annotation name: {k}"));
+            return Err(RuleInvalid::AnnotationName(k.clone()));
         }
     }
     if r.is_alert() {
         for (what, map) in [("label", &r.labels), ("annotation", &r.annotations)] {
             for (k, v) in map {
-                if let Err(e) = crate::template::AlertTemplate::compile(&r.alert, v) {
-                    return Err(format!("{what} \"{k}\": {e}"));
+                if let Err(source) = crate::template::AlertTemplate::compile(&r.alert, v) {
+                    return Err(RuleInvalid::Template {
+                        what,
+                        key: k.clone(),
+                        source,
+                    });
                 }
             }
         }
@@ -192,12 +266,14 @@ fn validate_rule(r: &Rule, group: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `s` is a Prometheus metric name.
 pub fn is_metric_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
+/// Whether `s` is a Prometheus label name.
 pub fn is_label_name(s: &str) -> bool {
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')

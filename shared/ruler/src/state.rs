@@ -19,19 +19,25 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+/// Where alert state lives in the bucket.
 pub const STATE_PREFIX: &str = "ruler/state";
+/// Version of the stored state's JSON.
 pub const STATE_FORMAT: u32 = 1;
 
+/// Where an alert is in Prometheus's state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertState {
+    /// Active, `for` not yet elapsed.
     Pending,
+    /// Active and sent to Alertmanager.
     Firing,
     /// Resolved: kept (and re-sent with `endsAt`) for 15 minutes, then dropped.
     Inactive,
 }
 
 impl AlertState {
+    /// The state as Prometheus's API spells it.
     pub fn as_str(&self) -> &'static str {
         match self {
             AlertState::Pending => "pending",
@@ -44,22 +50,32 @@ impl AlertState {
 /// One alert of an alerting rule: a label set the rule's query returned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
+    /// The alert's labels.
     pub labels: BTreeMap<String, String>,
+    /// Its expanded annotations.
     pub annotations: BTreeMap<String, String>,
+    /// Its state.
     pub state: AlertState,
+    /// The query's value at the last evaluation.
     pub value: f64,
+    /// When it became active (Unix ns).
     pub active_at_ns: i64,
+    /// When it started firing (Unix ns, 0: never).
     #[serde(default)]
     pub fired_at_ns: i64,
+    /// When it resolved (Unix ns, 0: not resolved).
     #[serde(default)]
     pub resolved_at_ns: i64,
+    /// When it was last sent to Alertmanager (Unix ns).
     #[serde(default)]
     pub last_sent_ns: i64,
+    /// The `endsAt` last sent (Unix ns).
     #[serde(default)]
     pub valid_until_ns: i64,
     /// When the query last returned this alert (for `keep_firing_for`).
     #[serde(default)]
     pub last_seen_ns: i64,
+    /// When `keep_firing_for` started holding it (Unix ns, 0: not held).
     #[serde(default)]
     pub keep_firing_since_ns: i64,
 }
@@ -69,9 +85,12 @@ pub struct Alert {
 pub struct RuleState {
     /// `ok`, `err` or `unknown` (never evaluated), as Prometheus reports health.
     pub health: String,
+    /// The error of the last evaluation, empty if it succeeded.
     #[serde(default)]
     pub last_error: String,
+    /// When the rule was last evaluated (Unix ns).
     pub last_evaluation_ns: i64,
+    /// How long that evaluation took.
     pub evaluation_seconds: f64,
     /// Active alerts by their label set's text.
     #[serde(default)]
@@ -81,9 +100,13 @@ pub struct RuleState {
 /// A group's state: its rules' states keyed by [`rule_key`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GroupState {
+    /// [`STATE_FORMAT`] when written.
     pub format: u32,
+    /// When the group was last evaluated (Unix ns).
     pub last_evaluation_ns: i64,
+    /// How long that evaluation took.
     pub evaluation_seconds: f64,
+    /// Each rule's state.
     #[serde(default)]
     pub rules: BTreeMap<String, RuleState>,
 }
@@ -99,6 +122,7 @@ fn enc(s: &str) -> String {
     URL_SAFE_NO_PAD.encode(s.as_bytes())
 }
 
+/// Where a group's state is stored.
 pub fn state_path(tenant: &str, namespace: &str, group: &str) -> Path {
     Path::from(format!(
         "{STATE_PREFIX}/{}/{}/{}.json",
@@ -132,6 +156,7 @@ pub async fn load(
     }
 }
 
+/// Writes a group's state.
 pub async fn save(
     store: &dyn ObjectStore,
     tenant: &str,

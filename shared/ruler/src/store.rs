@@ -26,28 +26,59 @@ use parquetry_store::Store;
 
 use crate::rules::{RuleGroup, parse_file, validate_groups};
 
+/// Where rule groups live in the bucket.
 pub const RULES_PREFIX: &str = "ruler/rules";
 
+/// Why a rule store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleStoreError {
     /// A write (or single-group read) on the read-only local store; Loki's words.
     #[error("{0} unsupported in rule local store")]
     Unsupported(&'static str),
+    /// No such group (404 in the API).
     #[error("group does not exist")]
     GroupNotFound,
+    /// No such namespace (404 in the API).
     #[error("group namespace does not exist")]
     NamespaceNotFound,
     /// A local rule directory or file that cannot be read or is invalid (Loki's wording).
     #[error("{0}")]
     Local(String),
-    #[error("storage: {0}")]
-    Storage(#[from] object_store::Error),
+    /// The bucket failed.
+    #[error("storage, {path}: {source}")]
+    Storage {
+        /// The object or listed prefix.
+        path: String,
+        /// What the bucket answered.
+        #[source]
+        source: object_store::Error,
+    },
     /// A stored group object that no longer parses.
     #[error("invalid stored rule group {key}: {message}")]
-    Corrupt { key: String, message: String },
+    Corrupt {
+        /// The group's key or name.
+        key: String,
+        /// Why it does not parse.
+        message: String,
+    },
 }
 
+/// The rule store's result.
 pub type Result<T, E = RuleStoreError> = std::result::Result<T, E>;
+
+/// Names the object (or prefix) a bucket failure concerns.
+trait At<T> {
+    fn at(self, path: &Path) -> Result<T>;
+}
+
+impl<T> At<T> for std::result::Result<T, object_store::Error> {
+    fn at(self, path: &Path) -> Result<T> {
+        self.map_err(|source| RuleStoreError::Storage {
+            path: path.to_string(),
+            source,
+        })
+    }
+}
 
 /// Namespace → its groups, in name order.
 pub type Namespaces = BTreeMap<String, Vec<RuleGroup>>;
@@ -76,6 +107,7 @@ fn dec(s: &str) -> Option<String> {
 }
 
 impl RuleStore {
+    /// The store `ruler.storage` names: local files or the log store's bucket.
     pub fn from_config(config: &Config, store: &Store) -> RuleStore {
         if config.ruler.local_storage() {
             RuleStore::local(PathBuf::from(&config.ruler.storage.local.directory))
@@ -84,18 +116,21 @@ impl RuleStore {
         }
     }
 
+    /// Read-only rule files under `dir`.
     pub fn local(dir: PathBuf) -> RuleStore {
         RuleStore {
             source: Source::Local(dir),
         }
     }
 
+    /// Rule groups in `store`, editable through the API.
     pub fn bucket(store: Arc<dyn ObjectStore>) -> RuleStore {
         RuleStore {
             source: Source::Bucket(store),
         }
     }
 
+    /// Whether rules come from local files.
     pub fn is_local(&self) -> bool {
         matches!(self.source, Source::Local(_))
     }
@@ -127,9 +162,8 @@ impl RuleStore {
                 Ok(out)
             }
             Source::Bucket(s) => {
-                let listing = s
-                    .list_with_delimiter(Some(&Path::from(RULES_PREFIX)))
-                    .await?;
+                let root = Path::from(RULES_PREFIX);
+                let listing = s.list_with_delimiter(Some(&root)).await.at(&root)?;
                 let mut out: Vec<String> = listing
                     .common_prefixes
                     .iter()
@@ -153,7 +187,8 @@ impl RuleStore {
                     prefix.push('/');
                     prefix.push_str(&enc(ns));
                 }
-                let metas: Vec<_> = s.list(Some(&Path::from(prefix))).try_collect().await?;
+                let prefix = Path::from(prefix);
+                let metas: Vec<_> = s.list(Some(&prefix)).try_collect().await.at(&prefix)?;
                 let mut out = Namespaces::new();
                 for m in metas {
                     let parts: Vec<_> = m.location.parts().collect();
@@ -172,20 +207,23 @@ impl RuleStore {
         }
     }
 
+    /// One group.
     pub async fn get_group(&self, tenant: &str, namespace: &str, group: &str) -> Result<RuleGroup> {
         match &self.source {
             Source::Local(_) => Err(RuleStoreError::Unsupported("GetRuleGroup")),
             Source::Bucket(s) => {
                 match read_group(s.as_ref(), &group_path(tenant, namespace, group)).await {
-                    Err(RuleStoreError::Storage(object_store::Error::NotFound { .. })) => {
-                        Err(RuleStoreError::GroupNotFound)
-                    }
+                    Err(RuleStoreError::Storage {
+                        source: object_store::Error::NotFound { .. },
+                        ..
+                    }) => Err(RuleStoreError::GroupNotFound),
                     other => other,
                 }
             }
         }
     }
 
+    /// Creates or replaces a group.
     pub async fn set_group(&self, tenant: &str, namespace: &str, group: &RuleGroup) -> Result<()> {
         match &self.source {
             Source::Local(_) => Err(RuleStoreError::Unsupported("SetRuleGroup")),
@@ -194,16 +232,16 @@ impl RuleStore {
                     key: group.name.clone(),
                     message: e.to_string(),
                 })?;
-                s.put(
-                    &group_path(tenant, namespace, &group.name),
-                    PutPayload::from(text.into_bytes()),
-                )
-                .await?;
+                let path = group_path(tenant, namespace, &group.name);
+                s.put(&path, PutPayload::from(text.into_bytes()))
+                    .await
+                    .at(&path)?;
                 Ok(())
             }
         }
     }
 
+    /// Deletes a group.
     pub async fn delete_group(&self, tenant: &str, namespace: &str, group: &str) -> Result<()> {
         match &self.source {
             Source::Local(_) => Err(RuleStoreError::Unsupported("DeleteRuleGroup")),
@@ -215,27 +253,28 @@ impl RuleStore {
                         return Err(RuleStoreError::GroupNotFound);
                     }
                     other => {
-                        other?;
+                        other.at(&path)?;
                     }
                 }
-                s.delete(&path).await?;
+                s.delete(&path).await.at(&path)?;
                 Ok(())
             }
         }
     }
 
+    /// Deletes every group of a namespace.
     pub async fn delete_namespace(&self, tenant: &str, namespace: &str) -> Result<()> {
         match &self.source {
             Source::Local(_) => Err(RuleStoreError::Unsupported("DeleteNamespace")),
             Source::Bucket(s) => {
                 let prefix =
                     Path::from(format!("{RULES_PREFIX}/{}/{}", enc(tenant), enc(namespace)));
-                let metas: Vec<_> = s.list(Some(&prefix)).try_collect().await?;
+                let metas: Vec<_> = s.list(Some(&prefix)).try_collect().await.at(&prefix)?;
                 if metas.is_empty() {
                     return Err(RuleStoreError::NamespaceNotFound);
                 }
                 for m in metas {
-                    s.delete(&m.location).await?;
+                    s.delete(&m.location).await.at(&m.location)?;
                 }
                 Ok(())
             }
@@ -253,7 +292,7 @@ fn group_path(tenant: &str, namespace: &str, group: &str) -> Path {
 }
 
 async fn read_group(s: &dyn ObjectStore, path: &Path) -> Result<RuleGroup> {
-    let bytes = s.get(path).await?.bytes().await?;
+    let bytes = s.get(path).await.at(path)?.bytes().await.at(path)?;
     let text = String::from_utf8_lossy(&bytes);
     crate::rules::parse_group(&text).map_err(|e| RuleStoreError::Corrupt {
         key: path.to_string(),
@@ -310,22 +349,60 @@ fn list_local(dir: &std::path::Path, tenant: &str, namespace: Option<&str>) -> R
 }
 
 /// Reads and validates one local rule file; the error names the file as Loki's does.
-pub fn load_file(path: &std::path::Path) -> Result<Vec<RuleGroup>, String> {
-    let p = path.display();
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{p}: {}", io_error(path, &e)))?;
-    let file = parse_file(&text).map_err(|e| format!("{p}: {e}"))?;
-    let errs = validate_groups(&file.groups);
-    if let Some(first) = errs.first() {
-        return Err(format!("{p}: {first}"));
+pub fn load_file(path: &std::path::Path) -> Result<Vec<RuleGroup>, RuleFileError> {
+    let p = || path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| RuleFileError::Read {
+        path: p(),
+        reason: io_error(path, &e),
+    })?;
+    let file = parse_file(&text).map_err(|source| RuleFileError::Yaml { path: p(), source })?;
+    let mut errs = validate_groups(&file.groups);
+    if !errs.is_empty() {
+        return Err(RuleFileError::Invalid {
+            path: p(),
+            first: errs.swap_remove(0),
+        });
     }
     Ok(file.groups)
+}
+
+/// Why a local rule file cannot be used; the text starts with the file, as Loki's does.
+#[derive(Debug, thiserror::Error)]
+pub enum RuleFileError {
+    /// The file cannot be read (`reason` in Go's `open <path>: …` words).
+    #[error("{path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// The file is not YAML of the rule format.
+    #[error("{path}: {source}")]
+    Yaml {
+        /// The file.
+        path: String,
+        /// The YAML error.
+        source: crate::rules::RuleFileYamlError,
+    },
+    /// A group or rule in the file is refused (the first problem found).
+    #[error("{path}: {first}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The first problem, in Loki's words.
+        first: String,
+    },
 }
 
 /// One group with its owner, for evaluation.
 #[derive(Debug, Clone)]
 pub struct OwnedGroup {
+    /// The tenant.
     pub tenant: String,
+    /// The namespace (rule file).
     pub namespace: String,
+    /// The group.
     pub group: RuleGroup,
 }
 

@@ -4,7 +4,7 @@
 
 use parquetry_model::Labels;
 use parquetry_pipeline::EntryLabels;
-use parquetry_pipeline::template::Template;
+use parquetry_pipeline::template::{ParseError, Template};
 
 /// Where the sample value travels into the template: as a label of the data the engine
 /// renders against, read back once into `$value` as a number.
@@ -15,6 +15,16 @@ const VALUE_KEY: &str = "__alert_value__";
 const DEFS: &str =
     "{{$labels := .}}{{$externalLabels := .}}{{$value := .__alert_value__ | float64}}";
 
+/// An alert template that does not compile, worded as Go's (`template: __alert_<name>:1: …`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template: __alert_{alert}:1: {source}")]
+pub struct AlertTemplateError {
+    /// The alerting rule's name.
+    pub alert: String,
+    /// The template engine's parse error.
+    pub source: ParseError,
+}
+
 /// A compiled label or annotation template of one alerting rule.
 #[derive(Debug)]
 pub struct AlertTemplate {
@@ -23,9 +33,12 @@ pub struct AlertTemplate {
 
 impl AlertTemplate {
     /// Compiles `text`; errors are worded as Go's (`template: __alert_<name>:1: …`).
-    pub fn compile(alert: &str, text: &str) -> Result<AlertTemplate, String> {
-        let template = Template::compile(&format!("{DEFS}{text}"))
-            .map_err(|e| format!("template: __alert_{alert}:1: {e}"))?;
+    pub fn compile(alert: &str, text: &str) -> Result<AlertTemplate, AlertTemplateError> {
+        let template =
+            Template::compile(&format!("{DEFS}{text}")).map_err(|source| AlertTemplateError {
+                alert: alert.to_string(),
+                source,
+            })?;
         Ok(AlertTemplate { template })
     }
 

@@ -6,45 +6,25 @@
 //!
 //! `cargo bench -p parquetry-store --bench compaction`
 //! (PARQUETRY_BENCH_STREAMS, default 10000; PARQUETRY_BENCH_PUSHES, default 200: pushes spread
-//! over the day, each carrying one entry of every stream).
+//! over the day, each carrying one entry of every stream; PARQUETRY_BENCH_HOT_COPY=<dir>: copy
+//! the generated hot day there before compacting, for `parquetry compact --once` or a profiler
+//! to run on later).
+
+mod common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::{Duration, Instant};
 
 use parquetry_loggen::LogGen;
-use parquetry_model::Labels;
 use parquetry_store::compact::NoProgress;
-use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
+use parquetry_store::{CompactOptions, Store, StreamEntries};
+use parquetry_test_support::bench::{Proc, env_or, median};
+use parquetry_test_support::{DAY_NS, now_ns};
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-/// utime + stime of this process, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
+/// The allocator the binaries link (functions/*/src/main.rs), so the compaction child's peak RSS
+/// is what `parquetry compact` shows.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The storage work of `labels` and `series` over `[start, end)`: live objects, their
 /// catalogs, label names and distinct series. `fresh` opens a new store (no footer cache).
@@ -80,11 +60,6 @@ async fn metadata_query(
     (t.elapsed(), names.len(), series.len())
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 async fn latency(url: &str, store: &Store, start: i64, end: i64) -> (Duration, Duration, usize) {
     let mut cold = Vec::new();
     let mut warm = Vec::new();
@@ -111,7 +86,11 @@ async fn compact_child(url: &str) {
         max_inputs: 2000,
     };
     let summary = store.compact(&opts, &NoProgress).await.expect("compact");
-    println!("{} {} {summary:?}", cpu_seconds(), peak_rss_mib());
+    println!(
+        "{} {} {summary:?}",
+        Proc::This.cpu_seconds(),
+        Proc::This.peak_rss_mib()
+    );
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -120,13 +99,13 @@ async fn main() {
         compact_child(&url).await;
         return;
     }
-    let n_streams = env_usize("PARQUETRY_BENCH_STREAMS", 10_000);
-    let pushes = env_usize("PARQUETRY_BENCH_PUSHES", 200);
+    let n_streams = env_or("PARQUETRY_BENCH_STREAMS", 10_000);
+    let pushes = env_or("PARQUETRY_BENCH_PUSHES", 200);
     let dir = tempfile::tempdir().expect("tempdir");
     let url = dir.path().display().to_string();
     let store = Store::open(&url, vec!["service_name".into()]).expect("store");
 
-    let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+    let now = now_ns();
     let day_start = (now.div_euclid(DAY_NS) - 2) * DAY_NS;
     let (start, end) = (day_start, day_start + DAY_NS);
     // Entries advance by 0.5 to 1.5 steps: keep even the fastest stream inside the day.
@@ -138,26 +117,7 @@ async fn main() {
         let streams: Vec<StreamEntries> = generator
             .batch(1)
             .into_iter()
-            .map(|s| {
-                let labels =
-                    Labels::from_pairs(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                StreamEntries {
-                    labels,
-                    entries: s
-                        .entries
-                        .into_iter()
-                        .map(|e| {
-                            raw_bytes += e.line.len() as u64;
-                            entries += 1;
-                            LogEntry {
-                                ts_ns: e.ts_ns,
-                                line: e.line,
-                                structured_metadata: vec![("trace_id".into(), e.trace_id)],
-                            }
-                        })
-                        .collect(),
-                }
-            })
+            .map(|s| common::stream_entries(s, &mut raw_bytes, &mut entries))
             .collect();
         store.write("fake", streams).await.expect("write");
     }
@@ -170,6 +130,15 @@ async fn main() {
         hot_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
+
+    if let Ok(copy) = std::env::var("PARQUETRY_BENCH_HOT_COPY") {
+        let status = std::process::Command::new("cp")
+            .args(["-a", "--", &format!("{url}/."), &copy])
+            .status()
+            .expect("cp");
+        assert!(status.success(), "copying the hot day to {copy}");
+        println!("hot day copied to {copy}");
+    }
 
     let (cold_b, warm_b, series_b) = latency(&url, &store, start, end).await;
     println!(

@@ -9,28 +9,15 @@
 //! `cargo bench -p parquetry-store --bench deletes`
 //! (PARQUETRY_BENCH_STREAMS, default 2000; PARQUETRY_BENCH_PUSHES, default 100).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use parquetry_loggen::LogGen;
-use parquetry_model::Labels;
 use parquetry_store::compact::NoProgress;
-use parquetry_store::{
-    CompactOptions, DeletePassOptions, LogEntry, Store, StreamEntries, TenantPolicy,
-};
-
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
+use parquetry_store::{CompactOptions, DeletePassOptions, Store, StreamEntries, TenantPolicy};
+use parquetry_test_support::bench::{env_or, median};
+use parquetry_test_support::{DAY_NS, now_ns};
 
 async fn stored_bytes(store: &Store) -> u64 {
     store
@@ -44,12 +31,12 @@ async fn stored_bytes(store: &Store) -> u64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n_streams = env_usize("PARQUETRY_BENCH_STREAMS", 2000);
-    let pushes = env_usize("PARQUETRY_BENCH_PUSHES", 100);
+    let n_streams = env_or("PARQUETRY_BENCH_STREAMS", 2000);
+    let pushes = env_or("PARQUETRY_BENCH_PUSHES", 100);
     let dir = tempfile::tempdir().expect("tempdir");
     let url = dir.path().display().to_string();
     let store = Store::open(&url, vec!["service_name".into()]).expect("store");
-    let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+    let now = now_ns();
     let day_start = (now.div_euclid(DAY_NS) - 2) * DAY_NS;
     let step = DAY_NS / (pushes as i64 * 3 / 2 + 2);
     let mut generator = LogGen::new(42, n_streams, day_start, step);
@@ -63,24 +50,7 @@ async fn main() {
                 if first_labels.is_empty() {
                     first_labels = s.labels.clone();
                 }
-                StreamEntries {
-                    labels: Labels::from_pairs(
-                        s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    ),
-                    entries: s
-                        .entries
-                        .into_iter()
-                        .map(|e| {
-                            raw += e.line.len() as u64;
-                            entries += 1;
-                            LogEntry {
-                                ts_ns: e.ts_ns,
-                                line: e.line,
-                                structured_metadata: vec![("trace_id".into(), e.trace_id)],
-                            }
-                        })
-                        .collect(),
-                }
+                common::stream_entries(s, &mut raw, &mut entries)
             })
             .collect();
         store.write("fake", streams).await.expect("write");

@@ -21,41 +21,29 @@ use parquetry_model::Labels;
 use parquetry_store::compact::NoProgress;
 use parquetry_store::writer::encode_objects;
 use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
-
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-/// utime + stime of this process, in seconds.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
-}
+use parquetry_test_support::bench::{Proc, env_or};
+use parquetry_test_support::{DAY_NS, now_ns};
 
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6
 }
 
+/// The allocator the binaries link (functions/*/src/main.rs): push encode CPU depends on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let target = env_usize("PARQUETRY_BENCH_MB", 200) as u64 * 1_000_000;
-    let n_streams = env_usize("PARQUETRY_BENCH_STREAMS", 400);
-    let push_bytes = env_usize("PARQUETRY_BENCH_PUSH_KB", 1024) as u64 * 1024;
-    let with_metadata = env_usize("PARQUETRY_BENCH_METADATA", 1) == 1;
+    let target = env_or("PARQUETRY_BENCH_MB", 200) as u64 * 1_000_000;
+    let n_streams = env_or("PARQUETRY_BENCH_STREAMS", 400);
+    let push_bytes = env_or("PARQUETRY_BENCH_PUSH_KB", 1024) as u64 * 1024;
+    let with_metadata = env_or("PARQUETRY_BENCH_METADATA", 1) == 1;
     let dir = tempfile::tempdir().expect("tempdir");
     let url = dir.path().display().to_string();
     let store = Store::open(&url, vec!["service_name".into()]).expect("store");
 
     // Forty minutes of logs ending two days ago (a closed day, so compaction takes all of it).
-    const DAY_NS: i64 = 86_400 * 1_000_000_000;
-    let now = chrono::Utc::now().timestamp_nanos_opt().expect("clock");
+    let now = now_ns();
     let start = (now.div_euclid(DAY_NS) - 2) * DAY_NS + 3_600 * 1_000_000_000;
     let lines_per_stream = target / 165 / n_streams as u64;
     let step = (40 * 60 * 1_000_000_000) / lines_per_stream.max(1) as i64;
@@ -107,7 +95,7 @@ async fn main() {
 
     // The push path's CPU-heavy half (grouping, Arrow building, Parquet encoding), on this
     // thread alone; the puts are timed apart.
-    let cpu0 = cpu_seconds();
+    let cpu0 = Proc::This.cpu_seconds();
     let t = Instant::now();
     let mut encoded = Vec::with_capacity(pushes.len());
     for (i, push) in pushes.into_iter().enumerate() {
@@ -122,7 +110,7 @@ async fn main() {
             .expect("encode"),
         );
     }
-    let encode_cpu = cpu_seconds() - cpu0;
+    let encode_cpu = Proc::This.cpu_seconds() - cpu0;
     let encode_wall = t.elapsed();
     let mut hot_bytes = 0u64;
     let mut hot_objects = 0usize;
@@ -152,10 +140,10 @@ async fn main() {
         delete_delay: Duration::ZERO,
         max_inputs: 200,
     };
-    let cpu0 = cpu_seconds();
+    let cpu0 = Proc::This.cpu_seconds();
     let t = Instant::now();
     let summary = store.compact(&opts, &NoProgress).await.expect("compact");
-    let compact_cpu = cpu_seconds() - cpu0;
+    let compact_cpu = Proc::This.cpu_seconds() - cpu0;
     println!(
         "compaction: {:.2}s CPU ({:.1}s wall): {:.1} raw MB per CPU-second; push + compaction {:.1} raw MB per CPU-second; {summary:?}",
         compact_cpu,

@@ -25,10 +25,11 @@ use regex::Regex;
 use serde::{Deserialize, Serialize};
 
 use crate::layout::tenant_prefix;
-use crate::{Result, Store, StoreError};
+use crate::{At, Result, Store, StoreError};
 
 /// Directory (under a tenant prefix) holding the tenant's delete requests.
 pub const DELETES_DIR: &str = "_deletes";
+/// Version of the stored request's JSON.
 pub const REQUEST_FORMAT: u32 = 1;
 const PROCESSED_SUFFIX: &str = ".processed";
 /// How long a query reuses a tenant's listing of requests. A request made through another
@@ -39,22 +40,30 @@ const LISTING_TTL: Duration = Duration::from_secs(10);
 /// One delete request as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteRequest {
+    /// [`REQUEST_FORMAT`] when written.
     pub format: u32,
+    /// Loki's 8-hex-digit request id.
     pub request_id: String,
+    /// The tenant whose entries go.
     pub tenant: String,
     /// The LogQL the request was made with: a selector and optional line filters.
     pub query: String,
     /// Entries with `start_ns <= ts <= end_ns` are deleted (Loki's bounds are inclusive).
     pub start_ns: i64,
+    /// End of the range (inclusive, Unix ns).
     pub end_ns: i64,
+    /// When the request was made (Unix ns); the cancel period runs from here.
     pub created_ns: i64,
 }
 
 /// A stored request and whether the compactor has finished with it.
 #[derive(Debug, Clone)]
 pub struct StoredRequest {
+    /// The request as stored.
     pub request: DeleteRequest,
+    /// The compactor has removed its entries from storage.
     pub processed: bool,
+    /// The request compiled for matching entries.
     pub filter: Arc<DeleteFilter>,
 }
 
@@ -84,10 +93,13 @@ enum LineTest {
 /// `[start_ns, end_ns]`, lines passing every line filter.
 #[derive(Debug)]
 pub struct DeleteFilter {
+    /// The stream selector's matchers.
     pub selector: Vec<Matcher>,
     /// The line filters as parsed, for query engines that turn them into scan predicates.
     pub line_filters: Vec<LineFilter>,
+    /// Start of the range (inclusive, Unix ns).
     pub start_ns: i64,
+    /// End of the range (inclusive, Unix ns).
     pub end_ns: i64,
     tests: Vec<LineTest>,
 }
@@ -125,6 +137,7 @@ pub fn parse_delete_query(
 }
 
 impl DeleteFilter {
+    /// Compiles a request's query and range.
     pub fn new(query: &str, start_ns: i64, end_ns: i64) -> Result<DeleteFilter, DeleteQueryError> {
         let (selector, line_filters) = parse_delete_query(query)?;
         let mut tests = Vec::with_capacity(line_filters.len());
@@ -191,6 +204,7 @@ impl DeleteFilter {
     }
 }
 
+/// Where `tenant`'s delete requests are stored.
 pub fn deletes_dir(tenant: &str) -> Path {
     tenant_prefix(tenant).join(DELETES_DIR)
 }
@@ -224,7 +238,9 @@ pub(crate) struct RequestCache {
 /// Outcome of cancelling a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancel {
+    /// The request was removed.
     Cancelled,
+    /// No request with that id.
     NotFound,
     /// Processed, or past its cancel period without `force`.
     TooLate,
@@ -268,7 +284,7 @@ impl Store {
                     return Ok(req);
                 }
                 Err(object_store::Error::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e).at(request_path(tenant, &id)),
             }
         }
         Err(StoreError::Conflict("no free delete request id".into()))
@@ -277,7 +293,7 @@ impl Store {
     /// Every request of `tenant`, oldest first, read fresh from the store.
     pub async fn delete_requests(&self, tenant: &str) -> Result<Vec<StoredRequest>> {
         let dir = deletes_dir(tenant);
-        let metas: Vec<ObjectMeta> = self.store.list(Some(&dir)).try_collect().await?;
+        let metas: Vec<ObjectMeta> = self.store.list(Some(&dir)).try_collect().await.at(&dir)?;
         let processed: std::collections::HashSet<String> = metas
             .iter()
             .filter_map(|m| m.location.filename())
@@ -314,10 +330,14 @@ impl Store {
         {
             return Ok(hit);
         }
-        let bytes = match self.store.get(path).await {
-            Ok(r) => r.bytes().await?,
-            Err(e) => return Err(e.into()),
-        };
+        let bytes = self
+            .store
+            .get(path)
+            .await
+            .at(path)?
+            .bytes()
+            .await
+            .at(path)?;
         let req: DeleteRequest = serde_json::from_slice(&bytes).map_err(|e| corrupt(path, e))?;
         let filter = DeleteFilter::new(&req.query, req.start_ns, req.end_ns)
             .map_err(|e| corrupt(path, e))?;
@@ -377,9 +397,10 @@ impl Store {
         if found.processed || !(in_time || force) {
             return Ok(Cancel::TooLate);
         }
-        match self.store.delete(&request_path(tenant, id)).await {
+        let path = request_path(tenant, id);
+        match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).at(path),
         }
         self.forget_delete_listing(tenant);
         Ok(Cancel::Cancelled)
@@ -391,20 +412,17 @@ impl Store {
             mode: PutMode::Create,
             ..Default::default()
         };
+        let path = processed_path(tenant, id);
         match self
             .store
-            .put_opts(
-                &processed_path(tenant, id),
-                PutPayload::from_static(b"{}"),
-                opts,
-            )
+            .put_opts(&path, PutPayload::from_static(b"{}"), opts)
             .await
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {
                 self.forget_delete_listing(tenant);
                 Ok(())
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e).at(path),
         }
     }
 

@@ -27,19 +27,17 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, UploadPart,
+    CopyOptions, MultipartUpload, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    RenameOptions, UploadPart,
 };
 
 /// Staging files younger than this are never deleted: a push or compaction may still be
@@ -309,8 +307,10 @@ impl fmt::Display for DurableStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for DurableStore {
+crate::delegating_object_store! {
+    impl ObjectStore for DurableStore => self.inner;
+    delegate { get_opts, get_ranges, list, list_with_offset, list_with_delimiter }
+
     async fn put_opts(
         &self,
         location: &Path,
@@ -335,22 +335,6 @@ impl ObjectStore for DurableStore {
             file,
             state: self.state.clone(),
         }))
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
     }
 
     fn delete_stream(
@@ -394,22 +378,6 @@ impl ObjectStore for DurableStore {
         })
         .flat_map(futures::stream::iter)
         .boxed()
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
     }
 
     async fn copy_opts(
@@ -470,7 +438,8 @@ impl MultipartUpload for DurableUpload {
 mod tests {
     use std::time::Instant;
 
-    use object_store::{ObjectStoreExt, PutMode};
+    use bytes::Bytes;
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode};
     use parquetry_model::Labels;
 
     use super::*;

@@ -4,17 +4,15 @@
 //! can be inspected and a later run can recover.
 
 use std::fmt;
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    CopyOptions, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult,
 };
 
 /// See the module documentation.
@@ -32,6 +30,7 @@ struct Counters {
 }
 
 impl FaultyStore {
+    /// Wraps `inner`, failing nothing until told to.
     pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
         FaultyStore {
             inner,
@@ -83,8 +82,10 @@ impl fmt::Display for FaultyStore {
     }
 }
 
-#[async_trait::async_trait]
-impl ObjectStore for FaultyStore {
+crate::delegating_object_store! {
+    impl ObjectStore for FaultyStore => self.inner;
+    delegate { get_opts, get_ranges }
+
     async fn put_opts(
         &self,
         location: &Path,
@@ -102,22 +103,6 @@ impl ObjectStore for FaultyStore {
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.counters.check("put_multipart", Some(location))?;
         self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-
-    async fn get_ranges(
-        &self,
-        location: &Path,
-        ranges: &[Range<u64>],
-    ) -> object_store::Result<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
     }
 
     fn delete_stream(

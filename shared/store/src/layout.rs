@@ -31,7 +31,9 @@ use object_store::path::Path;
 use parquetry_model::matcher::{MatchOp, Matcher};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
+/// First key component of every data object: the layout version.
 pub const FORMAT_PREFIX: &str = "v1";
+/// Partition value of entries without the partition label (Hive's spelling).
 pub const EMPTY_VALUE: &str = "__HIVE_DEFAULT_PARTITION__";
 /// Longest escaped label value kept as is. With `name=` in front it leaves room for long
 /// label names and, with several partition labels, for S3's 1,024-byte key limit.
@@ -210,16 +212,22 @@ pub fn day_prefix(tenant: &str, day: &str) -> Path {
 /// Everything a key says about its object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectKey {
+    /// The tenant id.
     pub tenant: String,
+    /// The UTC day, `YYYY-MM-DD`.
     pub day: String,
     /// `(label, value)` for each configured partition label, in configuration order.
     pub partition: Vec<(String, PartValue)>,
+    /// The oldest entry (Unix ns).
     pub min_ts: i64,
+    /// The newest entry (Unix ns).
     pub max_ts: i64,
+    /// Unique per write (`c_…` for compacted objects).
     pub id: String,
 }
 
 impl ObjectKey {
+    /// The object's path in the store.
     pub fn to_path(&self) -> Path {
         let mut s = format!(
             "{FORMAT_PREFIX}/tenant={}/day={}",
@@ -274,8 +282,11 @@ impl ObjectKey {
 /// An object found by a listing: its key, where it is and how big.
 #[derive(Debug, Clone)]
 pub struct DataObject {
+    /// What its key says.
     pub key: ObjectKey,
+    /// Its path in the store.
     pub path: Path,
+    /// Its size in bytes.
     pub size: u64,
 }
 

@@ -20,7 +20,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, Store};
+use crate::{At, Result, Store};
 
 /// Lease objects older than this many numbers are deleted by the holder.
 const KEEP: u64 = 8;
@@ -36,9 +36,17 @@ struct Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
     /// This process holds it until the given time.
-    Held { until: SystemTime },
+    Held {
+        /// When the lease runs out unless renewed.
+        until: SystemTime,
+    },
     /// Another process holds it.
-    Busy { owner: String, until: SystemTime },
+    Busy {
+        /// The holder's owner name.
+        owner: String,
+        /// When its lease runs out.
+        until: SystemTime,
+    },
 }
 
 fn now_ms() -> u64 {
@@ -67,18 +75,16 @@ impl Store {
             .list(Some(&dir))
             .map_ok(|m| m.location)
             .try_collect::<Vec<_>>()
-            .await?
+            .await
+            .at(&dir)?
             .iter()
             .filter_map(|p| p.filename()?.strip_suffix(".json")?.parse().ok())
             .collect();
         seqs.sort_unstable();
         let newest = seqs.last().copied();
         if let Some(seq) = newest {
-            let bytes = store
-                .get(&Path::from(format!("leases/{name}/{seq:020}.json")))
-                .await?
-                .bytes()
-                .await?;
+            let path = Path::from(format!("leases/{name}/{seq:020}.json"));
+            let bytes = store.get(&path).await.at(&path)?.bytes().await.at(&path)?;
             // An unreadable record (a torn write on a crashed local disk) counts as expired.
             if let Ok(r) = serde_json::from_slice::<Record>(&bytes)
                 && r.owner != owner
@@ -95,13 +101,14 @@ impl Store {
             owner: owner.to_string(),
             expires_ms: now_ms().saturating_add(ttl.as_millis() as u64),
         };
+        let path = Path::from(format!("leases/{name}/{next:020}.json"));
         let body = serde_json::to_vec(&record).map_err(|e| crate::StoreError::Corrupt {
-            path: format!("leases/{name}"),
+            path: path.to_string(),
             reason: e.to_string(),
         })?;
         let put = store
             .put_opts(
-                &Path::from(format!("leases/{name}/{next:020}.json")),
+                &path,
                 PutPayload::from(body),
                 PutOptions {
                     mode: PutMode::Create,
@@ -118,7 +125,7 @@ impl Store {
                     until: at(record.expires_ms),
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).at(&path),
         }
         for old in seqs.iter().filter(|s| **s + KEEP < next) {
             // Best effort: a leftover record is only a few bytes.

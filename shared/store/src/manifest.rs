@@ -24,7 +24,7 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
 use serde::{Deserialize, Serialize};
 
 use crate::layout::day_prefix;
-use crate::{Result, StoreError};
+use crate::{At, Result, StoreError};
 
 /// Directory (under a day prefix) holding manifest versions and the retention marker. It has
 /// no `=`, so it can never be mistaken for a partition directory.
@@ -34,6 +34,7 @@ pub const DELETING_MARKER: &str = "deleting.json";
 /// Prefix of the id of every object the compactor writes. Hot ids are UUID hex, which never
 /// contains `_`, so the id alone tells a cold object from a hot one.
 pub const COLD_ID_PREFIX: &str = "c_";
+/// Version of the manifest's JSON.
 pub const MANIFEST_FORMAT: u32 = 1;
 
 /// One compacted object.
@@ -41,9 +42,13 @@ pub const MANIFEST_FORMAT: u32 = 1;
 pub struct ColdObject {
     /// Key relative to the day prefix (`service_name=api/<min>-<max>-c_<id>.parquet`).
     pub key: String,
+    /// Size in bytes.
     pub size: u64,
+    /// Entries it holds.
     pub entries: u64,
+    /// Its oldest entry (Unix ns).
     pub min_ts: i64,
+    /// Its newest entry (Unix ns).
     pub max_ts: i64,
     /// When it was recorded (Unix ns): absorbed objects may be deleted from
     /// `created_ns + retention_delete_delay` on.
@@ -60,14 +65,20 @@ pub struct ColdObject {
 /// One version of a tenant-day manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// [`MANIFEST_FORMAT`] when written.
     pub format: u32,
+    /// Increases by one per commit; the object name.
     pub version: u64,
+    /// The tenant.
     pub tenant: String,
+    /// The UTC day, `YYYY-MM-DD`.
     pub day: String,
+    /// The live compacted objects.
     pub cold: Vec<ColdObject>,
 }
 
 impl Manifest {
+    /// Version 0: no compacted objects yet.
     pub fn empty(tenant: &str, day: &str) -> Manifest {
         Manifest {
             format: MANIFEST_FORMAT,
@@ -98,19 +109,23 @@ pub struct ManifestListing {
 }
 
 impl ManifestListing {
+    /// The highest version listed.
     pub fn newest(&self) -> Option<&(u64, ObjectMeta)> {
         self.versions.last()
     }
 }
 
+/// Where a tenant-day's manifest versions live.
 pub fn manifest_dir(tenant: &str, day: &str) -> Path {
     day_prefix(tenant, day).join(MANIFEST_DIR)
 }
 
+/// The path of one manifest version.
 pub fn version_path(tenant: &str, day: &str, version: u64) -> Path {
     manifest_dir(tenant, day).join(format!("{version:020}.json"))
 }
 
+/// The marker retention writes before deleting a day.
 pub fn marker_path(tenant: &str, day: &str) -> Path {
     manifest_dir(tenant, day).join(DELETING_MARKER)
 }
@@ -142,13 +157,14 @@ pub fn absolute_path(tenant: &str, day: &str, relative: &str) -> Path {
     Path::parse(format!("{base}/{relative}")).unwrap_or_else(|_| Path::from(relative))
 }
 
+/// The manifest versions of a tenant-day and its deletion marker, if any.
 pub async fn list_manifests(
     store: &dyn ObjectStore,
     tenant: &str,
     day: &str,
 ) -> Result<ManifestListing> {
     let dir = manifest_dir(tenant, day);
-    let metas: Vec<ObjectMeta> = store.list(Some(&dir)).try_collect().await?;
+    let metas: Vec<ObjectMeta> = store.list(Some(&dir)).try_collect().await.at(&dir)?;
     let mut out = ManifestListing::default();
     for m in metas {
         let Some(name) = m.location.filename() else {
@@ -167,6 +183,7 @@ pub async fn list_manifests(
     Ok(out)
 }
 
+/// Reads one manifest version, checking it belongs to its key.
 pub async fn read_version(
     store: &dyn ObjectStore,
     tenant: &str,
@@ -174,7 +191,7 @@ pub async fn read_version(
     version: u64,
 ) -> Result<Manifest> {
     let path = version_path(tenant, day, version);
-    let bytes = store.get(&path).await?.bytes().await?;
+    let bytes = store.get(&path).await.at(&path)?.bytes().await.at(&path)?;
     let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
         path: path.to_string(),
         reason: e.to_string(),
@@ -206,6 +223,7 @@ pub async fn read_newest(
 /// Outcome of a conditional manifest write.
 #[derive(Debug)]
 pub enum Commit {
+    /// Written: the new manifest.
     Committed(Manifest),
     /// Someone else created that version first; re-read and try again.
     Lost,
@@ -221,19 +239,22 @@ pub async fn try_commit(
     next.version = base.version + 1;
     next.tenant = base.tenant.clone();
     next.day = base.day.clone();
+    let path = version_path(&next.tenant, &next.day, next.version);
     let body = serde_json::to_vec(&next).map_err(|e| StoreError::Corrupt {
-        path: "manifest".into(),
+        path: path.to_string(),
         reason: e.to_string(),
     })?;
     let opts = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
     };
-    let path = version_path(&next.tenant, &next.day, next.version);
     match store.put_opts(&path, PutPayload::from(body), opts).await {
         Ok(_) => Ok(Commit::Committed(next)),
         Err(object_store::Error::AlreadyExists { .. }) => Ok(Commit::Lost),
-        Err(e) => Err(e.into()),
+        Err(source) => Err(StoreError::Object {
+            path: path.to_string(),
+            source,
+        }),
     }
 }
 

@@ -20,8 +20,9 @@ use object_store::{ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::layout::day_prefix;
 use crate::manifest;
-use crate::{DAY_NS, Result, Store};
+use crate::{At, DAY_NS, Result, Store};
 
+/// How a retention pass runs.
 #[derive(Debug, Clone)]
 pub struct RetentionOptions {
     /// Grace between marking a day and deleting it (`compactor.retention_delete_delay`).
@@ -33,17 +34,24 @@ pub struct RetentionOptions {
 /// One tenant-day outside its retention period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExpiredDay {
+    /// The tenant.
     pub tenant: String,
+    /// The UTC day, `YYYY-MM-DD`.
     pub day: String,
+    /// Objects stored under the day.
     pub objects: u64,
+    /// Their bytes.
     pub bytes: u64,
     /// Deleted in this run (false: dry run, or still inside the grace period).
     pub deleted: bool,
 }
 
+/// What one retention pass found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionSummary {
+    /// Every tenant-day outside its retention period.
     pub expired: Vec<ExpiredDay>,
+    /// Objects deleted in this pass.
     pub objects_deleted: u64,
 }
 
@@ -143,7 +151,7 @@ impl Store {
     ) -> Result<ExpiredDay> {
         let store = self.object_store();
         let prefix = day_prefix(tenant, day);
-        let metas: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
+        let metas: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await.at(&prefix)?;
         let mut out = ExpiredDay {
             tenant: tenant.to_string(),
             day: day.to_string(),
@@ -168,10 +176,10 @@ impl Store {
                 );
                 match store.put_opts(&marker, PutPayload::from(body), put).await {
                     Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e).at(&marker),
                 }
                 tracing::info!(tenant, day, "retention: day marked for deletion");
-                store.head(&marker).await?
+                store.head(&marker).await.at(&marker)?
             }
         };
         if !older_than(&marker_meta, opts.delete_delay) {
@@ -188,7 +196,7 @@ impl Store {
                 0
             }
         };
-        let metas: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await?;
+        let metas: Vec<ObjectMeta> = store.list(Some(&prefix)).try_collect().await.at(&prefix)?;
         for r in 0..3 {
             // Within a rank the order does not matter, so deletes overlap (on a local
             // directory each waits for a directory fsync); a rank ends before the next begins.
@@ -198,15 +206,15 @@ impl Store {
                 .filter(|m| rank(m) == r)
                 .map(|m| {
                     let (store, path) = (store.clone(), m.location.clone());
-                    async move { store.delete(&path).await }
+                    async move { store.delete(&path).await.map_err(|e| (path, e)) }
                 })
                 .collect();
             let mut deletes =
                 futures::stream::iter(deletes).buffer_unordered(crate::compact::DELETE_CONCURRENCY);
             while let Some(result) = deletes.next().await {
                 match result {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e.into()),
+                    Ok(()) | Err((_, object_store::Error::NotFound { .. })) => {}
+                    Err((path, e)) => return Err(e).at(path),
                 }
             }
             drop(deletes);
@@ -218,7 +226,7 @@ impl Store {
             // The marker was created above but not listed (a listing racing our put).
             match store.delete(&marker).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e).at(&marker),
             }
         }
         tracing::info!(tenant, day, objects = metas.len(), "retention: day deleted");

@@ -37,7 +37,8 @@ use crate::layout::{DataObject, ObjectKey};
 use crate::manifest::{self, ColdObject};
 use crate::schema::{CATALOG_KEY, log_schema};
 use crate::writer::{Tier, writer_properties};
-use crate::{DAY_NS, Result, Store, StoreError};
+use crate::{At, DAY_NS, Result, Store, StoreError};
+use parquetry_model::now_ns;
 
 /// Index of `line` in [`log_schema`].
 const LINE_COLUMN: usize = 3;
@@ -48,12 +49,16 @@ const COMMIT_ATTEMPTS: usize = 16;
 pub struct StreamRule {
     /// The selector as configured, for reports.
     pub text: String,
+    /// The selector's matchers.
     pub selector: Vec<Matcher>,
+    /// Among matching rules the highest priority wins.
     pub priority: u32,
+    /// How long matching streams are kept.
     pub period: Duration,
 }
 
 impl StreamRule {
+    /// Parses a configured `retention_stream` rule.
     pub fn parse(
         selector: &str,
         priority: u32,
@@ -88,9 +93,11 @@ pub fn rule_for<'a>(rules: &'a [StreamRule], labels: &Labels) -> Option<(usize, 
 pub struct TenantPolicy {
     /// `deletion_mode: filter-and-delete`: requests are applied to storage.
     pub physical_deletes: bool,
+    /// `retention_stream`: per-stream retention rules.
     pub stream_rules: Vec<StreamRule>,
 }
 
+/// How a delete pass runs.
 #[derive(Debug, Clone)]
 pub struct DeletePassOptions {
     /// `compactor.delete_request_cancel_period`: younger requests wait.
@@ -102,6 +109,7 @@ pub struct DeletePassOptions {
 }
 
 impl DeletePassOptions {
+    /// The options the `compactor` block sets.
     pub fn from_config(c: &parquetry_model::config::CompactorConfig) -> Self {
         DeletePassOptions {
             cancel_period: c.delete_request_cancel_period.0,
@@ -152,23 +160,34 @@ impl TenantPolicy {
 /// What one `retention_stream` rule removed (or would remove) in a pass.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RuleReport {
+    /// The tenant.
     pub tenant: String,
+    /// The rule's selector as configured.
     pub selector: String,
+    /// The rule's retention period.
     pub period: Duration,
+    /// Streams it removed entries from.
     pub streams: u64,
+    /// Entries it removed.
     pub entries: u64,
     /// Bytes of line text.
     pub bytes: u64,
 }
 
+/// What one delete pass (delete requests and `retention_stream`) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeletePassSummary {
     /// `(tenant, request id)` marked processed in this pass.
     pub requests_processed: Vec<(String, String)>,
+    /// Objects rewritten without the removed entries.
     pub objects_rewritten: u64,
+    /// Entries removed.
     pub entries_removed: u64,
+    /// Bytes of line text removed.
     pub bytes_removed: u64,
+    /// Rewrites discarded because another writer changed the manifest first.
     pub races_lost: u64,
+    /// Per `retention_stream` rule.
     pub rules: Vec<RuleReport>,
 }
 
@@ -191,10 +210,6 @@ struct Filtered {
     removed_bytes: u64,
     /// Per rule index: (fingerprints, entries, bytes) removed by it.
     by_rule: RuleCounts,
-}
-
-fn now_ns() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -391,7 +406,7 @@ impl Store {
                 let path = manifest::absolute_path(tenant, day, &c.key);
                 match self.store.delete(&path).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(StoreError::from(e)),
+                    Err(e) => return Err(e).at(&path),
                 }
             }
             Ok(())
@@ -471,12 +486,19 @@ impl Store {
         catalog: &StreamCatalog,
         drops: HashMap<u64, StreamDrop>,
     ) -> Result<Option<Filtered>> {
-        let bytes = self.store.get(&obj.path).await?.bytes().await?;
+        let bytes = self
+            .store
+            .get(&obj.path)
+            .await
+            .at(&obj.path)?
+            .bytes()
+            .await
+            .at(&obj.path)?;
         let catalog = catalog.clone();
         let name = obj.path.to_string();
         tokio::task::spawn_blocking(move || filter_bytes(bytes, &catalog, &drops, &name))
             .await
-            .map_err(|e| StoreError::Join(e.to_string()))?
+            .map_err(StoreError::Join)?
     }
 
     async fn put_rewritten(
@@ -519,7 +541,8 @@ impl Store {
         };
         self.store
             .put_opts(&path, PutPayload::from(f.data), opts)
-            .await?;
+            .await
+            .at(&path)?;
         Ok(ColdObject {
             key: manifest::relative_key(tenant, day, &path).unwrap_or_default(),
             size,
@@ -557,10 +580,12 @@ fn filter_bytes(
     drops: &HashMap<u64, StreamDrop>,
     name: &str,
 ) -> Result<Option<Filtered>> {
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .at(name)?;
     let props = writer_properties(catalog, false, Tier::Cold)?;
     let mut data = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut data, log_schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut data, log_schema(), Some(props)).at(name)?;
     // Per stream: (entries, bytes, min, max) kept.
     let mut kept: HashMap<u64, (u64, u64, i64, i64)> = HashMap::new();
     let (mut removed_entries, mut removed_bytes) = (0u64, 0u64);
@@ -570,7 +595,7 @@ fn filter_bytes(
         reason: format!("unexpected {what} column"),
     };
     for batch in reader {
-        let batch = batch?;
+        let batch = batch.at(name)?;
         let ts = batch
             .column(0)
             .as_primitive_opt::<TimestampNanosecondType>()
@@ -621,7 +646,8 @@ fn filter_bytes(
         }
         let mask = keep.finish();
         if mask.true_count() > 0 {
-            writer.write(&arrow::compute::filter_record_batch(&batch, &mask)?)?;
+            let rows = arrow::compute::filter_record_batch(&batch, &mask).at(name)?;
+            writer.write(&rows).at(name)?;
         }
     }
     if removed_entries == 0 {
@@ -646,7 +672,7 @@ fn filter_bytes(
         CATALOG_KEY.to_string(),
         catalog.to_json(),
     ));
-    writer.close()?;
+    writer.close().at(name)?;
     Ok(Some(Filtered {
         data,
         catalog,

@@ -4,16 +4,22 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
+/// Entry time, nanosecond timestamp.
 pub const COL_TIMESTAMP: &str = "timestamp";
+/// Stream fingerprint.
 pub const COL_STREAM: &str = "stream";
+/// Stream labels.
 pub const COL_LABELS: &str = "labels";
+/// The log line.
 pub const COL_LINE: &str = "line";
+/// The entry's structured metadata.
 pub const COL_METADATA: &str = "structured_metadata";
 
 /// Key in the Parquet footer's key-value metadata that holds the stream catalog (JSON).
 pub const CATALOG_KEY: &str = "parquetry.streams";
 /// Key naming the format version of the object.
 pub const FORMAT_KEY: &str = "parquetry.format";
+/// Version of the object format, in each footer.
 pub const FORMAT_VERSION: &str = "1";
 
 /// The map type of `structured_metadata`: a `map<string, string>` any Parquet reader knows.

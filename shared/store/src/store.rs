@@ -16,13 +16,16 @@ use crate::layout::{DataObject, ObjectKey, PartValue, day_of, day_prefix};
 use crate::manifest::{self, Manifest};
 use crate::schema::CATALOG_KEY;
 use crate::writer::{StreamEntries, encode_objects};
-use crate::{DAY_NS, Result, StoreError};
+use crate::{At, DAY_NS, Result, StoreError};
 
 /// What one write stored.
 #[derive(Debug, Clone, Default)]
 pub struct WriteSummary {
+    /// Objects put.
     pub objects: usize,
+    /// Entries stored.
     pub entries: u64,
+    /// Bytes of the objects put.
     pub bytes_written: u64,
 }
 
@@ -139,6 +142,7 @@ impl Store {
         Ok(opened)
     }
 
+    /// A store over an existing object store (tests, tools).
     pub fn from_object_store(
         store: Arc<dyn ObjectStore>,
         url: &str,
@@ -156,14 +160,17 @@ impl Store {
         }
     }
 
+    /// The object store underneath.
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
     }
 
+    /// The storage URL it was opened with.
     pub fn url(&self) -> &str {
         &self.url
     }
 
+    /// The labels objects are partitioned by, in key order.
     pub fn partition_labels(&self) -> &[String] {
         &self.partition_labels
     }
@@ -177,7 +184,8 @@ impl Store {
             .list(Some(&prefix))
             .map_ok(|m| (m.location.to_string(), m.size))
             .try_collect()
-            .await?;
+            .await
+            .at(&prefix)?;
         out.sort();
         Ok(out)
     }
@@ -195,7 +203,11 @@ impl Store {
     }
 
     async fn child_values(&self, prefix: &Path, name: &str) -> Result<Vec<String>> {
-        let listing = self.store.list_with_delimiter(Some(prefix)).await?;
+        let listing = self
+            .store
+            .list_with_delimiter(Some(prefix))
+            .await
+            .at(prefix)?;
         let mut out: Vec<String> = listing
             .common_prefixes
             .iter()
@@ -210,7 +222,13 @@ impl Store {
     /// The bytes of the object at `key` (as [`Store::list_keys`] names it).
     pub async fn read_key(&self, key: &str) -> Result<bytes::Bytes> {
         let path = Path::parse(key).map_err(object_store::Error::from)?;
-        Ok(self.store.get(&path).await?.bytes().await?)
+        self.store
+            .get(&path)
+            .await
+            .at(&path)?
+            .bytes()
+            .await
+            .at(&path)
     }
 
     /// Stores validated streams: encodes one object per (day, partition) on a blocking thread,
@@ -230,7 +248,7 @@ impl Store {
             encode_objects(&tenant_owned, streams, &labels, max_partitions, &id)
         })
         .await
-        .map_err(|e| StoreError::Join(e.to_string()))??;
+        .map_err(StoreError::Join)??;
 
         let mut summary = WriteSummary {
             objects: objects.len(),
@@ -251,6 +269,7 @@ impl Store {
                 store
                     .put_opts(&path, PutPayload::from_bytes(o.data), opts)
                     .await
+                    .at(&path)
             }
         });
         futures::future::try_join_all(puts).await?;
@@ -331,7 +350,7 @@ impl Store {
         }
         let prefix = day_prefix(tenant, day);
         let mut objects = self.store.list(Some(&prefix));
-        while let Some(meta) = objects.try_next().await? {
+        while let Some(meta) = objects.try_next().await.at(&prefix)? {
             if manifest::is_manifest_path(&meta.location) {
                 continue;
             }
@@ -395,7 +414,8 @@ impl Store {
         let meta = ParquetMetaDataReader::new()
             .with_prefetch_hint(Some(64 * 1024))
             .load_and_finish(fetch, obj.size)
-            .await?;
+            .await
+            .at(&obj.path)?;
         let corrupt = |reason: String| StoreError::Corrupt {
             path: obj.path.to_string(),
             reason,
@@ -559,41 +579,10 @@ mod tests {
         assert_eq!(top, vec![std::ffi::OsString::from("v1")]);
     }
 
-    /// The S3 server scripts/test.sh starts (scripts/s3-server.sh), from the
-    /// `PARQUETRY_TEST_S3_*` variables. Without them the S3 tests skip, unless
-    /// `PARQUETRY_TEST_REQUIRE_S3=1` (CI) makes that a failure.
-    struct S3Env {
-        endpoint: String,
-        bucket: String,
-        region: String,
-        key_id: String,
-        secret: String,
-    }
-
-    fn s3_env() -> Option<S3Env> {
-        let var = |k: &str| std::env::var(format!("PARQUETRY_TEST_S3_{k}")).ok();
-        let env = (|| {
-            Some(S3Env {
-                endpoint: var("ENDPOINT")?,
-                bucket: var("BUCKET")?,
-                region: var("REGION").unwrap_or_else(|| "us-east-1".into()),
-                key_id: var("ACCESS_KEY_ID")?,
-                secret: var("SECRET_ACCESS_KEY")?,
-            })
-        })();
-        if env.is_none() {
-            assert!(
-                std::env::var("PARQUETRY_TEST_REQUIRE_S3").as_deref() != Ok("1"),
-                "PARQUETRY_TEST_REQUIRE_S3=1 but PARQUETRY_TEST_S3_* are not set: \
-                 run the suite with scripts/test.sh, which starts scripts/s3-server.sh"
-            );
-            eprintln!("skipping: no S3 test server (PARQUETRY_TEST_S3_* unset)");
-        }
-        env
-    }
+    use parquetry_test_support::s3::S3Env;
 
     fn unique_prefix(name: &str) -> String {
-        format!("store-tests/{name}-{}", uuid::Uuid::new_v4().simple())
+        parquetry_test_support::unique_prefix(&format!("store-tests/{name}"))
     }
 
     fn s3_storage(e: &S3Env) -> StorageConfig {
@@ -601,8 +590,8 @@ mod tests {
             s3: parquetry_model::config::S3Config {
                 endpoint: Some(e.endpoint.clone()),
                 region: Some(e.region.clone()),
-                access_key_id: Some(e.key_id.clone()),
-                secret_access_key: Some(parquetry_model::config::Secret::new(&e.secret)),
+                access_key_id: Some(e.access_key_id.clone()),
+                secret_access_key: Some(parquetry_model::config::Secret::new(&e.secret_access_key)),
                 ..Default::default()
             },
             ..StorageConfig::default()
@@ -611,7 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn s3_write_list_and_read_catalogs_with_config_keys() {
-        let Some(e) = s3_env() else { return };
+        let Some(e) = S3Env::optional() else { return };
         let url = format!("s3://{}/{}", e.bucket, unique_prefix("config"));
         let store = Store::open_with_env(&url, &s3_storage(&e), []).unwrap();
         write_list_and_read(&store).await;
@@ -629,11 +618,11 @@ mod tests {
 
     #[tokio::test]
     async fn s3_from_the_aws_environment_alone() {
-        let Some(e) = s3_env() else { return };
+        let Some(e) = S3Env::optional() else { return };
         // What Lambda provides, plus the endpoint of an S3-compatible server.
         let aws_env = |secret: &str| {
             vec![
-                ("AWS_ACCESS_KEY_ID".to_string(), e.key_id.clone()),
+                ("AWS_ACCESS_KEY_ID".to_string(), e.access_key_id.clone()),
                 ("AWS_SECRET_ACCESS_KEY".to_string(), secret.to_string()),
                 ("AWS_REGION".to_string(), e.region.clone()),
                 ("AWS_ENDPOINT_URL".to_string(), e.endpoint.clone()),
@@ -641,7 +630,7 @@ mod tests {
         };
         let url = format!("s3://{}/{}", e.bucket, unique_prefix("env"));
         let storage = StorageConfig::default();
-        let store = Store::open_with_env(&url, &storage, aws_env(&e.secret)).unwrap();
+        let store = Store::open_with_env(&url, &storage, aws_env(&e.secret_access_key)).unwrap();
         let s = store
             .write("fake", vec![stream("api", 3, 0)])
             .await
@@ -669,7 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn s3_create_only_puts_never_overwrite() {
-        let Some(e) = s3_env() else { return };
+        let Some(e) = S3Env::optional() else { return };
         let url = format!("s3://{}/{}", e.bucket, unique_prefix("create"));
         let store = Store::open_with_env(&url, &s3_storage(&e), []).unwrap();
         let os = store.object_store();

@@ -25,22 +25,30 @@ use crate::{DAY_NS, Result};
 /// One log entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
+    /// Entry time (Unix ns).
     pub ts_ns: i64,
+    /// The log line.
     pub line: String,
+    /// Structured metadata, `(name, value)`.
     pub structured_metadata: Vec<(String, String)>,
 }
 
 /// A validated stream and its entries, ready to store.
 #[derive(Debug, Clone)]
 pub struct StreamEntries {
+    /// The stream's labels.
     pub labels: Labels,
+    /// Its entries, in any order.
     pub entries: Vec<LogEntry>,
 }
 
 /// An encoded object waiting to be put.
 pub struct EncodedObject {
+    /// Its key.
     pub key: ObjectKey,
+    /// The Parquet bytes.
     pub data: Bytes,
+    /// Entries it holds.
     pub entries: u64,
 }
 
@@ -68,6 +76,12 @@ const HOT_ZSTD_LEVEL: i32 = 1;
 /// the compaction CPU on the format bench; compaction CPU is paid once per byte ingested, so
 /// the cheap level wins until storage is the larger bill.
 const COLD_ZSTD_LEVEL: i32 = 3;
+
+/// Uncompressed size at which a cold object's `line` and metadata value pages close (see
+/// [`writer_properties`]).
+const COLD_PAGE_BYTES: usize = 64 * 1024;
+/// Rows per write batch in cold objects: ~256 log lines are about a third of a line page.
+const COLD_WRITE_BATCH_ROWS: usize = 256;
 
 /// Writer settings for an object holding `catalog`'s streams; `with_catalog` puts the catalog
 /// in the footer now (a writer that learns its final counts later appends it before finish).
@@ -108,7 +122,18 @@ pub(crate) fn writer_properties(
         // Metadata values are mostly ids (trace, span, request): lengths packed apart from the
         // bytes let zstd see only the ids (−13 % on the bench's trace ids).
         .set_column_dictionary_enabled(meta_value.clone(), false)
-        .set_column_encoding(meta_value, Encoding::DELTA_LENGTH_BYTE_ARRAY);
+        .set_column_encoding(meta_value.clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY);
+    // A query that wants one row of a stream (the newest 1,000 lines of 1,000 streams)
+    // decompresses that row's whole `line` and metadata pages: 64 KiB pages instead of
+    // parquet's 1 MiB cut those reads ~16× and cost < 1 % in size on the format bench (zstd
+    // finds a log line's repeats within a few lines). Pages close between write batches, so
+    // batches shrink too. Hot objects are read whole by the compactor and keep the default.
+    if tier == Tier::Cold {
+        b = b
+            .set_column_data_page_size_limit(ColumnPath::from(schema::COL_LINE), COLD_PAGE_BYTES)
+            .set_column_data_page_size_limit(meta_value, COLD_PAGE_BYTES)
+            .set_write_batch_size(COLD_WRITE_BATCH_ROWS);
+    }
     // A hot object's catalog already says which streams it holds, and the compactor reads it
     // whole: its bloom filter would only cost push CPU. Cold objects keep one per row group.
     if bloom {
@@ -365,5 +390,167 @@ mod tests {
         });
         let out = encode_objects("t", vec![s], &["service_name".to_string()], 0, "id").unwrap();
         assert_eq!(out[0].entries, 4);
+    }
+}
+
+/// The per-column layout of hot and cold objects is part of the format's cost model
+/// (docs/format.md, docs/benchmarks.md "Bytes at rest"): these tests read it back from written
+/// objects so an accidental change of a column's encoding, codec or bloom filter shows up here.
+#[cfg(test)]
+mod layout_tests {
+    use std::collections::BTreeSet;
+
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::metadata::ParquetMetaData;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    /// A hot object as the push path writes it: several streams, rising timestamps, trace ids
+    /// as structured metadata.
+    fn hot_object() -> EncodedObject {
+        let streams = (0..4)
+            .map(|s| StreamEntries {
+                labels: Labels::from_pairs([("service_name", "api"), ("pod", &format!("p{s}"))]),
+                entries: (0..500)
+                    .map(|i| LogEntry {
+                        ts_ns: 1_700_000_000_000_000_000 + i * 1_000_003,
+                        line: format!("level=info msg=\"request {i}\" pod=p{s}"),
+                        structured_metadata: vec![(
+                            "trace_id".into(),
+                            format!("{:032x}", i * 7919),
+                        )],
+                    })
+                    .collect(),
+            })
+            .collect();
+        let mut out = encode_objects("t", streams, &["service_name".to_string()], 0, "id").unwrap();
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    }
+
+    /// The compactor's rewrite of `hot` (same rows, cold properties).
+    fn cold_object(hot: &EncodedObject) -> Bytes {
+        let meta = metadata(&hot.data);
+        let json = meta
+            .file_metadata()
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .find(|kv| kv.key == CATALOG_KEY)
+            .and_then(|kv| kv.value.clone())
+            .unwrap();
+        let catalog = StreamCatalog::from_json(&json).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(hot.data.clone())
+            .unwrap()
+            .build()
+            .unwrap();
+        let props = writer_properties(&catalog, true, Tier::Cold).unwrap();
+        let mut buf = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut buf, log_schema(), Some(props)).unwrap();
+        for batch in reader {
+            writer.write(&batch.unwrap()).unwrap();
+        }
+        writer.close().unwrap();
+        Bytes::from(buf)
+    }
+
+    fn metadata(data: &Bytes) -> ParquetMetaData {
+        SerializedFileReader::new(data.clone())
+            .unwrap()
+            .metadata()
+            .clone()
+    }
+
+    /// Column path → (encodings of the chunk, codec, has a bloom filter), the same in every row
+    /// group. The chunk's encodings include RLE for repetition/definition levels and PLAIN
+    /// for a dictionary page; RLE_DICTIONARY means the values are dictionary indices.
+    type ChunkLayout = (BTreeSet<String>, String, bool);
+
+    fn layout(data: &Bytes) -> BTreeMap<String, ChunkLayout> {
+        let meta = metadata(data);
+        let mut out = BTreeMap::new();
+        for rg in meta.row_groups() {
+            for c in rg.columns() {
+                let chunk = (
+                    c.encodings().map(|e| e.to_string()).collect(),
+                    format!("{:?}", c.compression_codec()),
+                    c.bloom_filter_offset().is_some(),
+                );
+                let prev = out.insert(c.column_path().string(), chunk.clone());
+                assert!(prev.is_none_or(|p| p == chunk), "row groups differ");
+            }
+        }
+        out
+    }
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// The layout both tiers share; only the bloom filter on `stream` differs.
+    fn expected(cold: bool) -> BTreeMap<String, ChunkLayout> {
+        let dict = ["PLAIN", "RLE", "RLE_DICTIONARY"];
+        let col = |name: &str, encodings: &[&str], bloom: bool| {
+            (
+                name.to_string(),
+                (set(encodings), "ZSTD".to_string(), bloom),
+            )
+        };
+        BTreeMap::from([
+            // Rising per stream: deltas, never a dictionary of unique values.
+            col("timestamp", &["DELTA_BINARY_PACKED", "RLE"], false),
+            // One value per stream run: dictionary indices run-length encode; the bloom filter
+            // prunes cold row groups by stream.
+            col("stream", &dict, cold),
+            col("labels", &dict, false),
+            // Lines rarely repeat: plain bytes, zstd does the work.
+            col("line", &["PLAIN", "RLE"], false),
+            col("structured_metadata.key_value.key", &dict, false),
+            // Ids: lengths packed apart from the bytes, no dictionary.
+            col(
+                "structured_metadata.key_value.value",
+                &["DELTA_LENGTH_BYTE_ARRAY", "RLE"],
+                false,
+            ),
+        ])
+    }
+
+    #[test]
+    fn hot_objects_keep_their_column_layout() {
+        let hot = hot_object();
+        assert_eq!(layout(&hot.data), expected(false));
+    }
+
+    #[test]
+    fn cold_objects_keep_their_column_layout() {
+        let cold = cold_object(&hot_object());
+        assert_eq!(layout(&cold), expected(true));
+    }
+
+    #[test]
+    fn hot_and_cold_objects_differ_in_zstd_level_and_bloom_filter() {
+        // The level is not recorded in the file; the properties are what the writers use.
+        let catalog = StreamCatalog::default();
+        let stream = ColumnPath::from(schema::COL_STREAM);
+        for (tier, level, bloom) in [
+            (Tier::Hot, HOT_ZSTD_LEVEL, false),
+            (Tier::Cold, COLD_ZSTD_LEVEL, true),
+        ] {
+            let p = writer_properties(&catalog, false, tier).unwrap();
+            for col in ["timestamp", "stream", "labels", "line"] {
+                assert_eq!(
+                    p.compression(&ColumnPath::from(col)),
+                    Compression::ZSTD(ZstdLevel::try_new(level).unwrap()),
+                    "{tier:?} {col}"
+                );
+            }
+            assert_eq!(
+                p.bloom_filter_properties(&stream).is_some(),
+                bloom,
+                "{tier:?}"
+            );
+        }
+        assert_eq!((HOT_ZSTD_LEVEL, COLD_ZSTD_LEVEL), (1, 3));
     }
 }

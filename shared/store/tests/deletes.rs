@@ -14,18 +14,7 @@ use parquetry_store::{
     CompactOptions, DeletePassOptions, LogEntry, Store, StreamEntries, TenantPolicy,
 };
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
-
-fn base() -> i64 {
-    (now_ns().div_euclid(DAY_NS) - 1) * DAY_NS + 3_600_000_000_000
-}
+use parquetry_test_support::{DAY_NS, early_yesterday as base};
 
 fn labels(svc: &str, pod: usize) -> Labels {
     Labels::from_pairs([

@@ -19,14 +19,8 @@ use parquetry_store::{
     CompactOptions, DataObject, LogEntry, RetentionOptions, Store, StreamEntries,
 };
 
-const DAY_NS: i64 = 86_400 * 1_000_000_000;
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64
-}
+use parquetry_test_support::s3::S3Env;
+use parquetry_test_support::{DAY_NS, early_yesterday, unique_prefix};
 
 /// A fresh, empty location on each backend available: a temporary directory, and a unique
 /// prefix on the S3 test server when configured.
@@ -38,26 +32,18 @@ struct Backend {
 }
 
 fn s3_storage() -> Option<(String, StorageConfig)> {
-    let var = |k: &str| std::env::var(format!("PARQUETRY_TEST_S3_{k}")).ok();
-    let Some(endpoint) = var("ENDPOINT") else {
-        assert!(
-            std::env::var("PARQUETRY_TEST_REQUIRE_S3").as_deref() != Ok("1"),
-            "PARQUETRY_TEST_REQUIRE_S3=1 but PARQUETRY_TEST_S3_* are not set"
-        );
-        eprintln!("S3 part skipped: PARQUETRY_TEST_S3_* unset");
-        return None;
-    };
+    let e = S3Env::optional()?;
     let cfg = StorageConfig {
         s3: S3Config {
-            endpoint: Some(endpoint),
-            region: Some(var("REGION").unwrap_or_else(|| "us-east-1".into())),
-            access_key_id: var("ACCESS_KEY_ID"),
-            secret_access_key: var("SECRET_ACCESS_KEY").map(Secret::new),
+            endpoint: Some(e.endpoint),
+            region: Some(e.region),
+            access_key_id: Some(e.access_key_id),
+            secret_access_key: Some(Secret::new(e.secret_access_key)),
             ..Default::default()
         },
         ..StorageConfig::default()
     };
-    Some((var("BUCKET")?, cfg))
+    Some((e.bucket, cfg))
 }
 
 fn backends() -> Vec<fn() -> Backend> {
@@ -82,10 +68,7 @@ fn local_backend() -> Backend {
 
 fn s3_backend() -> Backend {
     let (bucket, cfg) = s3_storage().unwrap();
-    let url = format!(
-        "s3://{bucket}/lifecycle-tests/{}",
-        uuid::Uuid::new_v4().simple()
-    );
+    let url = format!("s3://{bucket}/{}", unique_prefix("lifecycle-tests"));
     let store = Store::open_with_env(&url, &cfg, []).unwrap();
     Backend {
         name: "s3",
@@ -143,17 +126,12 @@ async fn visible(store: &Store, tenant: &str, start: i64, end: i64) -> (Vec<Data
     (objs, rows)
 }
 
-fn today_base() -> i64 {
-    // Early in yesterday: a whole day that is neither in the future nor expired.
-    (now_ns().div_euclid(DAY_NS) - 1) * DAY_NS + 3_600_000_000_000
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compaction_preserves_content_and_shrinks_object_count() {
     for make in backends() {
         let b = make();
         let store = b.store();
-        let base = today_base();
+        let base = early_yesterday();
         for seq in 0..12 {
             store.write("fake", push(seq, base, 5)).await.unwrap();
         }
@@ -266,7 +244,7 @@ async fn grace_period_keeps_absorbed_objects_hidden_until_deleted() {
     for make in backends() {
         let b = make();
         let store = b.store();
-        let base = today_base();
+        let base = early_yesterday();
         for seq in 0..4 {
             store.write("fake", push(seq, base, 2)).await.unwrap();
         }
@@ -334,7 +312,7 @@ async fn compaction_survives_a_crash_at_every_step() {
         loop {
             let b = make();
             let (faulty, store) = b.faulty();
-            let base = today_base();
+            let base = early_yesterday();
             for seq in 0..3 {
                 store.write("fake", push(seq, base, 2)).await.unwrap();
             }
@@ -403,7 +381,7 @@ async fn retention_survives_a_crash_at_every_step() {
         loop {
             let b = make();
             let (faulty, store) = b.faulty();
-            let recent = today_base();
+            let recent = early_yesterday();
             let old = recent - 10 * DAY_NS;
             for seq in 0..3 {
                 store.write("fake", push(seq, recent, 2)).await.unwrap();
@@ -507,9 +485,12 @@ async fn retention_survives_a_crash_at_every_step() {
 async fn retention_dry_run_lists_and_keeps() {
     let b = local_backend();
     let store = b.store();
-    let old = today_base() - 40 * DAY_NS;
+    let old = early_yesterday() - 40 * DAY_NS;
     store.write("fake", push(0, old, 2)).await.unwrap();
-    store.write("fake", push(0, today_base(), 2)).await.unwrap();
+    store
+        .write("fake", push(0, early_yesterday(), 2))
+        .await
+        .unwrap();
     let before = store.list_keys("").await.unwrap();
     let ropts = RetentionOptions {
         delete_delay: Duration::from_secs(3600),
@@ -553,7 +534,7 @@ async fn pushes_queries_and_compactions_concurrently() {
     for make in backends() {
         let b = make();
         let store = Arc::new(b.store());
-        let base = today_base();
+        let base = early_yesterday();
         let per_push = 4 * 3;
         let pushes = 40;
         let acked = Arc::new(AtomicU64::new(0));

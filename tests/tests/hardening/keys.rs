@@ -5,7 +5,7 @@
 use parquetry_e2e::{TestServer, now_ns};
 use serde_json::{Value, json};
 
-use crate::{around, get_json, push_json};
+use crate::around;
 
 /// Values of `service_name` (a partition label) that need escaping or are too long for a key
 /// component as is.
@@ -57,7 +57,7 @@ async fn awkward_partition_values_are_readable_and_do_not_break_the_tenant() {
                        "values": [[(t0 + offset + i as i64).to_string(), format!("line {i}{suffix}")]]})
             })
             .collect();
-        let (code, body) = push_json(&s, None, &json!({ "streams": streams })).await;
+        let (code, body) = s.push_json(None, &json!({ "streams": streams })).await;
         assert_eq!(code, 204, "{body}");
     }
 
@@ -80,27 +80,27 @@ async fn awkward_partition_values_are_readable_and_do_not_break_the_tenant() {
 
 async fn check_awkward(s: &TestServer, t0: i64, values: &[String]) {
     // Tenant-wide queries see every entry.
-    let all = get_json(
-        s,
-        None,
-        "/loki/api/v1/query_range",
-        &around(t0, r#"{job="web"}"#),
-    )
-    .await;
+    let all = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query_range",
+            &around(t0, r#"{job="web"}"#),
+        )
+        .await;
     assert_eq!(count(&all), 2 * values.len(), "{all}");
-    let metric = get_json(
-        s,
-        None,
-        "/loki/api/v1/query",
-        &[
-            (
-                "query",
-                r#"sum(count_over_time({env="prod"}[1h]))"#.to_string(),
-            ),
-            ("time", (t0 + 1_000_000_000).to_string()),
-        ],
-    )
-    .await;
+    let metric = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query",
+            &[
+                (
+                    "query",
+                    r#"sum(count_over_time({env="prod"}[1h]))"#.to_string(),
+                ),
+                ("time", (t0 + 1_000_000_000).to_string()),
+            ],
+        )
+        .await;
     assert_eq!(
         metric["data"]["result"][0]["value"][1],
         json!((2 * values.len()).to_string()),
@@ -110,7 +110,9 @@ async fn check_awkward(s: &TestServer, t0: i64, values: &[String]) {
     // Each value by equality (the partition is pruned from the key) and by regex (it is not).
     for (i, v) in values.iter().enumerate() {
         let sel = format!("{{service_name={}}}", json!(v));
-        let got = get_json(s, None, "/loki/api/v1/query_range", &around(t0, &sel)).await;
+        let got = s
+            .get_ok(None, "/loki/api/v1/query_range", &around(t0, &sel))
+            .await;
         assert_eq!(count(&got), 2, "{sel}: {got}");
         assert_eq!(
             got["data"]["result"][0]["values"][0][1],
@@ -118,21 +120,21 @@ async fn check_awkward(s: &TestServer, t0: i64, values: &[String]) {
         );
         assert_eq!(got["data"]["result"][0]["stream"]["service_name"], json!(v));
     }
-    let re = get_json(
-        s,
-        None,
-        "/loki/api/v1/query_range",
-        &around(t0, r#"{service_name=~"y+-(a|b)"}"#),
-    )
-    .await;
+    let re = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query_range",
+            &around(t0, r#"{service_name=~"y+-(a|b)"}"#),
+        )
+        .await;
     assert_eq!(count(&re), 4, "{re}");
-    let values_api = get_json(
-        s,
-        None,
-        "/loki/api/v1/label/service_name/values",
-        &around(t0, "")[..2],
-    )
-    .await;
+    let values_api = s
+        .get_ok(
+            None,
+            "/loki/api/v1/label/service_name/values",
+            &around(t0, "")[..2],
+        )
+        .await;
     let mut listed: Vec<String> = values_api["data"]
         .as_array()
         .expect("data")
@@ -143,13 +145,13 @@ async fn check_awkward(s: &TestServer, t0: i64, values: &[String]) {
     listed.sort();
     want.sort();
     assert_eq!(listed, want);
-    let stats = get_json(
-        s,
-        None,
-        "/loki/api/v1/index/stats",
-        &around(t0, r#"{job="web"}"#),
-    )
-    .await;
+    let stats = s
+        .get_ok(
+            None,
+            "/loki/api/v1/index/stats",
+            &around(t0, r#"{job="web"}"#),
+        )
+        .await;
     assert_eq!(stats["entries"], json!(2 * values.len()), "{stats}");
 }
 
@@ -163,7 +165,7 @@ async fn tenant_ids_that_need_escaping_are_readable() {
         for (offset, word) in [(0, "hello"), (1, "hi")] {
             let body = json!({"streams": [{"stream": {"service_name": "My App", "job": "web"},
                               "values": [[(t0 + offset).to_string(), format!("{word} {tenant}")]]}]});
-            let (code, msg) = push_json(&s, Some(tenant), &body).await;
+            let (code, msg) = s.push_json(Some(tenant), &body).await;
             assert_eq!(code, 204, "{tenant}: {msg}");
         }
     }
@@ -173,13 +175,13 @@ async fn tenant_ids_that_need_escaping_are_readable() {
             assert_eq!(summary.cold_written, tenants.len() as u64, "{summary:?}");
         }
         for tenant in tenants {
-            let got = get_json(
-                &s,
-                Some(tenant),
-                "/loki/api/v1/query_range",
-                &around(t0, r#"{job="web"}"#),
-            )
-            .await;
+            let got = s
+                .get_ok(
+                    Some(tenant),
+                    "/loki/api/v1/query_range",
+                    &around(t0, r#"{job="web"}"#),
+                )
+                .await;
             assert_eq!(count(&got), 2, "{pass} {tenant}: {got}");
             assert_eq!(
                 got["data"]["result"][0]["values"][0][1],
@@ -200,35 +202,35 @@ async fn thousands_of_partitions_in_one_push_stay_few_objects_and_queryable() {
                    "values": [[(t0 + i as i64).to_string(), format!("entry {i}")]]})
         })
         .collect();
-    let (code, body) = push_json(&s, None, &json!({ "streams": streams })).await;
+    let (code, body) = s.push_json(None, &json!({ "streams": streams })).await;
     assert_eq!(code, 204, "{body}");
     let objects = s.parquet_files().len();
     assert!(objects <= 100, "{objects} objects for one push");
 
-    let metric = get_json(
-        &s,
-        None,
-        "/loki/api/v1/query",
-        &[
-            (
-                "query",
-                r#"sum(count_over_time({job="many"}[1h]))"#.to_string(),
-            ),
-            ("time", (t0 + 1_000_000_000).to_string()),
-        ],
-    )
-    .await;
+    let metric = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query",
+            &[
+                (
+                    "query",
+                    r#"sum(count_over_time({job="many"}[1h]))"#.to_string(),
+                ),
+                ("time", (t0 + 1_000_000_000).to_string()),
+            ],
+        )
+        .await;
     assert_eq!(
         metric["data"]["result"][0]["value"][1],
         json!(n.to_string()),
         "{metric}"
     );
-    let one = get_json(
-        &s,
-        None,
-        "/loki/api/v1/query_range",
-        &around(t0, r#"{service_name="svc-2999"}"#),
-    )
-    .await;
+    let one = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query_range",
+            &around(t0, r#"{service_name="svc-2999"}"#),
+        )
+        .await;
     assert_eq!(count(&one), 1, "{one}");
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use parquetry_e2e::{TestServer, gzip, now_ns, protobuf_body};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MIB: usize = 1 << 20;
 
@@ -36,18 +36,17 @@ async fn post(
 
 /// The lines of `{app="<app>"}` over the last hour, oldest first.
 async fn lines(s: &TestServer, app: &str) -> Vec<String> {
-    let r = reqwest::Client::new()
-        .get(s.url("/loki/api/v1/query_range"))
-        .query(&[
-            ("query", format!("{{app=\"{app}\"}}")),
-            ("since", "1h".to_string()),
-            ("direction", "forward".to_string()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let v = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query_range",
+            &[
+                ("query", format!("{{app=\"{app}\"}}")),
+                ("since", "1h".to_string()),
+                ("direction", "forward".to_string()),
+            ],
+        )
+        .await;
     v["data"]["result"]
         .as_array()
         .unwrap()

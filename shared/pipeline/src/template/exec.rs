@@ -1,5 +1,7 @@
 //! Executes a parsed template against one entry.
 
+use super::ExecError;
+use super::error::exec_error;
 use std::borrow::Cow;
 
 use super::funcs::{self, Call};
@@ -40,7 +42,7 @@ struct State<'c, 'a, 't> {
     vars: Vec<(&'t str, Value<'a>)>,
 }
 
-pub(crate) fn execute<'a>(tree: &Tree, ctx: &Ctx<'a>, out: &mut String) -> Result<(), String> {
+pub(crate) fn execute<'a>(tree: &Tree, ctx: &Ctx<'a>, out: &mut String) -> Result<(), ExecError> {
     let mut st = State {
         ctx,
         vars: Vec::new(),
@@ -49,7 +51,12 @@ pub(crate) fn execute<'a>(tree: &Tree, ctx: &Ctx<'a>, out: &mut String) -> Resul
 }
 
 impl<'c, 'a, 't> State<'c, 'a, 't> {
-    fn walk(&mut self, nodes: &'t [Node], dot: &Value<'a>, out: &mut String) -> Result<(), String> {
+    fn walk(
+        &mut self,
+        nodes: &'t [Node],
+        dot: &Value<'a>,
+        out: &mut String,
+    ) -> Result<(), ExecError> {
         for n in nodes {
             match n {
                 Node::Text(t) => out.push_str(t),
@@ -107,11 +114,14 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
                             .collect(),
                         Value::Nil => Vec::new(),
                         other => {
-                            return Err(format!("range can't iterate over {}", other.type_name()));
+                            return Err(exec_error!(
+                                "range can't iterate over {}",
+                                other.type_name()
+                            ));
                         }
                     };
                     if items.len() > MAX_RANGE {
-                        return Err(format!("range over more than {MAX_RANGE} items"));
+                        return Err(exec_error!("range over more than {MAX_RANGE} items"));
                     }
                     if items.is_empty() {
                         self.walk(els, dot, out)?;
@@ -142,7 +152,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
         write_value(out, v, &|o| ctx.write_root(o));
     }
 
-    fn pipe(&mut self, p: &'t Pipe, dot: &Value<'a>) -> Result<Value<'a>, String> {
+    fn pipe(&mut self, p: &'t Pipe, dot: &Value<'a>) -> Result<Value<'a>, ExecError> {
         let mut v: Option<Value<'a>> = None;
         for c in &p.cmds {
             v = Some(self.cmd(c, dot, v)?);
@@ -157,7 +167,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
                     .iter_mut()
                     .rev()
                     .find(|(n, _)| *n == name.as_str())
-                    .ok_or_else(|| format!("undefined variable: ${name}"))?;
+                    .ok_or_else(|| exec_error!("undefined variable: ${name}"))?;
                 slot.1 = v.clone();
             }
         }
@@ -169,7 +179,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
         c: &'t Cmd,
         dot: &Value<'a>,
         piped: Option<Value<'a>>,
-    ) -> Result<Value<'a>, String> {
+    ) -> Result<Value<'a>, ExecError> {
         let Some(Arg::Func(f)) = c.args.first() else {
             // Single operand (the parser guarantees no extra arguments).
             return match c.args.first() {
@@ -185,7 +195,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
             let mut last = Value::Nil;
             let n = c.args.len() - 1 + usize::from(piped.is_some());
             if n == 0 {
-                return Err(format!(
+                return Err(exec_error!(
                     "wrong number of args for {name}: want at least 1 got 0"
                 ));
             }
@@ -212,10 +222,10 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
             regex: c.regex.as_ref(),
             name,
         };
-        funcs::call(*f, &call, args).map_err(|e| format!("error calling {name}: {e}"))
+        funcs::call(*f, &call, args).map_err(|e| exec_error!("error calling {name}: {e}"))
     }
 
-    fn arg(&mut self, a: &'t Arg, dot: &Value<'a>) -> Result<Value<'a>, String> {
+    fn arg(&mut self, a: &'t Arg, dot: &Value<'a>) -> Result<Value<'a>, ExecError> {
         Ok(match a {
             Arg::Dot => dot.clone(),
             Arg::Field(path) => self.fields(dot.clone(), path)?,
@@ -228,7 +238,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
                         .rev()
                         .find(|(n, _)| *n == name.as_str())
                         .map(|(_, v)| v.clone())
-                        .ok_or_else(|| format!("undefined variable: ${name}"))?
+                        .ok_or_else(|| exec_error!("undefined variable: ${name}"))?
                 };
                 self.fields(base, path)?
             }
@@ -258,7 +268,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
         })
     }
 
-    fn fields(&self, mut v: Value<'a>, path: &[String]) -> Result<Value<'a>, String> {
+    fn fields(&self, mut v: Value<'a>, path: &[String]) -> Result<Value<'a>, ExecError> {
         for f in path {
             v = field(self.ctx, v, f)?;
         }
@@ -267,7 +277,7 @@ impl<'c, 'a, 't> State<'c, 'a, 't> {
 }
 
 /// `.name` on a value. Missing labels are empty strings (Loki's `missingkey=zero`).
-pub(crate) fn field<'a>(ctx: &Ctx<'a>, v: Value<'a>, name: &str) -> Result<Value<'a>, String> {
+pub(crate) fn field<'a>(ctx: &Ctx<'a>, v: Value<'a>, name: &str) -> Result<Value<'a>, ExecError> {
     match v {
         Value::Root => Ok(Value::Str(Cow::Borrowed(
             ctx.labels.get(name).unwrap_or(""),
@@ -277,8 +287,8 @@ pub(crate) fn field<'a>(ctx: &Ctx<'a>, v: Value<'a>, name: &str) -> Result<Value
             .find(|(k, _)| k == name)
             .map(|(_, x)| x)
             .unwrap_or(Value::Nil)),
-        Value::Nil => Err(format!("nil pointer evaluating interface {{}}.{name}")),
-        other => Err(format!(
+        Value::Nil => Err(exec_error!("nil pointer evaluating interface {{}}.{name}")),
+        other => Err(exec_error!(
             "can't evaluate field {name} in type {}",
             other.type_name()
         )),

@@ -3,6 +3,8 @@
 //! Functions are resolved by name when the template is compiled, so an unknown name is a
 //! query error rather than a per-line failure.
 
+use super::ExecError;
+use super::error::exec_error;
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -24,7 +26,7 @@ pub(crate) struct Call<'c, 'a> {
     pub(crate) name: &'static str,
 }
 
-type R<'a> = Result<Value<'a>, String>;
+type R<'a> = Result<Value<'a>, ExecError>;
 type F = for<'c, 'a> fn(&Call<'c, 'a>, Vec<Value<'a>>) -> R<'a>;
 
 static FUNCS: &[(&str, F)] = &[
@@ -160,7 +162,9 @@ static FUNCS: &[(&str, F)] = &[
     ("bytes", |c, a| {
         arity(c, &a, 1)?;
         let v = s(c, &a, 0)?;
-        crate::label_filter::go_parse_bytes(v).map(|b| Value::Float(b as f64))
+        crate::label_filter::go_parse_bytes(v)
+            .map(|b| Value::Float(b as f64))
+            .map_err(|e| ExecError::from(e.to_string()))
     }),
     ("duration", f_duration),
     ("duration_seconds", f_duration),
@@ -181,7 +185,7 @@ static FUNCS: &[(&str, F)] = &[
         let e = s(c, &a, 0)?;
         let i: i64 = e
             .parse()
-            .map_err(|err| format!("unable to parse time '{e}': {err}"))?;
+            .map_err(|err| exec_error!("unable to parse time '{e}': {err}"))?;
         let ns = match e.len() {
             5 => i.checked_mul(86_400_000_000_000),
             10 => i.checked_mul(1_000_000_000),
@@ -189,13 +193,13 @@ static FUNCS: &[(&str, F)] = &[
             16 => i.checked_mul(1_000),
             19 => Some(i),
             l => {
-                return Err(format!(
+                return Err(exec_error!(
                     "unable to parse time '{e}' length '{l}' not supported"
                 ));
             }
         };
         ns.map(|n| Value::Time(n, 0))
-            .ok_or_else(|| format!("time '{e}' out of range"))
+            .ok_or_else(|| exec_error!("time '{e}' out of range"))
     }),
     ("toDateInZone", |c, a| {
         arity(c, &a, 3)?;
@@ -216,7 +220,7 @@ static FUNCS: &[(&str, F)] = &[
             Value::Int(secs) => (secs.saturating_mul(1_000_000_000), 0),
             Value::Float(secs) => ((secs * 1e9) as i64, 0),
             other => {
-                return Err(format!(
+                return Err(exec_error!(
                     "date: unsupported argument type {}",
                     other.type_name()
                 ));
@@ -280,7 +284,7 @@ static FUNCS: &[(&str, F)] = &[
             (start, end)
         };
         if from > to || from > len || to < 0 {
-            return Err(format!("slice bounds out of range [{from}:{to}]"));
+            return Err(exec_error!("slice bounds out of range [{from}:{to}]"));
         }
         let (from, to) = (
             floor_boundary(src, from as usize),
@@ -325,7 +329,7 @@ static FUNCS: &[(&str, F)] = &[
     }),
     ("default", |c, a| {
         if a.is_empty() || a.len() > 2 {
-            return Err(format!(
+            return Err(exec_error!(
                 "wrong number of args for {}: want 1 or 2 got {}",
                 c.name,
                 a.len()
@@ -424,7 +428,7 @@ static FUNCS: &[(&str, F)] = &[
     }),
     ("round", |c, a| {
         if a.len() < 2 || a.len() > 3 {
-            return Err(format!(
+            return Err(exec_error!(
                 "wrong number of args for round: want 2 or 3 got {}",
                 a.len()
             ));
@@ -478,11 +482,11 @@ pub(crate) fn takes_regex(f: Func) -> bool {
 
 // ---- argument helpers ----
 
-fn arity(c: &Call<'_, '_>, a: &[Value<'_>], n: usize) -> Result<(), String> {
+fn arity(c: &Call<'_, '_>, a: &[Value<'_>], n: usize) -> Result<(), ExecError> {
     if a.len() == n {
         Ok(())
     } else {
-        Err(format!(
+        Err(exec_error!(
             "wrong number of args for {}: want {n} got {}",
             c.name,
             a.len()
@@ -490,11 +494,11 @@ fn arity(c: &Call<'_, '_>, a: &[Value<'_>], n: usize) -> Result<(), String> {
     }
 }
 
-fn min_args(c: &Call<'_, '_>, a: &[Value<'_>], n: usize) -> Result<(), String> {
+fn min_args(c: &Call<'_, '_>, a: &[Value<'_>], n: usize) -> Result<(), ExecError> {
     if a.len() >= n {
         Ok(())
     } else {
-        Err(format!(
+        Err(exec_error!(
             "wrong number of args for {}: want at least {n} got {}",
             c.name,
             a.len()
@@ -503,44 +507,44 @@ fn min_args(c: &Call<'_, '_>, a: &[Value<'_>], n: usize) -> Result<(), String> {
 }
 
 /// A string parameter: Go does not convert other kinds to string.
-fn s<'v>(c: &Call<'_, '_>, a: &'v [Value<'_>], i: usize) -> Result<&'v str, String> {
+fn s<'v>(c: &Call<'_, '_>, a: &'v [Value<'_>], i: usize) -> Result<&'v str, ExecError> {
     match a.get(i) {
         Some(Value::Str(s)) => Ok(s),
-        Some(other) => Err(format!(
+        Some(other) => Err(exec_error!(
             "wrong type for value; expected string; got {} (argument {} of {})",
             other.type_name(),
             i + 1,
             c.name
         )),
-        None => Err(format!("missing argument {} of {}", i + 1, c.name)),
+        None => Err(exec_error!("missing argument {} of {}", i + 1, c.name)),
     }
 }
 
 /// An `int` parameter.
-fn int(c: &Call<'_, '_>, a: &[Value<'_>], i: usize) -> Result<i64, String> {
+fn int(c: &Call<'_, '_>, a: &[Value<'_>], i: usize) -> Result<i64, ExecError> {
     match a.get(i) {
         Some(Value::Int(n)) => Ok(*n),
         Some(Value::Float(f)) if f.fract() == 0.0 => Ok(*f as i64),
-        Some(other) => Err(format!(
+        Some(other) => Err(exec_error!(
             "wrong type for value; expected int; got {} (argument {} of {})",
             other.type_name(),
             i + 1,
             c.name
         )),
-        None => Err(format!("missing argument {} of {}", i + 1, c.name)),
+        None => Err(exec_error!("missing argument {} of {}", i + 1, c.name)),
     }
 }
 
-fn time(c: &Call<'_, '_>, a: &[Value<'_>], i: usize) -> Result<i64, String> {
+fn time(c: &Call<'_, '_>, a: &[Value<'_>], i: usize) -> Result<i64, ExecError> {
     match a.get(i) {
         Some(Value::Time(ns, _)) => Ok(*ns),
-        Some(other) => Err(format!(
+        Some(other) => Err(exec_error!(
             "wrong type for value; expected time.Time; got {} (argument {} of {})",
             other.type_name(),
             i + 1,
             c.name
         )),
-        None => Err(format!("missing argument {} of {}", i + 1, c.name)),
+        None => Err(exec_error!("missing argument {} of {}", i + 1, c.name)),
     }
 }
 
@@ -606,12 +610,12 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-fn regex<'r>(c: &Call<'r, '_>, a: &[Value<'_>]) -> Result<Cow<'r, Regex>, String> {
+fn regex<'r>(c: &Call<'r, '_>, a: &[Value<'_>]) -> Result<Cow<'r, Regex>, ExecError> {
     match c.regex {
         Some(r) => Ok(Cow::Borrowed(r)),
         None => Regex::new(s(c, a, 0)?)
             .map(Cow::Owned)
-            .map_err(|e| e.to_string()),
+            .map_err(|e| ExecError::from(e.to_string())),
     }
 }
 
@@ -631,7 +635,7 @@ fn f_duration<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
     let v = s(c, &a, 0)?;
     parquetry_model::duration::parse_go(v)
         .map(|ns| Value::Float(ns as f64 / 1e9))
-        .map_err(|e| e.to_string())
+        .map_err(|e| ExecError::from(e.to_string()))
 }
 
 fn f_len<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
@@ -641,7 +645,7 @@ fn f_len<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
         Value::List(l) => l.len() as i64,
         Value::Map(m) => m.len() as i64,
         Value::Root => c.ctx.labels.iter().count() as i64,
-        other => return Err(format!("len of type {}", other.type_name())),
+        other => return Err(exec_error!("len of type {}", other.type_name())),
     }))
 }
 
@@ -654,17 +658,17 @@ fn f_index<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
             (m @ (Value::Root | Value::Map(_)), Value::Str(k)) => field(c.ctx, m, &k)?,
             (Value::List(l), Value::Int(i)) => l
                 .into_iter()
-                .nth(usize::try_from(i).map_err(|_| format!("index out of range: {i}"))?)
-                .ok_or_else(|| format!("index out of range: {i}"))?,
+                .nth(usize::try_from(i).map_err(|_| exec_error!("index out of range: {i}"))?)
+                .ok_or_else(|| exec_error!("index out of range: {i}"))?,
             (Value::Str(s), Value::Int(i)) => Value::Int(i64::from(
                 *usize::try_from(i)
                     .ok()
                     .and_then(|i| s.as_bytes().get(i))
-                    .ok_or_else(|| format!("index out of range: {i}"))?,
+                    .ok_or_else(|| exec_error!("index out of range: {i}"))?,
             )),
             (Value::Nil, _) => return Err("index of untyped nil".into()),
             (v, k) => {
-                return Err(format!(
+                return Err(exec_error!(
                     "cannot index {} with {}",
                     v.type_name(),
                     k.type_name()
@@ -677,7 +681,7 @@ fn f_index<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
 
 fn f_slice<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
     if a.is_empty() || a.len() > 3 {
-        return Err(format!(
+        return Err(exec_error!(
             "wrong number of args for slice: want 1 to 3 got {}",
             a.len()
         ));
@@ -690,7 +694,7 @@ fn f_slice<'a>(c: &Call<'_, 'a>, a: Vec<Value<'a>>) -> R<'a> {
         src.len() as i64
     };
     if from < 0 || to < from || to > src.len() as i64 {
-        return Err(format!("slice index out of range [{from}:{to}]"));
+        return Err(exec_error!("slice index out of range [{from}:{to}]"));
     }
     src.get(from as usize..to as usize)
         .map(|x| Value::str(x.to_string()))
@@ -714,7 +718,11 @@ fn sprint(c: &Call<'_, '_>, a: &[Value<'_>], ln: bool) -> String {
 }
 
 /// Go's comparison rules: same basic kind only (ints with ints, strings with strings…).
-fn compare(c: &Call<'_, '_>, x: &Value<'_>, y: &Value<'_>) -> Result<std::cmp::Ordering, String> {
+fn compare(
+    c: &Call<'_, '_>,
+    x: &Value<'_>,
+    y: &Value<'_>,
+) -> Result<std::cmp::Ordering, ExecError> {
     use std::cmp::Ordering;
     match (x, y) {
         (Value::Str(a), Value::Str(b)) => Ok(a.as_ref().cmp(b.as_ref())),
@@ -818,7 +826,7 @@ pub(crate) fn query_escape(s: &str) -> String {
 }
 
 /// Go's `url.QueryUnescape`.
-pub(crate) fn query_unescape(s: &str) -> Result<String, String> {
+pub(crate) fn query_unescape(s: &str) -> Result<String, ExecError> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -829,7 +837,7 @@ pub(crate) fn query_unescape(s: &str) -> Result<String, String> {
                     .get(i + 1..i + 3)
                     .filter(|h| h.bytes().all(|c| c.is_ascii_hexdigit()))
                     .ok_or_else(|| {
-                        format!(
+                        exec_error!(
                             "invalid URL escape {:?}",
                             s.get(i..(i + 3).min(s.len())).unwrap_or("%")
                         )
@@ -851,18 +859,20 @@ pub(crate) fn query_unescape(s: &str) -> Result<String, String> {
 }
 
 /// Time zone names without a tz database: UTC and fixed offsets (`+02:00`).
-fn zone_offset(zone: &str) -> Result<i32, String> {
+fn zone_offset(zone: &str) -> Result<i32, ExecError> {
     match zone {
         "" | "UTC" | "Local" | "GMT" | "Etc/UTC" | "Z" => Ok(0),
         z => {
             let neg = z.starts_with('-');
             let body = z
                 .strip_prefix(['+', '-'])
-                .ok_or_else(|| format!("unknown time zone {z}"))?;
+                .ok_or_else(|| exec_error!("unknown time zone {z}"))?;
             let (h, m) = body.split_once(':').unwrap_or((body, "0"));
             let (h, m): (i32, i32) = (
-                h.parse().map_err(|_| format!("unknown time zone {z}"))?,
-                m.parse().map_err(|_| format!("unknown time zone {z}"))?,
+                h.parse()
+                    .map_err(|_| exec_error!("unknown time zone {z}"))?,
+                m.parse()
+                    .map_err(|_| exec_error!("unknown time zone {z}"))?,
             );
             let o = h * 3600 + m * 60;
             Ok(if neg { -o } else { o })

@@ -6,10 +6,13 @@
 //! resolution) happens once per query, execution once per entry. Not supported:
 //! `define`/`template`/`block`, `break`/`continue`, method calls and `call`.
 
+mod error;
 mod exec;
 mod funcs;
 mod parse;
 pub(crate) mod value;
+
+pub use error::{ExecError, ParseError};
 
 use crate::labels::EntryLabels;
 
@@ -23,7 +26,7 @@ pub struct Template {
 
 impl Template {
     /// Parses `src`; the error text says what is wrong and where a user can fix it.
-    pub fn compile(src: &str) -> Result<Template, String> {
+    pub fn compile(src: &str) -> Result<Template, ParseError> {
         let tree = parse::parse(src)?;
         let constant = match tree.nodes.as_slice() {
             [] => Some(String::new()),
@@ -43,7 +46,12 @@ impl Template {
     }
 
     /// Renders against an entry's labels, the current line and the entry time (ns).
-    pub fn render(&self, labels: &EntryLabels, line: &str, ts_ns: i64) -> Result<String, String> {
+    pub fn render(
+        &self,
+        labels: &EntryLabels,
+        line: &str,
+        ts_ns: i64,
+    ) -> Result<String, ExecError> {
         let mut out = String::new();
         self.render_into(labels, line, ts_ns, &mut out)?;
         Ok(out)
@@ -56,7 +64,7 @@ impl Template {
         line: &str,
         ts_ns: i64,
         out: &mut String,
-    ) -> Result<(), String> {
+    ) -> Result<(), ExecError> {
         if let Some(c) = &self.constant {
             out.push_str(c);
             return Ok(());

@@ -1,5 +1,7 @@
 //! Lexer and parser for the Go `text/template` subset used by `line_format`/`label_format`.
 
+use super::ParseError;
+use super::error::parse_error;
 use regex::Regex;
 
 use super::funcs::{self, Func};
@@ -94,7 +96,7 @@ struct Spanned {
 /// allowed to be large enough to overflow the stack otherwise.
 const MAX_NESTING: usize = 100;
 
-pub(crate) fn parse(src: &str) -> Result<Tree, String> {
+pub(crate) fn parse(src: &str) -> Result<Tree, ParseError> {
     let items = split(src)?;
     let mut p = Parser {
         items,
@@ -115,7 +117,7 @@ enum Item {
     Action(Vec<Spanned>),
 }
 
-fn split(src: &str) -> Result<Vec<Item>, String> {
+fn split(src: &str) -> Result<Vec<Item>, ParseError> {
     let mut items = Vec::new();
     let mut rest = src;
     let mut trim_next = false;
@@ -153,7 +155,7 @@ fn split(src: &str) -> Result<Vec<Item>, String> {
 /// Lexes one action body. Returns the tokens (`None` for a comment), the bytes consumed
 /// including `}}`, and whether `-}}` asked to trim the following text.
 #[allow(clippy::type_complexity)]
-fn lex_action(s: &str) -> Result<(Option<Vec<Spanned>>, usize, bool), String> {
+fn lex_action(s: &str) -> Result<(Option<Vec<Spanned>>, usize, bool), ParseError> {
     let b = s.as_bytes();
     let mut i = 0;
     let ws = |c: u8| c == b' ' || c == b'\t' || c == b'\n' || c == b'\r';
@@ -204,7 +206,7 @@ fn lex_action(s: &str) -> Result<(Option<Vec<Spanned>>, usize, bool), String> {
                 i += 1;
                 parens += 1;
                 if parens > MAX_NESTING {
-                    return Err(format!("parentheses nested deeper than {MAX_NESTING}"));
+                    return Err(parse_error!("parentheses nested deeper than {MAX_NESTING}"));
                 }
                 Tok::LParen
             }
@@ -301,7 +303,7 @@ fn lex_action(s: &str) -> Result<(Option<Vec<Spanned>>, usize, bool), String> {
             }
             _ => {
                 let ch = s[i..].chars().next().unwrap_or('?');
-                return Err(format!("unexpected {ch:?} in command"));
+                return Err(parse_error!("unexpected {ch:?} in command"));
             }
         };
         toks.push(Spanned { tok, spaced });
@@ -309,8 +311,8 @@ fn lex_action(s: &str) -> Result<(Option<Vec<Spanned>>, usize, bool), String> {
     }
 }
 
-fn parse_number(t: &str) -> Result<Tok, String> {
-    let bad = || format!("bad number syntax: {t:?}");
+fn parse_number(t: &str) -> Result<Tok, ParseError> {
+    let bad = || parse_error!("bad number syntax: {t:?}");
     let clean = t.replace('_', "");
     let (neg, body) = match clean.as_bytes().first() {
         Some(b'-') => (true, &clean[1..]),
@@ -346,7 +348,7 @@ fn parse_number(t: &str) -> Result<Tok, String> {
 }
 
 /// A Go interpreted string literal; returns the value and the bytes consumed.
-fn lex_quoted(s: &str) -> Result<(String, usize), String> {
+fn lex_quoted(s: &str) -> Result<(String, usize), ParseError> {
     let mut out = String::new();
     let mut chars = s.char_indices().skip(1);
     while let Some((i, c)) = chars.next() {
@@ -379,7 +381,7 @@ fn lex_quoted(s: &str) -> Result<(String, usize), String> {
                             .map_err(|_| "invalid escape in string")?;
                         out.push(char::from_u32(v).ok_or("invalid escape in string")?);
                     }
-                    _ => return Err(format!("unknown escape sequence: \\{e}")),
+                    _ => return Err(parse_error!("unknown escape sequence: \\{e}")),
                 }
             }
             c => out.push(c),
@@ -402,17 +404,17 @@ struct Parser {
 }
 
 impl Parser {
-    fn list(&mut self) -> Result<(Vec<Node>, End), String> {
+    fn list(&mut self) -> Result<(Vec<Node>, End), ParseError> {
         self.depth += 1;
         if self.depth > MAX_NESTING {
-            return Err(format!("blocks nested deeper than {MAX_NESTING}"));
+            return Err(parse_error!("blocks nested deeper than {MAX_NESTING}"));
         }
         let r = self.list_inner();
         self.depth -= 1;
         r
     }
 
-    fn list_inner(&mut self) -> Result<(Vec<Node>, End), String> {
+    fn list_inner(&mut self) -> Result<(Vec<Node>, End), ParseError> {
         let mut nodes = Vec::new();
         while self.pos < self.items.len() {
             let item = std::mem::replace(&mut self.items[self.pos], Item::Text(String::new()));
@@ -445,7 +447,7 @@ impl Parser {
                                 "define" | "template" | "block" | "break" | "continue"
                             ) =>
                         {
-                            return Err(format!("{{{{{k}}}}} is not supported"));
+                            return Err(parse_error!("{{{{{k}}}}} is not supported"));
                         }
                         _ => nodes.push(Node::Action(pipeline(&toks, true)?)),
                     }
@@ -455,7 +457,7 @@ impl Parser {
         Ok((nodes, End::Eof))
     }
 
-    fn branch(&mut self, is_if: bool, toks: &[Spanned]) -> Result<Node, String> {
+    fn branch(&mut self, is_if: bool, toks: &[Spanned]) -> Result<Node, ParseError> {
         let pipe = pipeline(toks, true)?;
         let (then, end) = self.list()?;
         let els = match end {
@@ -472,7 +474,7 @@ impl Parser {
 
     /// After `{{else …}}`: a plain else runs to `{{end}}`; `else if`/`else with` nest a
     /// branch that shares the single closing `{{end}}`.
-    fn else_part(&mut self, rest: Vec<Spanned>) -> Result<Vec<Node>, String> {
+    fn else_part(&mut self, rest: Vec<Spanned>) -> Result<Vec<Node>, ParseError> {
         match rest.first().map(|t| &t.tok) {
             None => {
                 let (els, end) = self.list()?;
@@ -490,7 +492,7 @@ impl Parser {
         }
     }
 
-    fn range(&mut self, toks: &[Spanned]) -> Result<Node, String> {
+    fn range(&mut self, toks: &[Spanned]) -> Result<Node, ParseError> {
         let mut vars = Vec::new();
         let mut toks = toks;
         // `$i, $v :=` or `$v :=`
@@ -532,16 +534,16 @@ impl Parser {
 }
 
 /// Parses a whole pipeline from `toks` (which must all be consumed).
-fn pipeline(toks: &[Spanned], allow_decl: bool) -> Result<Pipe, String> {
+fn pipeline(toks: &[Spanned], allow_decl: bool) -> Result<Pipe, ParseError> {
     let mut pos = 0;
     let p = parse_pipe(toks, &mut pos, allow_decl)?;
     if pos != toks.len() {
-        return Err(format!("unexpected {:?} in operand", toks[pos].tok));
+        return Err(parse_error!("unexpected {:?} in operand", toks[pos].tok));
     }
     Ok(p)
 }
 
-fn parse_pipe(toks: &[Spanned], pos: &mut usize, allow_decl: bool) -> Result<Pipe, String> {
+fn parse_pipe(toks: &[Spanned], pos: &mut usize, allow_decl: bool) -> Result<Pipe, ParseError> {
     let mut decl = None;
     if allow_decl
         && let (Some(Tok::Var(v)), Some(op @ (Tok::Declare | Tok::Assign))) = (
@@ -569,14 +571,14 @@ fn parse_pipe(toks: &[Spanned], pos: &mut usize, allow_decl: bool) -> Result<Pip
     Ok(Pipe { decl, cmds })
 }
 
-fn parse_cmd(toks: &[Spanned], pos: &mut usize) -> Result<Cmd, String> {
+fn parse_cmd(toks: &[Spanned], pos: &mut usize) -> Result<Cmd, ParseError> {
     let mut args = Vec::new();
     while let Some(t) = toks.get(*pos) {
         if matches!(t.tok, Tok::Pipe | Tok::RParen) {
             break;
         }
         if !args.is_empty() && !t.spaced && !matches!(t.tok, Tok::LParen) {
-            return Err(format!("missing space before {:?}", t.tok));
+            return Err(parse_error!("missing space before {:?}", t.tok));
         }
         args.push(parse_operand(toks, pos)?);
     }
@@ -593,7 +595,7 @@ fn parse_cmd(toks: &[Spanned], pos: &mut usize) -> Result<Cmd, String> {
     Ok(Cmd { args, regex })
 }
 
-fn parse_operand(toks: &[Spanned], pos: &mut usize) -> Result<Arg, String> {
+fn parse_operand(toks: &[Spanned], pos: &mut usize) -> Result<Arg, ParseError> {
     let t = toks[*pos].tok.clone();
     *pos += 1;
     let mut arg = match t {
@@ -607,9 +609,9 @@ fn parse_operand(toks: &[Spanned], pos: &mut usize) -> Result<Arg, String> {
             "true" => Arg::Bool(true),
             "false" => Arg::Bool(false),
             "nil" => Arg::Nil,
-            _ => {
-                Arg::Func(funcs::lookup(&id).ok_or_else(|| format!("function {id:?} not defined"))?)
-            }
+            _ => Arg::Func(
+                funcs::lookup(&id).ok_or_else(|| parse_error!("function {id:?} not defined"))?,
+            ),
         },
         Tok::LParen => {
             let p = parse_pipe(toks, pos, true)?;
@@ -619,7 +621,7 @@ fn parse_operand(toks: &[Spanned], pos: &mut usize) -> Result<Arg, String> {
             *pos += 1;
             Arg::Pipe(Box::new(p))
         }
-        other => return Err(format!("unexpected {other:?} in operand")),
+        other => return Err(parse_error!("unexpected {other:?} in operand")),
     };
     // Contiguous `.x` tokens chain onto the operand.
     while let Some(Spanned {
@@ -644,7 +646,7 @@ fn parse_operand(toks: &[Spanned], pos: &mut usize) -> Result<Arg, String> {
                 Arg::Chain(p, v)
             }
             Arg::Dot => Arg::Field(vec![f]),
-            _ => return Err(format!("unexpected . after term {f:?}")),
+            _ => return Err(parse_error!("unexpected . after term {f:?}")),
         };
     }
     Ok(arg)

@@ -35,6 +35,7 @@ fn render_err(t: &str) -> String {
         .unwrap_or_else(|e| panic!("compile {t:?}: {e}"))
         .render(&entry(), "the line", TS)
         .expect_err(t)
+        .to_string()
 }
 
 #[test]
@@ -288,7 +289,7 @@ fn compile_errors() {
         ),
         (&"{{ if 1 }}".repeat(200), "nested deeper"),
     ] {
-        let e = Template::compile(t).expect_err(t);
+        let e = Template::compile(t).expect_err(t).to_string();
         assert!(e.contains(want), "{t}: {e}");
     }
 }

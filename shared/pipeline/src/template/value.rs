@@ -1,5 +1,7 @@
 //! Template values and how Go prints them (`fmt`'s `%v` and `Printf` verbs, `time.Time`).
 
+use super::ExecError;
+use super::error::exec_error;
 use std::borrow::Cow;
 use std::fmt::Write;
 
@@ -702,8 +704,8 @@ pub(crate) fn parse_time(
     layout: &str,
     value: &str,
     default_offset: i32,
-) -> Result<(i64, i32), String> {
-    let err = || format!("parsing time {value:?} as {layout:?}: cannot parse");
+) -> Result<(i64, i32), ExecError> {
+    let err = || exec_error!("parsing time {value:?} as {layout:?}: cannot parse");
     let (mut year, mut month, mut day, mut hour, mut min, mut sec, mut nanos) =
         (1i64, 1u32, 1u32, 0u32, 0u32, 0u32, 0u32);
     let mut pm: Option<bool> = None;
@@ -828,7 +830,7 @@ pub(crate) fn parse_time(
         l = &l[tok.len()..];
     }
     if !v.is_empty() {
-        return Err(format!("parsing time {value:?}: extra text: {v:?}"));
+        return Err(exec_error!("parsing time {value:?}: extra text: {v:?}"));
     }
     if let Some(pm) = pm {
         if hour > 12 {
@@ -842,7 +844,7 @@ pub(crate) fn parse_time(
         };
     }
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 59 {
-        return Err(format!("parsing time {value:?}: value out of range"));
+        return Err(exec_error!("parsing time {value:?}: value out of range"));
     }
     let offset = offset.unwrap_or(default_offset);
     let days = days_from_civil(year, month, day);
@@ -851,7 +853,7 @@ pub(crate) fn parse_time(
     let ns = secs
         .checked_mul(1_000_000_000)
         .and_then(|s| s.checked_add(i64::from(nanos)))
-        .ok_or_else(|| format!("parsing time {value:?}: out of range"))?;
+        .ok_or_else(|| exec_error!("parsing time {value:?}: out of range"))?;
     Ok((ns, offset))
 }
 

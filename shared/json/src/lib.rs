@@ -1,28 +1,52 @@
-//! A byte scanner that reads JSON the way Loki's JSON parsers do.
+//! The one JSON scanner: `| json` and `| unpack` in queries and `detected_level` at push time
+//! read lines with it, so a level found at ingest is exactly what `| json` extracts.
 //!
-//! Loki's `json` and `unpack` stages walk a line with a lenient, non-validating scanner: it
-//! finds values by bracket counting, accepts `{"a":1} trailing` or `{"a":1,}`, types a scalar
-//! by its first byte (`-x` is a number), and reports the first structural problem it meets
-//! with a fixed set of messages. Those messages become `__error_details__`, a label, and the
-//! labels extracted before the problem stay on the entry; so to give the same series as Loki
-//! this module reproduces what that scanner accepts, what it extracts and how it fails, rather
-//! than validating JSON strictly.
+//! It reads JSON the way Loki's JSON parsers do: a lenient, non-validating scanner that finds
+//! values by bracket counting, accepts `{"a":1} trailing` or `{"a":1,}`, types a scalar by its
+//! first byte (`-x` is a number), and reports the first structural problem it meets with a
+//! fixed set of messages. Those messages become `__error_details__`, a label, and the labels
+//! extracted before the problem stay on the entry; so to give the same series as Loki this
+//! crate reproduces what that scanner accepts, what it extracts and how it fails, rather than
+//! validating JSON strictly. It is also faster than a validating parser on log lines
+//! (docs/benchmarks.md, "One JSON scanner").
+//!
+//! ```
+//! use parquetry_json::{object_each, string_value, JErr, Kind};
+//! let mut level = None;
+//! let r = object_each::<JErr>(br#"{"level":"warn","n":1} trailing"#, |k, v| {
+//!     if &*k == b"level" && v.kind == Kind::String {
+//!         level = Some(string_value(v.raw).into_owned());
+//!     }
+//!     Ok(())
+//! });
+//! assert!(r.is_ok());
+//! assert_eq!(level.as_deref(), Some("warn"));
+//! ```
+// Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use std::borrow::Cow;
 
 /// The failures the scanner reports, with the texts Loki shows in `__error_details__`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum JErr {
+pub enum JErr {
+    /// Not JSON at all.
     Malformed,
+    /// A string without its closing quote.
     MalformedString,
+    /// An array without its closing `]`.
     MalformedArray,
+    /// An object without its closing `}`.
     MalformedObject,
+    /// A value that starts with no JSON value's first byte.
     UnknownValueType,
+    /// A string with an invalid escape sequence.
     MalformedStringEscape,
 }
 
 impl JErr {
-    pub(crate) fn text(self) -> &'static str {
+    /// Loki's text for the failure.
+    pub fn text(self) -> &'static str {
         match self {
             JErr::Malformed => "Malformed JSON error",
             JErr::MalformedString => "Value is string, but can't find closing '\"' symbol",
@@ -34,22 +58,38 @@ impl JErr {
     }
 }
 
+impl std::fmt::Display for JErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.text())
+    }
+}
+
+impl std::error::Error for JErr {}
+
 /// The type of a value, decided by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
+    /// `"…"`.
     String,
+    /// A number.
     Number,
+    /// `{…}`.
     Object,
+    /// `[…]`.
     Array,
+    /// `true` or `false`.
     Boolean,
+    /// `null`.
     Null,
 }
 
 /// A value: strings without their quotes and still escaped, everything else as written.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Val<'a> {
-    pub(crate) raw: &'a [u8],
-    pub(crate) kind: Kind,
+pub struct Val<'a> {
+    /// The value's bytes (a string's without its quotes, still escaped).
+    pub raw: &'a [u8],
+    /// Its type.
+    pub kind: Kind,
 }
 
 fn is_ws(c: u8) -> bool {
@@ -157,7 +197,7 @@ fn value_at(d: &[u8]) -> Result<(Val<'_>, usize), JErr> {
 }
 
 /// The first value in `d` after whitespace, and the index after it.
-pub(crate) fn get(d: &[u8]) -> Result<(Val<'_>, usize), JErr> {
+pub fn get(d: &[u8]) -> Result<(Val<'_>, usize), JErr> {
     let start = next_token(d).ok_or(JErr::Malformed)?;
     let (v, end) = value_at(&d[start..])?;
     Ok((v, start + end))
@@ -166,7 +206,7 @@ pub(crate) fn get(d: &[u8]) -> Result<(Val<'_>, usize), JErr> {
 /// Calls `f(key, value)` for each member of the object at the start of `d` (after
 /// whitespace), in order, stopping at the first error of the scan or of `f`. Anything after
 /// the closing brace is ignored.
-pub(crate) fn object_each<'a, E: From<JErr>>(
+pub fn object_each<'a, E: From<JErr>>(
     d: &'a [u8],
     mut f: impl FnMut(Cow<'a, [u8]>, Val<'a>) -> Result<(), E>,
 ) -> Result<(), E> {
@@ -353,7 +393,7 @@ fn search_keys(d: &[u8], keys: &[String]) -> Option<usize> {
 /// Finds every path in one pass, as Loki's extraction parser does: `f(index, value)` is
 /// called once per path found (the value or the scanner's error at it), and `f(None, Err)`
 /// when the line has a key outside any object. Paths not found are not reported.
-pub(crate) fn each_key<'a>(
+pub fn each_key<'a>(
     d: &'a [u8],
     paths: &[Vec<String>],
     mut f: impl FnMut(Option<usize>, Result<Val<'a>, JErr>),
@@ -487,7 +527,7 @@ pub(crate) fn each_key<'a>(
 
 /// JSON string escapes; `None` on an invalid one. A surrogate pair that does not decode
 /// becomes U+FFFD, as Go's UTF-8 encoder writes for an invalid rune.
-pub(crate) fn unescape(raw: &[u8]) -> Option<Vec<u8>> {
+pub fn unescape(raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -544,7 +584,7 @@ fn hex4(h: &[u8]) -> Option<u32> {
 
 /// A string value as Loki stores it in a label: unescaped (an invalid escape gives the
 /// empty string) with U+FFFD, and so any invalid UTF-8, turned into spaces.
-pub(crate) fn string_value(raw: &[u8]) -> Cow<'_, str> {
+pub fn string_value(raw: &[u8]) -> Cow<'_, str> {
     if !raw.contains(&b'\\') {
         return blank_replacements(String::from_utf8_lossy(raw));
     }
@@ -563,7 +603,7 @@ fn blank_replacements(s: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 /// The label value of a scalar: numbers as written, booleans as `true`/`false`.
-pub(crate) fn scalar_text<'a>(v: &Val<'a>) -> Cow<'a, str> {
+pub fn scalar_text<'a>(v: &Val<'a>) -> Cow<'a, str> {
     match v.kind {
         Kind::String => string_value(v.raw),
         Kind::Null => Cow::Borrowed(""),

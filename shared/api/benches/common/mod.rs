@@ -1,0 +1,31 @@
+//! What the API benches share: generated streams in the form the push path stores them.
+
+use parquetry_ingest::level::apply_detected_level;
+use parquetry_loggen::GenStream;
+use parquetry_model::Labels;
+use parquetry_store::{LogEntry, StreamEntries};
+
+/// `s` with the metadata the push path attaches to every entry (`trace_id`, `detected_level`),
+/// counting its raw line bytes into `raw` and its entries into `entries`.
+pub(crate) fn stream_entries(s: GenStream, raw: &mut u64, entries: &mut u64) -> StreamEntries {
+    let labels = Labels::from_pairs(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let entries_of = s
+        .entries
+        .into_iter()
+        .map(|e| {
+            *raw += e.line.len() as u64;
+            *entries += 1;
+            let mut structured_metadata = vec![("trace_id".into(), e.trace_id)];
+            apply_detected_level(&labels, &mut structured_metadata, &e.line);
+            LogEntry {
+                ts_ns: e.ts_ns,
+                line: e.line,
+                structured_metadata,
+            }
+        })
+        .collect();
+    StreamEntries {
+        labels,
+        entries: entries_of,
+    }
+}

@@ -1,0 +1,182 @@
+//! A leaf task: what a leaf is asked to compute, in a form that travels as JSON (a Lambda
+//! event), and how a leaf computes it.
+
+use serde::{Deserialize, Serialize};
+
+use super::wire;
+use crate::logs::{Direction, LogQuery};
+use crate::metric::MetricQuery;
+use crate::{QueryEngine, QueryError, Result};
+
+/// One leaf of a query: the whole query, restricted to `streams`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LeafTask {
+    /// Tenant whose objects the leaf reads.
+    pub tenant: String,
+    /// The query's canonical LogQL text (printing and parsing again gives an equal tree).
+    pub query: String,
+    /// Fingerprints of the streams this leaf owns.
+    pub streams: Vec<u64>,
+    /// Log or metric, with the query's parameters.
+    #[serde(flatten)]
+    pub kind: LeafKind,
+}
+
+/// The query's parameters besides its text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LeafKind {
+    /// A log query's parameters ([`LogQuery`]); `backward` is the default direction.
+    #[allow(missing_docs)]
+    Log {
+        start: i64,
+        end: i64,
+        limit: usize,
+        backward: bool,
+        max_response_bytes: u64,
+    },
+    /// A metric query's parameters ([`MetricQuery`]).
+    #[allow(missing_docs)]
+    Metric {
+        start: i64,
+        end: i64,
+        step: i64,
+        instant: bool,
+        max_series: usize,
+        max_response_bytes: u64,
+    },
+}
+
+impl LeafTask {
+    pub(crate) fn log(q: &LogQuery, streams: Vec<u64>) -> LeafTask {
+        LeafTask {
+            tenant: q.tenant.clone(),
+            query: q.expr.to_string(),
+            streams,
+            kind: LeafKind::Log {
+                start: q.start,
+                end: q.end,
+                limit: q.limit,
+                backward: q.direction == Direction::Backward,
+                max_response_bytes: q.max_response_bytes,
+            },
+        }
+    }
+
+    pub(crate) fn metric(q: &MetricQuery, streams: Vec<u64>) -> LeafTask {
+        LeafTask {
+            tenant: q.tenant.clone(),
+            query: q.expr.to_string(),
+            streams,
+            kind: LeafKind::Metric {
+                start: q.start,
+                end: q.end,
+                step: q.step,
+                instant: q.instant,
+                max_series: q.max_series,
+                max_response_bytes: q.max_response_bytes,
+            },
+        }
+    }
+
+    /// Runs this task on `engine` (restricted to the task's streams) and returns the partial
+    /// result in the [`wire`] form.
+    pub async fn run(self, engine: &QueryEngine) -> Result<bytes::Bytes> {
+        let expr = parquetry_logql::parse_expr_unvalidated(&self.query)
+            .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+        let leaf = engine.leaf_engine(&self.streams);
+        let partial = match (self.kind, expr) {
+            (
+                LeafKind::Log {
+                    start,
+                    end,
+                    limit,
+                    backward,
+                    max_response_bytes,
+                },
+                parquetry_logql::Expr::Log(expr),
+            ) => {
+                let q = LogQuery {
+                    tenant: self.tenant,
+                    expr,
+                    start,
+                    end,
+                    limit,
+                    direction: if backward {
+                        Direction::Backward
+                    } else {
+                        Direction::Forward
+                    },
+                    interval_ns: None,
+                    max_response_bytes,
+                };
+                let (entries, stats) = leaf.log_entries(&q).await?;
+                wire::Partial {
+                    stats,
+                    result: wire::PartialResult::Log(entries),
+                }
+            }
+            (
+                LeafKind::Metric {
+                    start,
+                    end,
+                    step,
+                    instant,
+                    max_series,
+                    max_response_bytes,
+                },
+                parquetry_logql::Expr::Sample(expr),
+            ) => {
+                let q = MetricQuery {
+                    tenant: self.tenant,
+                    expr,
+                    start,
+                    end,
+                    step,
+                    instant,
+                    max_series,
+                    max_response_bytes,
+                };
+                let mut stats = crate::stats::QueryStats::default();
+                let inputs = leaf.metric_inputs(&q, &mut stats).await?;
+                wire::Partial {
+                    stats,
+                    result: wire::PartialResult::Metric(inputs),
+                }
+            }
+            _ => {
+                return Err(QueryError::BadRequest(
+                    "leaf task: the query's kind does not match its parameters".into(),
+                ));
+            }
+        };
+        tokio::task::spawn_blocking(move || wire::encode(&partial))
+            .await
+            .map_err(|e| QueryError::Internal(format!("leaf encode task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_json_round_trips() {
+        let task = LeafTask {
+            tenant: "t".into(),
+            query: r#"sum(rate({app="a"}[1m]))"#.into(),
+            streams: vec![u64::MAX, 7],
+            kind: LeafKind::Metric {
+                start: 1,
+                end: 2,
+                step: 3,
+                instant: false,
+                max_series: 500,
+                max_response_bytes: 0,
+            },
+        };
+        let json = serde_json::to_string(&task).unwrap();
+        assert!(json.contains(r#""kind":"metric""#), "{json}");
+        assert_eq!(serde_json::from_str::<LeafTask>(&json).unwrap(), task);
+    }
+}

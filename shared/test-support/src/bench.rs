@@ -1,0 +1,94 @@
+//! Figures the benches read from the environment and from `/proc`: sizes chosen by variables,
+//! CPU time and peak memory of a process, medians, bytes on disk.
+
+use std::path::Path;
+use std::time::Duration;
+
+/// `k` parsed from the environment, or `default` when unset or unparsable.
+pub fn env_or<T: std::str::FromStr>(k: &str, default: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The process whose figures are read: this one, or a child by pid.
+#[derive(Debug, Clone, Copy)]
+pub enum Proc {
+    /// The running process.
+    This,
+    /// Another process, by pid.
+    Pid(u32),
+}
+
+impl Proc {
+    fn file(self, name: &str) -> String {
+        let path = match self {
+            Proc::This => format!("/proc/self/{name}"),
+            Proc::Pid(pid) => format!("/proc/{pid}/{name}"),
+        };
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// utime + stime, in seconds (0 where `/proc` is missing).
+    pub fn cpu_seconds(self) -> f64 {
+        let stat = self.file("stat");
+        // The command name may hold spaces: fields are counted after its closing parenthesis.
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        ticks / 100.0
+    }
+
+    /// Peak resident memory (VmHWM), in MiB (0 where `/proc` is missing).
+    pub fn peak_rss_mib(self) -> f64 {
+        self.file("status")
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+}
+
+/// The middle of `v` once sorted (the upper middle for an even count).
+pub fn median(mut v: Vec<Duration>) -> Duration {
+    assert!(!v.is_empty(), "median of no samples");
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Bytes and files below `p`, recursively.
+pub fn dir_size(p: &Path) -> (u64, u64) {
+    let (mut bytes, mut files) = (0, 0);
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                let (b, f) = dir_size(&path);
+                bytes += b;
+                files += f;
+            } else if let Ok(m) = e.metadata() {
+                bytes += m.len();
+                files += 1;
+            }
+        }
+    }
+    (bytes, files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_used_memory_and_figures_parse() {
+        assert!(Proc::This.peak_rss_mib() > 0.0);
+        assert!(Proc::This.cpu_seconds() >= 0.0);
+        assert_eq!(env_or("PARQUETRY_TEST_SUPPORT_UNSET_VARIABLE", 7usize), 7);
+        let ms = Duration::from_millis;
+        assert_eq!(median(vec![ms(3), ms(1), ms(2)]), ms(2));
+    }
+}

@@ -1,0 +1,153 @@
+//! Query fan-out (`query_range.fanout_leaves`): a server that splits every log and metric
+//! query by stream into leaves answers exactly as one that runs them whole, over the same
+//! stored objects, and says how many leaves it used in `stats.parquetry.leaves`.
+
+use parquetry_e2e::{TestServer, now_ns};
+use serde_json::{Value, json};
+
+const NS_PER_S: i64 = 1_000_000_000;
+const STREAMS: usize = 6;
+
+/// Entries of six streams over ten minutes. Every fifth second all streams log at the same
+/// nanosecond, so the order of ties across streams (and leaves) is exercised.
+fn dataset(end: i64) -> Value {
+    let start = end - 600 * NS_PER_S;
+    let streams: Vec<Value> = (0..STREAMS)
+        .map(|s| {
+            let values: Vec<Value> = (0..120)
+                .map(|i: i64| {
+                    let ts = if i % 5 == 0 {
+                        start + i * 5 * NS_PER_S
+                    } else {
+                        start + i * 5 * NS_PER_S + (s as i64 + 1) * 1_000
+                    };
+                    let level = ["info", "warn", "error"][(i as usize + s) % 3];
+                    let line = format!(
+                        "level={level} latency_ms={} route=/r{} msg=\"event {i}\"",
+                        (i * 7 + s as i64 * 13) % 250,
+                        i % 4
+                    );
+                    json!([ts.to_string(), line])
+                })
+                .collect();
+            json!({
+                "stream": {
+                    "service_name": format!("svc{}", s % 3),
+                    "pod": format!("pod-{s}"),
+                    "env": "fan",
+                },
+                "values": values,
+            })
+        })
+        .collect();
+    json!({ "streams": streams })
+}
+
+const LOG_QUERIES: &[&str] = &[
+    r#"{env="fan"}"#,
+    r#"{env="fan"} |= "error""#,
+    r#"{service_name=~"svc[01]"} | logfmt | latency_ms > 100"#,
+    r#"{env="fan"} | logfmt | line_format "{{.route}} {{.level}}""#,
+];
+
+const METRIC_QUERIES: &[&str] = &[
+    r#"sum by (service_name) (count_over_time({env="fan"}[1m]))"#,
+    r#"count_over_time({env="fan"} |= "warn" [2m])"#,
+    r#"avg by (route) (avg_over_time({env="fan"} | logfmt | unwrap latency_ms [5m]))"#,
+    r#"quantile_over_time(0.9, {env="fan"} | logfmt | unwrap latency_ms [5m]) by (level)"#,
+    r#"topk(2, sum by (pod) (rate({env="fan"}[1m])))"#,
+    r#"stddev by (service_name) (sum_over_time({env="fan"} | logfmt | unwrap latency_ms [1m]))"#,
+    r#"bottomk(1, min by (pod) (count_over_time({env="fan"}[1m])))"#,
+    r#"sum(rate({env="fan"} | logfmt | level="error" [1m])) / sum(rate({env="fan"}[1m]))"#,
+    r#"max by (level) (last_over_time({env="fan"} | logfmt | unwrap latency_ms [1m]))"#,
+];
+
+fn leaves(v: &Value) -> u64 {
+    v["data"]["stats"]["parquetry"]["leaves"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no stats.parquetry.leaves in {v}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fanout_answers_as_a_whole_query_does() {
+    let whole = TestServer::start("").await;
+    let end = now_ns() / NS_PER_S * NS_PER_S - 60 * NS_PER_S;
+    whole.push(&dataset(end)).await;
+    let split = TestServer::start_on(
+        &whole.data_dir,
+        "query_range:\n  fanout_leaves: 4\n  fanout_concurrency: 2\n",
+    )
+    .await;
+    let (start_s, end_s) = (
+        (end - 700 * NS_PER_S).to_string(),
+        (end + NS_PER_S).to_string(),
+    );
+
+    for q in LOG_QUERIES {
+        for direction in ["backward", "forward"] {
+            for limit in ["7", "1000"] {
+                let params = [
+                    ("query", *q),
+                    ("start", &start_s),
+                    ("end", &end_s),
+                    ("limit", limit),
+                    ("direction", direction),
+                ];
+                let (sa, a) = whole.get_json("/loki/api/v1/query_range", &params).await;
+                let (sb, b) = split.get_json("/loki/api/v1/query_range", &params).await;
+                assert_eq!((sa, sb), (200, 200), "{q}: {a} / {b}");
+                let result = &a["data"]["result"];
+                assert!(
+                    result.as_array().is_some_and(|r| !r.is_empty()),
+                    "{q}: empty answer {a}"
+                );
+                assert_eq!(result, &b["data"]["result"], "{q} {direction} {limit}");
+                assert_eq!(leaves(&a), 0, "{q}");
+                assert!(leaves(&b) >= 2, "{q}: {}", b["data"]["stats"]["parquetry"]);
+            }
+        }
+    }
+
+    for q in METRIC_QUERIES {
+        let params = [
+            ("query", *q),
+            ("start", start_s.as_str()),
+            ("end", end_s.as_str()),
+            ("step", "30s"),
+        ];
+        let (sa, a) = whole.get_json("/loki/api/v1/query_range", &params).await;
+        let (sb, b) = split.get_json("/loki/api/v1/query_range", &params).await;
+        assert_eq!((sa, sb), (200, 200), "{q}: {a} / {b}");
+        let result = &a["data"]["result"];
+        assert!(
+            result.as_array().is_some_and(|r| !r.is_empty()),
+            "{q}: empty answer {a}"
+        );
+        assert_eq!(result, &b["data"]["result"], "{q}");
+        assert_eq!(leaves(&a), 0, "{q}");
+        assert_eq!(leaves(&b), 4, "{q}");
+        // Instant queries split too.
+        let params = [("query", *q), ("time", end_s.as_str())];
+        let (_, a) = whole.get_json("/loki/api/v1/query", &params).await;
+        let (_, b) = split.get_json("/loki/api/v1/query", &params).await;
+        assert_eq!(a["data"]["result"], b["data"]["result"], "instant {q}");
+    }
+
+    // A pipeline error found in a leaf fails the whole query as it fails a whole scan.
+    let params = [
+        (
+            "query",
+            r#"sum(rate({env="fan"} | logfmt | unwrap msg [1m]))"#,
+        ),
+        ("start", start_s.as_str()),
+        ("end", end_s.as_str()),
+        ("step", "30s"),
+    ];
+    let (sa, a) = whole.get("/loki/api/v1/query_range", &params).await;
+    let (sb, b) = split.get("/loki/api/v1/query_range", &params).await;
+    assert_eq!(sa, 400, "{a}");
+    assert_eq!((sb, b), (sa, a));
+
+    split.stop().await;
+    whole.stop().await;
+}
