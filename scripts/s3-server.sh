@@ -43,9 +43,10 @@ python_bin() {
 }
 
 running() {
-  [ -f "$pidfile" ] || return 1
+  [ -s "$pidfile" ] || return 1
   local pid
   pid="$(cat "$pidfile")"
+  [ -n "$pid" ] || return 1
   # Only our weed counts: a stale pid file may name a recycled pid.
   kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- " mini "
 }
@@ -108,7 +109,8 @@ EOF
   # is already a group leader (job control on), so $! could name a process that exits at once;
   # the pid file is written by the process that becomes weed instead.
   rm -f "$pidfile"
-  setsid sh -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$weed" -logdir="$state" mini \
+  # Written to a temporary name and renamed, so a reader never sees the file empty.
+  setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0"; exec "$@"' "$pidfile" "$weed" -logdir="$state" mini \
     -dir="$state/data" -admin.dataDir="$state/admin" \
     -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -s3.port="$port" -master.port=$((port + 1)) -volume.port=$((port + 2)) \
@@ -119,7 +121,7 @@ EOF
     -master.telemetry=false \
     </dev/null >"$state/weed.log" 2>&1 &
   for _ in $(seq 1 120); do
-    if [ -f "$pidfile" ] && ! running; then
+    if [ -s "$pidfile" ] && ! running; then
       echo "s3-server.sh: weed exited; its log:" >&2
       tail -n 40 "$state/weed.log" >&2 || true
       tail -n 20 "$state"/weed.*.log* >&2 2>/dev/null || true

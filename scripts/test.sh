@@ -29,8 +29,9 @@ if ! scripts/s3-server.sh status; then
     export PARQUETRY_S3_PORT
   fi
 fi
-scripts/s3-server.sh start
+# Armed before the start, so a start that fails half-way leaves no server behind.
 if [ "$s3_started" = 1 ]; then trap 'scripts/s3-server.sh stop' EXIT; fi
+scripts/s3-server.sh start
 eval "$(scripts/s3-server.sh env)"
 export PARQUETRY_TEST_REQUIRE_S3="${PARQUETRY_TEST_REQUIRE_S3:-1}"
 # The ruler test needs Debian's prometheus and prometheus-alertmanager (.ci/run installs them).
