@@ -11,14 +11,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parquetry_loggen::LogGen;
 use parquetry_logql::{Expr, parse_expr};
 use parquetry_query::QueryEngine;
 use parquetry_query::detected::DetectedFieldsQuery;
-use parquetry_store::compact::NoProgress;
-use parquetry_store::{CompactOptions, Store, StreamEntries};
+use parquetry_store::{Store, StreamEntries};
 use parquetry_test_support::bench::env_or;
 use parquetry_test_support::now_ns;
 
@@ -50,18 +49,7 @@ async fn generate(store: &Store, mb: u64, n_streams: usize) -> (i64, i64) {
         raw as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let opts = CompactOptions {
-        hot_min_age: Duration::ZERO,
-        target_size: 256 << 20,
-        delete_delay: Duration::ZERO,
-        max_inputs: 2000,
-    };
-    let t = Instant::now();
-    let summary = store.compact(&opts, &NoProgress).await.expect("compact");
-    println!(
-        "compacted in {:.1}s: {summary:?}",
-        t.elapsed().as_secs_f64()
-    );
+    common::compact_all(store).await;
     (start - 1, now)
 }
 

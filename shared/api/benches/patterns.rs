@@ -15,15 +15,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parquetry_api::patterns::{SAMPLE_LINES, mine};
 use parquetry_loggen::LogGen;
 use parquetry_model::{MatchOp, Matcher};
 use parquetry_patterns::PatternSeries;
 use parquetry_query::QueryEngine;
-use parquetry_store::compact::NoProgress;
-use parquetry_store::{CompactOptions, Store, StreamEntries};
+use parquetry_store::{Store, StreamEntries};
 use parquetry_test_support::bench::env_or;
 use parquetry_test_support::{DAY_NS, now_ns};
 
@@ -94,18 +93,7 @@ async fn generate(store: &Store, mb: u64, service: &str, day_start: i64) {
         raw as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    let opts = CompactOptions {
-        hot_min_age: Duration::ZERO,
-        target_size: 256 << 20,
-        delete_delay: Duration::ZERO,
-        max_inputs: 2000,
-    };
-    let t = Instant::now();
-    let summary = store.compact(&opts, &NoProgress).await.expect("compact");
-    println!(
-        "compacted in {:.1}s: {summary:?}",
-        t.elapsed().as_secs_f64()
-    );
+    common::compact_all(store).await;
 }
 
 /// Times the patterns work over the day at three sample sizes, the endpoint's last.

@@ -25,3 +25,18 @@ pub struct QueryStats {
     /// Storage requests of the scans and their estimated price (`stats.parquetry`).
     pub cost: crate::cost::CostStats,
 }
+
+impl QueryStats {
+    /// Adds the counted figures of another part of the same query (a fan-out leaf). Objects
+    /// two parts opened count once per part: each reads them, and pays for it.
+    pub fn add(&mut self, other: &QueryStats) {
+        self.objects_considered += other.objects_considered;
+        self.objects_scanned += other.objects_scanned;
+        self.streams += other.streams;
+        self.bytes_scanned += other.bytes_scanned;
+        self.bytes_processed += other.bytes_processed;
+        self.lines_processed += other.lines_processed;
+        self.post_filter_lines += other.post_filter_lines;
+        self.cost.add(&other.cost);
+    }
+}

@@ -661,13 +661,7 @@ impl Store {
 fn partition_of(group: &[(ObjectKey, ObjectMeta)]) -> String {
     group
         .first()
-        .map(|(k, _)| {
-            k.partition
-                .iter()
-                .map(|(name, value)| format!("{name}={}", value.component()))
-                .collect::<Vec<_>>()
-                .join("/")
-        })
+        .map(|(k, _)| k.partition_components().collect::<Vec<_>>().join("/"))
         .unwrap_or_default()
 }
 
@@ -723,15 +717,10 @@ fn without_catalog(
     let file = metadata.file_metadata();
     let mut catalog = None;
     let kv = file.key_value_metadata().map(|kv| {
-        kv.iter()
-            .filter(|k| {
-                if k.key == CATALOG_KEY {
-                    catalog = k.value.clone();
-                }
-                k.key != CATALOG_KEY
-            })
-            .cloned()
-            .collect()
+        let (found, rest): (Vec<_>, Vec<_>) =
+            kv.iter().cloned().partition(|k| k.key == CATALOG_KEY);
+        catalog = found.into_iter().find_map(|k| k.value);
+        rest
     });
     let file = FileMetaData::new(
         file.version(),

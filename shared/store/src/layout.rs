@@ -227,6 +227,13 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
+    /// The partition's path components as the key spells them (`service_name=api`).
+    pub fn partition_components(&self) -> impl Iterator<Item = String> + '_ {
+        self.partition
+            .iter()
+            .map(|(name, value)| format!("{}={}", escape(name), value.component()))
+    }
+
     /// The object's path in the store.
     pub fn to_path(&self) -> Path {
         let mut s = format!(
@@ -234,11 +241,9 @@ impl ObjectKey {
             encode_tenant(&self.tenant),
             self.day
         );
-        for (name, value) in &self.partition {
+        for part in self.partition_components() {
             s.push('/');
-            s.push_str(&escape(name));
-            s.push('=');
-            s.push_str(&value.component());
+            s.push_str(&part);
         }
         s.push_str(&format!(
             "/{:019}-{:019}-{}.parquet",

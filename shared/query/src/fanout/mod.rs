@@ -206,7 +206,7 @@ pub(crate) async fn run_log(
     let mut stats = QueryStats::default();
     let mut entries = Vec::new();
     for p in partials {
-        add_stats(&mut stats, &p.stats);
+        stats.add(&p.stats);
         match p.result {
             wire::PartialResult::Log(e) => entries.extend(e),
             wire::PartialResult::Metric(_) => {
@@ -240,7 +240,7 @@ pub(crate) async fn run_metric(
     let mut merged: Vec<(HashMap<Labels, usize>, Vec<SampleSeries>)> =
         (0..inputs).map(|_| Default::default()).collect();
     for p in partials {
-        add_stats(stats, &p.stats);
+        stats.add(&p.stats);
         let wire::PartialResult::Metric(leaf_inputs) = p.result else {
             return Err(QueryError::Internal(
                 "a metric leaf answered with entries".into(),
@@ -266,17 +266,4 @@ pub(crate) async fn run_metric(
     }
     stats.cost.leaves += leaves;
     Ok(merged.into_iter().map(|(_, s)| s).collect())
-}
-
-/// Adds a leaf's figures to the query's. Objects a leaf opened count once per leaf: each
-/// leaf reads them, and pays for it.
-fn add_stats(into: &mut QueryStats, leaf: &QueryStats) {
-    into.objects_considered += leaf.objects_considered;
-    into.objects_scanned += leaf.objects_scanned;
-    into.streams += leaf.streams;
-    into.bytes_scanned += leaf.bytes_scanned;
-    into.bytes_processed += leaf.bytes_processed;
-    into.lines_processed += leaf.lines_processed;
-    into.post_filter_lines += leaf.post_filter_lines;
-    into.cost.add(&leaf.cost);
 }
