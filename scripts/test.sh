@@ -41,3 +41,5 @@ export PARQUETRY_TEST_REQUIRE_RULER_DEPS="${PARQUETRY_TEST_REQUIRE_RULER_DEPS:-1
 cargo test --workspace "$@"
 echo "== end-to-end tests again, on S3"
 PARQUETRY_TEST_BACKEND=s3 cargo test -p parquetry-e2e "$@"
+# The query function's fan-out leaves (handler and under the Lambda emulator) on S3 too.
+PARQUETRY_TEST_BACKEND=s3 cargo test -p parquetry-lambda-query --test leaf --test emulator "$@"

@@ -289,6 +289,45 @@ async fn a_compaction_pass_and_each_merge_are_spans() {
     s.stop().await;
 }
 
+#[tokio::test]
+async fn patterns_and_catalog_endpoints_report_their_stages() {
+    capture_logs();
+    let s = TestServer::start("frontend:\n  log_queries_longer_than: -1s\n").await;
+    let m = marker("patternstage");
+    push(&s, None, &m, &logged_lines(40, &m)).await;
+    let selector = format!("{{app=\"{m}\"}}");
+
+    let (code, body) = s
+        .get_as(None, "/loki/api/v1/patterns", &range_params(&selector))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let found = lines_with(&["slow query detected", &m, "path=/loki/api/v1/patterns "]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let line = &found[0];
+    let total = duration(field(line, "duration").expect("duration"));
+    // Selection, the read, the mining and the answer each took time.
+    for stage in ["plan", "scan", "pipeline", "encode"] {
+        let d = duration(field(line, stage).unwrap_or_else(|| panic!("no {stage} in {line}")));
+        assert!(d > Duration::ZERO, "{stage} ran, so it took time: {line}");
+        assert!(d <= total, "{stage} within the request: {line}");
+    }
+
+    // `index/stats` reads catalogs only: its time is selection.
+    let (code, body) = s
+        .get_as(None, "/loki/api/v1/index/stats", &range_params(&selector))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let found = lines_with(&["slow query detected", &m, "path=/loki/api/v1/index/stats "]);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let line = &found[0];
+    assert!(
+        duration(field(line, "plan").expect("plan")) > Duration::ZERO,
+        "{line}"
+    );
+    assert_eq!(field(line, "scan"), Some("0ns"), "{line}");
+    s.stop().await;
+}
+
 #[test]
 fn the_threshold_follows_loki_convention() {
     use parquetry_model::Config;

@@ -136,12 +136,19 @@ async fn a_failed_pass_is_an_invocation_error() {
     let (compactor, store) = start(env(dir.path(), &[]));
     store.write("fake", push(0, yesterday())).await.unwrap();
     store.write("fake", push(1, yesterday())).await.unwrap();
-    // Damage one stored object so the merge cannot read it.
+    // A manifest that does not parse: the day cannot be compacted safely. (A damaged data
+    // object would not do: the merge leaves it out and goes on.)
     let victim = walk(dir.path())
         .into_iter()
         .find(|p| p.extension().is_some_and(|x| x == "parquet"))
         .unwrap();
-    std::fs::write(&victim, b"not parquet").unwrap();
+    let manifests = victim
+        .parent()
+        .and_then(|partition| partition.parent())
+        .unwrap()
+        .join(parquetry_store::manifest::MANIFEST_DIR);
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join(format!("{:020}.json", 1)), b"not a manifest").unwrap();
 
     let err = compactor.handle(scheduled_event()).await.unwrap_err();
     assert!(

@@ -2,6 +2,8 @@
 //! configuration, open the store, build the router, serve until a signal. Configuration
 //! loading, logging, store opening and the maintenance pass come from `parquetry_host`.
 
+mod alloc;
+
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -142,6 +144,7 @@ struct ServeArgs {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    alloc::return_freed_memory();
     let cli = Cli::parse_from(loki_flags(std::env::args_os()));
     match cli.command {
         Command::Serve(args) => serve(args),

@@ -78,9 +78,16 @@ async fn one_pass_compacts_and_runs_the_delete_pass() {
 async fn a_failed_pass_fails_the_exit_status() {
     let dir = tempfile::tempdir().unwrap();
     write_pushes(dir.path(), 2).await;
-    // Damage one stored object so the merge cannot read it.
+    // A manifest that does not parse: the day cannot be compacted safely. (A damaged data
+    // object would not do: the merge leaves it out and goes on.)
     let victim = parquet_files(dir.path()).remove(0);
-    std::fs::write(&victim, b"not parquet").unwrap();
+    let manifests = victim
+        .parent()
+        .and_then(|partition| partition.parent())
+        .unwrap()
+        .join(parquetry_store::manifest::MANIFEST_DIR);
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(manifests.join(format!("{:020}.json", 1)), b"not a manifest").unwrap();
 
     let (out, log) = compact_once(dir.path());
     assert!(!out.status.success(), "{log}");

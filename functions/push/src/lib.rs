@@ -10,10 +10,14 @@
 //!   URL, from the `PARQUETRY_AUTH_TOKEN` environment variable.
 //! * [`response`]: Lambda's 6 MiB synchronous response limit answered with a clear 413 instead of
 //!   a failed invocation, and gzip for query responses when the client accepts it.
+//! * [`leaf`] and [`invoke`]: the query function as a fan-out leaf (a leaf-task payload
+//!   instead of an HTTP event) and as the root that invokes its leaves.
 // Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod auth;
+pub mod invoke;
+pub mod leaf;
 pub mod response;
 
 use axum::Router;
@@ -39,6 +43,41 @@ pub fn load_config(env: Vec<(String, String)>) -> anyhow::Result<Config> {
 pub fn app(config: Config, settings: &HostSettings) -> anyhow::Result<Router> {
     let store = parquetry_host::open_store(&config)?;
     Ok(wrap(router(AppState::new(config, store)), settings))
+}
+
+/// The handler of every invocation the function gets: HTTP events for the router and, in the
+/// query function, fan-out leaf tasks; with `query_range.fanout_transport: lambda`, a split
+/// query's leaves are invocations of the function `env` names ([`invoke::LambdaTransport`]).
+pub fn handler(
+    config: Config,
+    settings: &HostSettings,
+    env: Vec<(String, String)>,
+) -> anyhow::Result<leaf::FunctionHandler> {
+    let store = parquetry_host::open_store(&config)?;
+    let mut state = AppState::new(config.clone(), store);
+    let qr = &config.query_range;
+    if settings.role == Role::Query
+        && qr.fanout_transport == parquetry_model::config::FanoutTransport::Lambda
+    {
+        let transport = invoke::LambdaTransport::from_env(&qr.fanout_lambda_function, env)?;
+        tracing::info!(
+            url = transport.url(),
+            "fan-out leaves run as Lambda invocations"
+        );
+        let fanout = parquetry_query::fanout::FanoutSettings {
+            transport: Some(std::sync::Arc::new(transport)),
+            ..parquetry_query::fanout::FanoutSettings::from_config(qr)
+        };
+        state.engine = state.engine.with_fanout(fanout);
+    }
+    let engine = state.engine.clone();
+    let http = LambdaHandler::new(wrap(router(state), settings), settings.max_response_bytes);
+    Ok(leaf::FunctionHandler::new(
+        http,
+        engine,
+        settings.max_response_bytes,
+        settings.role == Role::Query,
+    ))
 }
 
 /// Adds the host layers to a router: role filter inside, shared-secret check outside, gzip for
@@ -140,10 +179,10 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = parquetry_host::load_lambda_config(env.clone())?;
     parquetry_host::init_logging(&config, LogOutput::Lambda)?;
-    let settings = HostSettings::from_env(role, env)?;
+    let settings = HostSettings::from_env(role, env.clone())?;
     let storage = config.storage_url();
     let auth_enabled = config.auth_enabled;
-    let app = app(config, &settings)?;
+    let handler = handler(config, &settings, env)?;
     tracing::info!(
         function = role.name(),
         %storage,
@@ -151,7 +190,7 @@ pub async fn run(role: Role) -> anyhow::Result<()> {
         shared_secret = !settings.auth_tokens.is_empty(),
         "parquetry lambda is ready"
     );
-    lambda_http::lambda_runtime::run(LambdaHandler::new(app, settings.max_response_bytes))
+    lambda_http::lambda_runtime::run(handler)
         .await
         .map_err(|e| anyhow::anyhow!("lambda runtime: {e}"))
 }

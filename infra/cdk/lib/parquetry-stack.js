@@ -73,6 +73,20 @@ class ParquetryStack extends cdk.Stack {
     const queryMemory = new CfnParameter(this, 'QueryMemorySize', {
       type: 'Number', default: 2048, minValue: 128, maxValue: 10240,
     });
+    const queryFanoutLeaves = new CfnParameter(this, 'QueryFanoutLeaves', {
+      type: 'Number', default: 32, minValue: 0,
+      description: 'Most leaves a query is split into (query_range.fanout_leaves); each leaf is a ' +
+        'synchronous invocation of the query function itself. 0 or 1: no fan-out.',
+    });
+    const queryFanoutTargetBytes = new CfnParameter(this, 'QueryFanoutTargetBytes', {
+      type: 'String', default: '1GB', allowedPattern: '^[0-9]+(B|KB|MB|GB|KiB|MiB|GiB)?$',
+      description: 'Raw log bytes one leaf should scan (query_range.fanout_target_bytes).',
+    });
+    const queryReservedConcurrency = new CfnParameter(this, 'QueryReservedConcurrency', {
+      type: 'Number', default: 0, minValue: 0,
+      description: 'Reserved concurrency of the query function, roots and leaves together; ' +
+        '0: unreserved.',
+    });
     const compactorMemory = new CfnParameter(this, 'CompactorMemorySize', {
       type: 'Number', default: 3008, minValue: 128, maxValue: 10240,
       description: 'Memory of the compactor function (a merge holds up to 256 MiB of input).',
@@ -104,6 +118,9 @@ class ParquetryStack extends cdk.Stack {
     });
     const hasRemoteWrite = new CfnCondition(this, 'HasRemoteWrite', {
       expression: Fn.conditionNot(Fn.conditionEquals(remoteWriteUrl.valueAsString, '')),
+    });
+    const hasQueryReservedConcurrency = new CfnCondition(this, 'HasQueryReservedConcurrency', {
+      expression: Fn.conditionNot(Fn.conditionEquals(queryReservedConcurrency.valueAsNumber, 0)),
     });
 
     const bucket = new s3.Bucket(this, 'LogBucket', {
@@ -166,7 +183,24 @@ class ParquetryStack extends cdk.Stack {
     };
 
     const push = fn('Push', 'push', pushMemory, 'Loki push API (/loki/api/v1/push, /api/prom/push) and OTLP logs (/otlp/v1/logs)');
-    const query = fn('Query', 'query', queryMemory, 'Loki query API (/loki/api/v1/query_range, labels, series, ...)');
+    // A root answers within API Gateway's 30 s (timeout 29 s); its leaves, invocations of the
+    // same function, are given up on after 25 s by the transport: leaf < root < API Gateway.
+    const query = fn('Query', 'query', queryMemory, 'Loki query API (/loki/api/v1/query_range, labels, series, ...)', {
+      environment: {
+        ...environment,
+        PARQUETRY__QUERY_RANGE__FANOUT_TRANSPORT: 'lambda',
+        PARQUETRY__QUERY_RANGE__FANOUT_LEAVES: queryFanoutLeaves.valueAsString,
+        PARQUETRY__QUERY_RANGE__FANOUT_TARGET_BYTES: queryFanoutTargetBytes.valueAsString,
+      },
+    });
+    query.node.defaultChild.addPropertyOverride('ReservedConcurrentExecutions', Fn.conditionIf(
+      hasQueryReservedConcurrency.logicalId, queryReservedConcurrency.valueAsNumber, Aws.NO_VALUE));
+    // Fan-out: leaves are invocations of this function. The ARN is built from the name: the
+    // function's own ARN would make its role's policy, and so the function, depend on itself.
+    query.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['lambda:InvokeFunction'],
+      resources: [`arn:${Aws.PARTITION}:lambda:${Aws.REGION}:${Aws.ACCOUNT_ID}:function:${Aws.STACK_NAME}-query`],
+    }));
     // Writes new objects only; reads and lists only.
     push.addToRolePolicy(new iam.PolicyStatement({
       actions: ['s3:PutObject'], resources: [bucket.arnForObjects('*')],

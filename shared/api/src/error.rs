@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use parquetry_ingest::IngestError;
 use parquetry_model::TenantError;
 use parquetry_query::QueryError;
+use parquetry_ruler::RuleStoreError;
 use parquetry_store::layout::FORMAT_PREFIX;
 
 /// Every error a handler can return; [`ApiError::status`] maps it to Loki's status code.
@@ -80,6 +81,18 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+
+    /// A rule store failure: a missing group or namespace is 404 with Loki's text; anything
+    /// else becomes `other` of its text, since Loki's ruler endpoints differ in which status
+    /// they answer it with.
+    pub(crate) fn rule_store(e: RuleStoreError, other: fn(String) -> ApiError) -> ApiError {
+        match e {
+            RuleStoreError::GroupNotFound | RuleStoreError::NamespaceNotFound => {
+                ApiError::NotFound(e.to_string())
+            }
+            e => other(e.to_string()),
         }
     }
 

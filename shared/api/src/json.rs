@@ -10,24 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use parquetry_query::QueryStats;
 
-/// Appends `s` as a JSON string literal.
-pub fn push_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+pub use parquetry_json::push_str;
 
 /// Appends a JSON object of string pairs, keys in ascending byte order.
 pub fn push_map<'a>(out: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
@@ -55,6 +38,40 @@ pub(crate) fn push_map_with<'a>(
     out.push('}');
 }
 
+/// Appends one value of a `streams` result, `["<ts>",<line>]`; categorized, with a third
+/// element `{"structuredMetadata":{…},"parsed":{…}}` that leaves out the empty maps.
+pub(crate) fn push_entry(
+    out: &mut String,
+    ts: i64,
+    line: &str,
+    structured_metadata: &[(String, String)],
+    parsed: &[(String, String)],
+    categorize: bool,
+    push_str: fn(&mut String, &str),
+) {
+    fn pairs(v: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+        v.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    let _ = write!(out, "[\"{ts}\",");
+    push_str(out, line);
+    if categorize {
+        out.push_str(",{");
+        if !structured_metadata.is_empty() {
+            out.push_str("\"structuredMetadata\":");
+            push_map_with(out, pairs(structured_metadata), push_str);
+        }
+        if !parsed.is_empty() {
+            if !structured_metadata.is_empty() {
+                out.push(',');
+            }
+            out.push_str("\"parsed\":");
+            push_map_with(out, pairs(parsed), push_str);
+        }
+        out.push('}');
+    }
+    out.push(']');
+}
+
 /// Appends a JSON array of strings.
 pub fn push_str_array<'a>(out: &mut String, items: impl IntoIterator<Item = &'a str>) {
     out.push('[');
@@ -76,6 +93,18 @@ pub fn response(mut body: String) -> Response {
         HeaderValue::from_static("application/json; charset=UTF-8"),
     );
     resp
+}
+
+/// Opens a successful query response up to its `data` value: `{"status":"success",` then
+/// Loki's top-level `warnings` (only when there are some), then `"data":`.
+pub fn push_success_start(out: &mut String, warnings: &[String]) {
+    out.push_str("{\"status\":\"success\",");
+    if !warnings.is_empty() {
+        out.push_str("\"warnings\":");
+        push_str_array(out, warnings.iter().map(String::as_str));
+        out.push(',');
+    }
+    out.push_str("\"data\":");
 }
 
 /// Appends Loki's full `stats` tree: every key present, `summary` filled with true figures.

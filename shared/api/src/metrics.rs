@@ -48,6 +48,7 @@ pub struct Metrics {
     stored_bytes: Counter,
     invalid_utf8: Family<FieldKind, Counter>,
     sanitized_metadata: Counter,
+    unreadable_objects: Counter,
 }
 
 impl Default for Metrics {
@@ -69,6 +70,13 @@ impl Metrics {
         let stored_bytes = Counter::default();
         let invalid_utf8 = Family::<FieldKind, Counter>::default();
         let sanitized_metadata = Counter::default();
+        let unreadable_objects = Counter::default();
+        registry.register(
+            "store_unreadable_objects",
+            "Times a read or a compaction left out a stored object that cannot be decoded \
+             (a torn or foreign file); the log names each object",
+            unreadable_objects.clone(),
+        );
         registry.register(
             "push_invalid_utf8_fields",
             "Pushed labels, lines and structured metadata that were not UTF-8: labels are \
@@ -114,6 +122,7 @@ impl Metrics {
             stored_bytes,
             invalid_utf8,
             sanitized_metadata,
+            unreadable_objects,
         }
     }
 
@@ -142,6 +151,12 @@ impl Metrics {
 
     /// The metrics in Prometheus's text format.
     pub fn encode(&self) -> String {
+        // The store counts in a process-wide atomic (it knows no registry); a maximum, not an
+        // addition, so two scrapes at once cannot count twice.
+        self.unreadable_objects.inner().fetch_max(
+            parquetry_store::unreadable_objects_seen(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

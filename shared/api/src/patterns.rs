@@ -16,6 +16,7 @@ use parquetry_patterns::{
 use std::collections::{BTreeMap, HashMap};
 
 use parquetry_query::patterns::{LineSample, SampledLine};
+use parquetry_query::trace::{self, Stage, in_stage};
 
 use crate::AppState;
 use crate::error::{ApiError, ApiResult, within_query_timeout};
@@ -56,7 +57,7 @@ pub async fn patterns(State(state): State<AppState>, req: QueryRequest) -> ApiRe
     };
     let (start, end) = range.unwrap_or((0, 0));
     let step = step(&req.params, start, end)?;
-    let m = matchers(&req.params)?;
+    let m = in_stage(Stage::Plan, || matchers(&req.params))?;
     if range.is_none() || end <= start {
         return Ok(encode(&[]));
     }
@@ -67,10 +68,11 @@ pub async fn patterns(State(state): State<AppState>, req: QueryRequest) -> ApiRe
             .sample_lines(&req.tenant, &m, start, end, SAMPLE_LINES),
     )
     .await?;
-    let series = tokio::task::spawn_blocking(move || mine(&sample, start, end, step))
+    // Mining is this endpoint's pipeline: what turns the lines read into the answer.
+    let series = trace::blocking(Stage::Pipeline, move || mine(&sample, start, end, step))
         .await
         .map_err(|e| ApiError::Internal(format!("pattern mining task failed: {e}")))?;
-    Ok(encode(&series))
+    Ok(in_stage(Stage::Encode, || encode(&series)))
 }
 
 /// Mines the sample and turns counts back into estimates of all lines in the range.

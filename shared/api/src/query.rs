@@ -165,7 +165,8 @@ pub async fn query_instant(
 /// milliseconds, as in Loki), values strings.
 fn metric_response(result: &MetricResult) -> Response {
     let mut out = String::with_capacity(4096);
-    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":");
+    json::push_success_start(&mut out, &result.stats.warnings);
+    out.push_str("{\"resultType\":");
     let labels_json = |out: &mut String, l: &Labels| {
         json::push_map(out, l.iter().map(|l| (l.name.as_str(), l.value.as_str())));
     };
@@ -221,7 +222,8 @@ fn metric_response(result: &MetricResult) -> Response {
 /// stream labels, which can split one stored stream into several result streams.
 fn streams_response(result: &LogResult, dir: Direction, categorize: bool) -> Response {
     let mut out = String::with_capacity(4096);
-    out.push_str("{\"status\":\"success\",\"data\":{\"resultType\":\"streams\",");
+    json::push_success_start(&mut out, &result.stats.warnings);
+    out.push_str("{\"resultType\":\"streams\",");
     if categorize {
         out.push_str("\"encodingFlags\":[\"categorize-labels\"],");
     }
@@ -242,31 +244,15 @@ fn streams_response(result: &LogResult, dir: Direction, categorize: bool) -> Res
             if i > 0 {
                 out.push(',');
             }
-            out.push_str("[\"");
-            out.push_str(&e.ts.to_string());
-            out.push_str("\",");
-            json::push_str(out, &e.line);
-            if categorize {
-                out.push_str(",{");
-                if !e.structured_metadata.is_empty() {
-                    out.push_str("\"structuredMetadata\":");
-                    json::push_map(
-                        out,
-                        e.structured_metadata
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str())),
-                    );
-                }
-                if !e.parsed.is_empty() {
-                    if !e.structured_metadata.is_empty() {
-                        out.push(',');
-                    }
-                    out.push_str("\"parsed\":");
-                    json::push_map(out, e.parsed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                }
-                out.push('}');
-            }
-            out.push(']');
+            json::push_entry(
+                out,
+                e.ts,
+                &e.line,
+                &e.structured_metadata,
+                &e.parsed,
+                categorize,
+                json::push_str,
+            );
         }
         out.push_str("]}");
     };

@@ -118,16 +118,11 @@ pub async fn get_group(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let tenant = group_tenant(&state, &headers, &namespace, &group)?;
-    match rule_store(&state)
+    let g = rule_store(&state)
         .get_group(&tenant, &namespace, &group)
         .await
-    {
-        Ok(g) => yaml_response(&g),
-        Err(RuleStoreError::GroupNotFound) => Err(ApiError::NotFound(
-            RuleStoreError::GroupNotFound.to_string(),
-        )),
-        Err(e) => Err(ApiError::BadRequest(e.to_string())),
-    }
+        .map_err(|e| ApiError::rule_store(e, ApiError::BadRequest))?;
+    yaml_response(&g)
 }
 
 /// `POST /loki/api/v1/rules/{namespace}`: one group in YAML, created or replaced.
@@ -166,16 +161,11 @@ pub async fn delete_namespace(
 ) -> ApiResult<Response> {
     let tenant = tenant(&state, &headers)?;
     check_name(&namespace, "namespace")?;
-    match rule_store(&state)
+    rule_store(&state)
         .delete_namespace(&tenant, &namespace)
         .await
-    {
-        Ok(()) => Ok(accepted()),
-        Err(RuleStoreError::NamespaceNotFound) => Err(ApiError::NotFound(
-            RuleStoreError::NamespaceNotFound.to_string(),
-        )),
-        Err(e) => Err(ApiError::RulerServerError(e.to_string())),
-    }
+        .map_err(|e| ApiError::rule_store(e, ApiError::RulerServerError))?;
+    Ok(accepted())
 }
 
 /// `DELETE /loki/api/v1/rules/{namespace}/{group}`.
@@ -185,16 +175,11 @@ pub async fn delete_group(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let tenant = group_tenant(&state, &headers, &namespace, &group)?;
-    match rule_store(&state)
+    rule_store(&state)
         .delete_group(&tenant, &namespace, &group)
         .await
-    {
-        Ok(()) => Ok(accepted()),
-        Err(RuleStoreError::GroupNotFound) => Err(ApiError::NotFound(
-            RuleStoreError::GroupNotFound.to_string(),
-        )),
-        Err(e) => Err(ApiError::RulerServerError(e.to_string())),
-    }
+        .map_err(|e| ApiError::rule_store(e, ApiError::RulerServerError))?;
+    Ok(accepted())
 }
 
 /// Go's `strconv.FormatFloat(v, 'e', -1, 64)`: `1e+00`, `2.5e-01`.

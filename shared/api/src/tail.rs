@@ -28,6 +28,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::Response;
+use parquetry_json::push_str_html;
 use parquetry_logql::{Expr, LogExpr, parse_expr};
 use parquetry_model::config::Role;
 use parquetry_model::duration::parse_prometheus;
@@ -654,11 +655,11 @@ impl Sender {
             }
             if self.legacy {
                 out.push_str("{\"labels\":");
-                push_html_str(&mut out, &e.labels.to_string());
+                push_str_html(&mut out, &e.labels.to_string());
                 out.push_str(",\"entries\":[{\"ts\":\"");
                 out.push_str(&rfc3339_nano(e.ts));
                 out.push_str("\",\"line\":");
-                push_html_str(&mut out, &e.line);
+                push_str_html(&mut out, &e.line);
                 out.push_str("}]}");
                 continue;
             }
@@ -667,34 +668,17 @@ impl Sender {
                 &mut out,
                 e.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())),
             );
-            out.push_str(",\"values\":[[\"");
-            let _ = write!(out, "{}", e.ts);
-            out.push_str("\",");
-            push_html_str(&mut out, &e.line);
-            if self.categorize {
-                out.push_str(",{");
-                if !e.structured_metadata.is_empty() {
-                    out.push_str("\"structuredMetadata\":");
-                    push_html_map(
-                        &mut out,
-                        e.structured_metadata
-                            .iter()
-                            .map(|(k, v)| (k.as_str(), v.as_str())),
-                    );
-                }
-                if !e.parsed.is_empty() {
-                    if !e.structured_metadata.is_empty() {
-                        out.push(',');
-                    }
-                    out.push_str("\"parsed\":");
-                    push_html_map(
-                        &mut out,
-                        e.parsed.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                    );
-                }
-                out.push('}');
-            }
-            out.push_str("]]}");
+            out.push_str(",\"values\":[");
+            crate::json::push_entry(
+                &mut out,
+                e.ts,
+                &e.line,
+                &e.structured_metadata,
+                &e.parsed,
+                self.categorize,
+                push_str_html,
+            );
+            out.push_str("]}");
         }
         out.push(']');
         if !dropped.is_empty() {
@@ -707,7 +691,7 @@ impl Sender {
                     out.push_str("{\"Timestamp\":\"");
                     out.push_str(&rfc3339_nano(*ts));
                     out.push_str("\",\"Labels\":");
-                    push_html_str(&mut out, &labels.to_string());
+                    push_str_html(&mut out, &labels.to_string());
                 } else {
                     let _ = write!(out, "{{\"timestamp\":\"{ts}\",\"labels\":");
                     push_html_map(
@@ -864,31 +848,9 @@ fn pairs(l: Labels) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A JSON string as Go's encoder writes it: `<`, `>`, `&`, U+2028 and U+2029 escaped too.
-fn push_html_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
 /// A label map, keys in ascending byte order.
 fn push_html_map<'a>(out: &mut String, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
-    crate::json::push_map_with(out, pairs, push_html_str);
+    crate::json::push_map_with(out, pairs, push_str_html);
 }
 
 /// Go's RFC 3339 with nanoseconds, trailing zeros of the fraction trimmed (legacy format).
@@ -925,7 +887,7 @@ mod tests {
     #[test]
     fn go_json_escapes_html() {
         let mut s = String::new();
-        push_html_str(&mut s, "a<b>&\"\n\u{1}");
+        push_str_html(&mut s, "a<b>&\"\n\u{1}");
         assert_eq!(s, r#""a\u003cb\u003e\u0026\"\n\u0001""#);
     }
 

@@ -73,7 +73,9 @@ pub struct SampleSeries {
     /// The full post-pipeline label set (stream labels, structured metadata, parsed labels;
     /// the unwrapped label already removed).
     pub labels: Labels,
-    /// `(timestamp ns, value)`, sorted by timestamp. The value is 1 per line for
+    /// `(timestamp ns, value)` in any order: scans hand them over as they read them, and
+    /// evaluation sorts each series by timestamp (stably, so samples at the same time keep
+    /// their order; free when already sorted). The value is 1 per line for
     /// `count_over_time`/`rate`/`absent_over_time` without unwrap, the line's byte length for
     /// `bytes_*`, the unwrapped value otherwise. Only samples in
     /// `[start - range - offset, end - offset]` matter.

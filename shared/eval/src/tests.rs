@@ -392,6 +392,55 @@ fn identical_label_sets_are_one_series_and_unsorted_input_is_tolerated() {
     assert_eq!(flat(&v), vec![(r#"{app="a"}"#.to_string(), 3.0)]);
 }
 
+/// The query layer hands over samples in scan order: per partition, then concatenated, so a
+/// series' samples are neither sorted nor in one piece. Evaluation sorts them itself; this
+/// fails if it stops doing so (the windows are found by walking sorted samples).
+#[test]
+fn samples_in_scan_order_give_the_sorted_answer() {
+    let times: Vec<i64> = (-59..=0).collect();
+    let sorted = ser(
+        &[("app", "a")],
+        &times.iter().map(|&t| (t, t as f64)).collect::<Vec<_>>(),
+    );
+    // Two "partitions" of the same series, each in reverse, interleaved by parity.
+    let part = |odd: bool| {
+        let mut v: Vec<(i64, f64)> = times
+            .iter()
+            .filter(|t| (t.rem_euclid(2) == 1) == odd)
+            .map(|&t| (t, t as f64))
+            .collect();
+        v.reverse();
+        ser(&[("app", "a")], &v)
+    };
+    let scanned = vec![part(true), part(false)];
+    for query in [
+        r#"count_over_time({app="a"}[10s])"#,
+        r#"last_over_time({app="a"} | unwrap v [10s])"#,
+        r#"first_over_time({app="a"} | unwrap v [10s])"#,
+        r#"rate_counter({app="a"} | unwrap v [20s])"#,
+    ] {
+        let want = range(query, (-40, 0, 10), vec![vec![sorted.clone()]]).unwrap();
+        let got = range(query, (-40, 0, 10), vec![scanned.clone()]).unwrap();
+        assert_eq!(got, want, "{query}");
+    }
+    let last = range(
+        r#"last_over_time({app="a"} | unwrap v [10s])"#,
+        (-40, 0, 10),
+        vec![scanned],
+    )
+    .unwrap();
+    assert_eq!(
+        pts(&last[0]),
+        [
+            (-40, -40.0),
+            (-30, -30.0),
+            (-20, -20.0),
+            (-10, -10.0),
+            (0, 0.0)
+        ]
+    );
+}
+
 /// A brute-force reference: every step, scan every sample and reduce the window with `f`.
 fn reference(
     samples: &[(i64, f64)],

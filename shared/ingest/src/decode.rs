@@ -48,6 +48,17 @@ impl DecodeLimits {
             self.max_decompressed_size
         }
     }
+
+    /// Refuses a body larger than `max_recv_msg_size` as received.
+    pub fn check_received(&self, body: &[u8]) -> Result<(), IngestError> {
+        if body.len() as u64 > self.max_recv_msg_size {
+            return Err(IngestError::BodyTooLarge {
+                size: body.len() as u64,
+                max: self.max_recv_msg_size,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl From<&DistributorConfig> for DecodeLimits {
@@ -100,12 +111,7 @@ pub fn decode_push(
     v1_path: bool,
     limits: &DecodeLimits,
 ) -> Result<PushRequest, IngestError> {
-    if body.len() as u64 > limits.max_recv_msg_size {
-        return Err(IngestError::BodyTooLarge {
-            size: body.len() as u64,
-            max: limits.max_recv_msg_size,
-        });
-    }
+    limits.check_received(body)?;
     let format = if is_json(content_type) {
         Format::Json(if v1_path { Version::V1 } else { Version::V0 })
     } else {

@@ -227,22 +227,38 @@ struct NanosString(i64);
 
 impl<'de> Deserialize<'de> for NanosString {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NanosString;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string holding integer Unix nanoseconds")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<NanosString, E> {
-                v.parse::<i64>().map(NanosString).map_err(|_| {
-                    E::custom(format_args!(
-                        "invalid timestamp {v:?}: expected a string holding integer Unix nanoseconds"
-                    ))
-                })
-            }
-        }
-        d.deserialize_str(V)
+        timestamp_str(d, "a string holding integer Unix nanoseconds", |v| {
+            v.parse::<i64>().map_err(|_| {
+                format!(
+                    "invalid timestamp {v:?}: expected a string holding integer Unix nanoseconds"
+                )
+            })
+        })
+        .map(NanosString)
     }
+}
+
+/// A timestamp that must be a JSON string, read with `parse`; `expecting` names what a value
+/// of another JSON type should have been.
+fn timestamp_str<'de, D: Deserializer<'de>, M: fmt::Display>(
+    d: D,
+    expecting: &'static str,
+    parse: fn(&str) -> Result<i64, M>,
+) -> Result<i64, D::Error> {
+    struct V<M> {
+        expecting: &'static str,
+        parse: fn(&str) -> Result<i64, M>,
+    }
+    impl<M: fmt::Display> Visitor<'_> for V<M> {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.expecting)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+            (self.parse)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V { expecting, parse })
 }
 
 #[derive(Deserialize)]
@@ -271,22 +287,13 @@ struct Rfc3339Nanos(i64);
 
 impl<'de> Deserialize<'de> for Rfc3339Nanos {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Rfc3339Nanos;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an RFC3339 timestamp string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Rfc3339Nanos, E> {
-                let t = chrono::DateTime::parse_from_rfc3339(v)
-                    .map_err(|e| E::custom(format_args!("invalid timestamp {v:?}: {e}")))?;
-                t.timestamp_nanos_opt().map(Rfc3339Nanos).ok_or_else(|| {
-                    E::custom(format_args!(
-                        "timestamp {v:?} is outside the range of Unix nanoseconds (1677-2262)"
-                    ))
-                })
-            }
-        }
-        d.deserialize_str(V)
+        timestamp_str(d, "an RFC3339 timestamp string", |v| {
+            let t = chrono::DateTime::parse_from_rfc3339(v)
+                .map_err(|e| format!("invalid timestamp {v:?}: {e}"))?;
+            t.timestamp_nanos_opt().ok_or_else(|| {
+                format!("timestamp {v:?} is outside the range of Unix nanoseconds (1677-2262)")
+            })
+        })
+        .map(Rfc3339Nanos)
     }
 }

@@ -102,12 +102,7 @@ pub fn decode_otlp(
     content_encoding: Option<&str>,
     limits: &DecodeLimits,
 ) -> Result<ExportLogsServiceRequest, IngestError> {
-    if body.len() as u64 > limits.max_recv_msg_size {
-        return Err(IngestError::BodyTooLarge {
-            size: body.len() as u64,
-            max: limits.max_recv_msg_size,
-        });
-    }
+    limits.check_received(body)?;
     let max = limits.decompressed_limit();
     let inflated;
     let bytes = match content_encoding.unwrap_or("") {

@@ -10,6 +10,8 @@
 //! validating JSON strictly. It is also faster than a validating parser on log lines
 //! (docs/benchmarks.md, "One JSON scanner").
 //!
+//! It also owns the one JSON string writer ([`push_str`], [`push_str_html`]).
+//!
 //! ```
 //! use parquetry_json::{object_each, string_value, JErr, Kind};
 //! let mut level = None;
@@ -26,6 +28,9 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 use std::borrow::Cow;
+
+mod quote;
+pub use quote::{push_str, push_str_html};
 
 /// The failures the scanner reports, with the texts Loki shows in `__error_details__`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -295,6 +295,22 @@ pub struct QueryRangeConfig {
     pub fanout_target_bytes: ByteSize,
     /// Leaves of one query running at once (0: all of them).
     pub fanout_concurrency: usize,
+    /// Where leaves run: in this process, or as Lambda invocations (the query function only).
+    pub fanout_transport: FanoutTransport,
+    /// The function leaves invoke with the `lambda` transport (empty: the function's own
+    /// name, `AWS_LAMBDA_FUNCTION_NAME`).
+    pub fanout_lambda_function: String,
+}
+
+/// `query_range.fanout_transport`: where a split query's leaves run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FanoutTransport {
+    /// Tasks of the process that split the query.
+    #[default]
+    Local,
+    /// Synchronous invocations of a Lambda function (`fanout_lambda_function`).
+    Lambda,
 }
 
 impl Default for QueryRangeConfig {
@@ -309,6 +325,8 @@ impl Default for QueryRangeConfig {
             fanout_leaves: 0,
             fanout_target_bytes: ByteSize(0),
             fanout_concurrency: 0,
+            fanout_transport: FanoutTransport::Local,
+            fanout_lambda_function: String::new(),
         }
     }
 }

@@ -270,6 +270,10 @@ fn quoted(line: &str, open: usize) -> Option<(String, usize)> {
 }
 
 /// `"…"` with JSON-style escapes (what logfmt writers emit) to its text.
+///
+/// Not `parquetry_logfmt::unescape`: that one fails a pair on an unknown escape (the query
+/// parser must report it), while a pattern only needs a stable token, so here an unknown
+/// escape keeps its character and the line is still mined as logfmt.
 fn unescape_quoted(raw: &str) -> Option<String> {
     let inner = &raw[1..raw.len() - 1];
     if !inner.contains('\\') {
@@ -315,19 +319,8 @@ fn join_logfmt(tokens: &[String]) -> String {
         out.push_str(key);
         out.push('=');
         if value.chars().any(needs_quote) {
-            out.push('"');
-            for c in value.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
+            // Go's logfmt encoder quotes values with `encoding/json`'s string escapes.
+            parquetry_json::push_str(&mut out, value);
         } else {
             out.push_str(value);
         }

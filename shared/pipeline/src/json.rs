@@ -230,11 +230,34 @@ pub(crate) enum PathSeg {
     Index(usize),
 }
 
+/// Why a `json` extraction path does not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JsonPathError {
+    /// `["a` without its closing quote.
+    #[error("unterminated string in brackets")]
+    UnterminatedString,
+    /// `[x]`: neither a number nor a quoted key.
+    #[error("expected an index or a quoted key in brackets")]
+    BadBracket,
+    /// `[0` without its `]`.
+    #[error("expected ']'")]
+    MissingBracket,
+    /// `a..b`, `.a` after a segment, or a trailing `.`.
+    #[error("empty field name")]
+    EmptyField,
+    /// `[0]a`.
+    #[error("expected '.' or '[' after ']'")]
+    MissingSeparator,
+    /// Nothing at all.
+    #[error("empty path")]
+    EmptyPath,
+}
+
 /// Parses `a.b[0]`, `a["k"].c`, `["a b"]`.
 pub(crate) fn parse_path(expr: &str) -> Result<Vec<PathSeg>, PipelineError> {
-    let bad = |why: &str| PipelineError::JsonPath {
+    let bad = |reason: JsonPathError| PipelineError::JsonPath {
         expr: expr.to_string(),
-        reason: why.to_string(),
+        reason,
     };
     let mut out = Vec::new();
     let b = expr.as_bytes();
@@ -264,7 +287,7 @@ pub(crate) fn parse_path(expr: &str) -> Result<Vec<PathSeg>, PipelineError> {
                                     key.push(c);
                                     i += c.len_utf8();
                                 }
-                                None => return Err(bad("unterminated string in brackets")),
+                                None => return Err(bad(JsonPathError::UnterminatedString)),
                             }
                         }
                         i += 1;
@@ -277,29 +300,29 @@ pub(crate) fn parse_path(expr: &str) -> Result<Vec<PathSeg>, PipelineError> {
                         }
                         let n = expr[start..i]
                             .parse()
-                            .map_err(|_| bad("expected an index or a quoted key in brackets"))?;
+                            .map_err(|_| bad(JsonPathError::BadBracket))?;
                         out.push(PathSeg::Index(n));
                     }
                 }
                 if b.get(i) != Some(&b']') {
-                    return Err(bad("expected ']'"));
+                    return Err(bad(JsonPathError::MissingBracket));
                 }
                 i += 1;
                 expect_field = false;
             }
             b'.' => {
                 if expect_field && !out.is_empty() {
-                    return Err(bad("empty field name"));
+                    return Err(bad(JsonPathError::EmptyField));
                 }
                 i += 1;
                 expect_field = true;
                 if i == b.len() {
-                    return Err(bad("empty field name"));
+                    return Err(bad(JsonPathError::EmptyField));
                 }
             }
             _ => {
                 if !expect_field {
-                    return Err(bad("expected '.' or '[' after ']'"));
+                    return Err(bad(JsonPathError::MissingSeparator));
                 }
                 let start = i;
                 while i < b.len() && b[i] != b'.' && b[i] != b'[' {
@@ -311,7 +334,7 @@ pub(crate) fn parse_path(expr: &str) -> Result<Vec<PathSeg>, PipelineError> {
         }
     }
     if out.is_empty() {
-        return Err(bad("empty path"));
+        return Err(bad(JsonPathError::EmptyPath));
     }
     Ok(out)
 }
@@ -562,8 +585,23 @@ mod tests {
             parse_path(r#"["a"].b"#).unwrap(),
             vec![PathSeg::Key("a".into()), PathSeg::Key("b".into())]
         );
-        for bad in ["", "a.", "a[", "a[x]", "a..b", "a[0]b"] {
-            assert!(parse_path(bad).is_err(), "{bad}");
+        use JsonPathError::*;
+        for (bad, why) in [
+            ("", EmptyPath),
+            ("a.", EmptyField),
+            ("a[", BadBracket),
+            ("a[\"k", UnterminatedString),
+            ("a[0", MissingBracket),
+            ("a[x]", BadBracket),
+            ("a..b", EmptyField),
+            ("a[0]b", MissingSeparator),
+        ] {
+            match parse_path(bad) {
+                Err(PipelineError::JsonPath { expr, reason }) => {
+                    assert_eq!((expr.as_str(), reason), (bad, why));
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
         }
         let src = r#"{"a":{"b":[10,{"c":"x"},[1, 2]]},"k":{"x y":"q"}}"#;
         let get = |p: &str| {

@@ -39,6 +39,7 @@ pub mod template;
 mod unwrap;
 
 pub use hints::{PRESERVE_ERROR_LABEL, ParserHints, SampleGrouping, sample_stages};
+pub use json::JsonPathError;
 pub use label_filter::{ConversionError, go_parse_bytes as parse_humanized_bytes};
 pub use labels::{Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, metadata_name};
 pub use stage::Pipeline;
@@ -82,7 +83,8 @@ pub enum PipelineError {
         /// The expression.
         expr: String,
         /// Why.
-        reason: String,
+        #[source]
+        reason: JsonPathError,
     },
     /// A `regexp` parser or regex filter that does not compile.
     #[error("invalid regular expression: {0}")]

@@ -5,6 +5,7 @@
 //! records `LogfmtParserErr`.
 
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 
 use parquetry_logfmt::{Decoder, Item};
 
@@ -47,34 +48,22 @@ impl Logfmt {
 
     /// `| logfmt`: every pair becomes a label; the first value of a name wins.
     fn process_all(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
-        for item in Decoder::new(line) {
-            match item {
-                Item::Pair(key, value) => {
-                    let value = value.unwrap_or(Cow::Borrowed(""));
-                    if value.is_empty() && !self.keep_empty {
-                        continue;
-                    }
-                    let name = sanitize_key(key);
-                    if name.is_empty() {
-                        continue;
-                    }
-                    let name = entry.parsed_name(&name).into_owned();
-                    if hints.is_some_and(|h| !h.wants(&name)) {
-                        continue;
-                    }
-                    entry.add_parsed_exact(&name, &replacement_to_space(value));
-                    if hints.is_some_and(|h| h.all_extracted(entry)) {
-                        break;
-                    }
-                }
-                Item::Malformed { pos, msg } => {
-                    if self.strict {
-                        set_syntax_error(entry, pos, msg);
-                        return;
-                    }
-                }
+        self.each_pair(line, entry, |entry, key, value| {
+            let value = value.unwrap_or(Cow::Borrowed(""));
+            if value.is_empty() && !self.keep_empty {
+                return ControlFlow::Continue(());
             }
-        }
+            let name = sanitize_key(key);
+            if name.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let name = entry.parsed_name(&name).into_owned();
+            if hints.is_some_and(|h| !h.wants(&name)) {
+                return ControlFlow::Continue(());
+            }
+            entry.add_parsed_exact(&name, &replacement_to_space(value));
+            stop_when_all_extracted(entry, hints)
+        });
     }
 
     /// `| logfmt q="queue", a`: Loki's extraction parser. Every requested label exists
@@ -93,43 +82,54 @@ impl Logfmt {
                 entry.set_parsed(label, "");
             }
         }
+        self.each_pair(line, entry, |entry, key, value| {
+            let key = sanitize_key(key);
+            if key.is_empty() {
+                return ControlFlow::Continue(());
+            }
+            let requested = self.extractions.iter().any(|(l, _)| *l == key);
+            if !requested && (entry.is_parsed(&key) || hints.is_some_and(|h| !h.wants(&key))) {
+                return ControlFlow::Continue(());
+            }
+            // A value with U+FFFD (invalid UTF-8 in the line) is dropped whole here,
+            // where the plain parser only blanks the bad characters.
+            let value = value
+                .filter(|v| !v.contains('\u{FFFD}'))
+                .unwrap_or(Cow::Borrowed(""));
+            let label = self
+                .extractions
+                .iter()
+                .find(|(_, k)| *k == key)
+                .map_or(&*key, |(l, _)| l.as_str());
+            if !self.extractions.iter().any(|(l, _)| l == label) {
+                return ControlFlow::Continue(());
+            }
+            if entry.clashes(label) {
+                let renamed = format!("{label}_extracted");
+                if entry.is_parsed(&renamed) || hints.is_some_and(|h| !h.wants(&renamed)) {
+                    return ControlFlow::Break(());
+                }
+                entry.set_parsed(&renamed, &value);
+            } else {
+                entry.set_parsed(label, &value);
+            }
+            stop_when_all_extracted(entry, hints)
+        });
+    }
+
+    /// Feeds each pair of `line` to `pair` until it breaks. A malformed pair is skipped, or
+    /// under `--strict` ends the line with [`LOGFMT_ERR`].
+    fn each_pair<'l>(
+        &self,
+        line: &'l str,
+        entry: &mut EntryLabels,
+        mut pair: impl FnMut(&mut EntryLabels, &'l str, Option<Cow<'l, str>>) -> ControlFlow<()>,
+    ) {
         for item in Decoder::new(line) {
             match item {
                 Item::Pair(key, value) => {
-                    let key = sanitize_key(key);
-                    if key.is_empty() {
-                        continue;
-                    }
-                    let requested = self.extractions.iter().any(|(l, _)| *l == key);
-                    if !requested
-                        && (entry.is_parsed(&key) || hints.is_some_and(|h| !h.wants(&key)))
-                    {
-                        continue;
-                    }
-                    // A value with U+FFFD (invalid UTF-8 in the line) is dropped whole here,
-                    // where the plain parser only blanks the bad characters.
-                    let value = value
-                        .filter(|v| !v.contains('\u{FFFD}'))
-                        .unwrap_or(Cow::Borrowed(""));
-                    let label = self
-                        .extractions
-                        .iter()
-                        .find(|(_, k)| *k == key)
-                        .map_or(&*key, |(l, _)| l.as_str());
-                    if !self.extractions.iter().any(|(l, _)| l == label) {
-                        continue;
-                    }
-                    if entry.clashes(label) {
-                        let renamed = format!("{label}_extracted");
-                        if entry.is_parsed(&renamed) || hints.is_some_and(|h| !h.wants(&renamed)) {
-                            break;
-                        }
-                        entry.set_parsed(&renamed, &value);
-                    } else {
-                        entry.set_parsed(label, &value);
-                    }
-                    if hints.is_some_and(|h| h.all_extracted(entry)) {
-                        break;
+                    if pair(entry, key, value).is_break() {
+                        return;
                     }
                 }
                 Item::Malformed { pos, msg } => {
@@ -140,6 +140,15 @@ impl Logfmt {
                 }
             }
         }
+    }
+}
+
+/// Reading can stop once the hints have everything they want.
+fn stop_when_all_extracted(entry: &EntryLabels, hints: Option<&ParserHints>) -> ControlFlow<()> {
+    if hints.is_some_and(|h| h.all_extracted(entry)) {
+        ControlFlow::Break(())
+    } else {
+        ControlFlow::Continue(())
     }
 }
 

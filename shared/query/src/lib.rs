@@ -24,6 +24,7 @@ mod limits;
 pub mod logs;
 pub mod metadata;
 pub mod metric;
+mod named;
 mod newest;
 pub mod patterns;
 pub mod pushdown;

@@ -7,6 +7,7 @@ use parquetry_model::{Labels, Matcher};
 
 use crate::select::Selection;
 use crate::stats::QueryStats;
+use crate::trace::{self, Stage};
 use crate::{QueryEngine, Result};
 
 /// `index/stats` figures.
@@ -33,9 +34,11 @@ impl QueryEngine {
         end: i64,
     ) -> Result<Vec<Labels>> {
         let mut stats = QueryStats::default();
-        let sel = self
-            .select(tenant, matcher_sets, start, end, &mut stats)
-            .await?;
+        let sel = trace::stage(
+            Stage::Plan,
+            self.select(tenant, matcher_sets, start, end, &mut stats),
+        )
+        .await?;
         let set: BTreeSet<Labels> = sel.streams().into_iter().map(|s| s.labels()).collect();
         Ok(set.into_iter().collect())
     }
@@ -84,8 +87,11 @@ impl QueryEngine {
         end: i64,
     ) -> Result<Selection> {
         let sets = matchers.map(|m| vec![m.to_vec()]).unwrap_or_default();
-        self.select(tenant, &sets, start, end, &mut QueryStats::default())
-            .await
+        trace::stage(
+            Stage::Plan,
+            self.select(tenant, &sets, start, end, &mut QueryStats::default()),
+        )
+        .await
     }
 
     /// Streams, objects, bytes and entries matching `matchers` in `[start, end)`.
@@ -97,9 +103,11 @@ impl QueryEngine {
         end: i64,
     ) -> Result<IndexStats> {
         let mut stats = QueryStats::default();
-        let sel = self
-            .select(tenant, &[matchers.to_vec()], start, end, &mut stats)
-            .await?;
+        let sel = trace::stage(
+            Stage::Plan,
+            self.select(tenant, &[matchers.to_vec()], start, end, &mut stats),
+        )
+        .await?;
         let mut out = IndexStats {
             chunks: sel.objects.len() as u64,
             ..Default::default()

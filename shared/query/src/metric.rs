@@ -19,6 +19,7 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::execute_stream_partitioned;
 use futures::StreamExt;
@@ -238,11 +239,17 @@ impl QueryEngine {
             .await?;
         let parts = execute_stream_partitioned(plan.clone(), ctx.task_ctx())?;
         counters.add_partitions(parts.len() as u64);
+        let pool = self.runtime().memory_pool.clone();
         // A JoinSet aborts its tasks when dropped: a query that timed out stops scanning.
         let mut tasks = tokio::task::JoinSet::new();
         for (i, mut part) in parts.into_iter().enumerate() {
             let fold = fold.clone();
             let timings = timings.clone();
+            // The samples a partition gathers are the part of a metric query that grows with
+            // the data (one per matching line until evaluation), so they are held in the
+            // process's memory pool with DataFusion's own buffers: a query that would pass
+            // `query_range.max_memory` fails instead of growing the process.
+            let reservation = MemoryConsumer::new(format!("metric samples[{i}]")).register(&pool);
             tasks.spawn(
                 async move {
                     let mut acc = Acc::default();
@@ -252,11 +259,12 @@ impl QueryEngine {
                         rows += batch.num_rows() as u64;
                         let folding = Instant::now();
                         fold.batch(&batch, &mut acc)?;
+                        reservation.try_resize(acc.bytes)?;
                         if let Some(t) = &timings {
                             t.add(Stage::Pipeline, folding.elapsed());
                         }
                     }
-                    Ok::<_, QueryError>((i, acc, rows))
+                    Ok::<_, QueryError>((i, acc, rows, reservation))
                 }
                 .instrument(scan_span.clone()),
             );
@@ -269,12 +277,16 @@ impl QueryEngine {
         }
         trace::record(Stage::Scan, scan_started.elapsed());
         // Partition order, so results never depend on which task finished first.
-        done.sort_by_key(|(i, _, _)| *i);
+        done.sort_by_key(|(i, _, _, _)| *i);
         let mut total = Acc::default();
-        for (_, acc, rows) in done {
+        // The partitions' reservations are released only once their samples are merged.
+        let mut held = Vec::with_capacity(done.len());
+        for (_, acc, rows, reservation) in done {
+            held.push(reservation);
             stats.post_filter_lines += rows;
             total.merge(acc);
         }
+        drop(held);
         let scanned = scan_metrics(plan.as_ref());
         stats.bytes_scanned += scanned.bytes_scanned;
         counters.add_row_groups(scanned.row_groups);
@@ -313,6 +325,8 @@ struct Acc {
     by_stream: HashMap<u64, usize>,
     by_group: HashMap<(u64, u64), usize>,
     series: Vec<SampleSeries>,
+    /// About what the series hold on the heap (sample capacity and labels), for the pool.
+    bytes: usize,
 }
 
 impl Acc {
@@ -321,12 +335,23 @@ impl Acc {
             return i;
         }
         let i = self.series.len();
+        // The label set twice (index key and series) plus the map and vector slots.
+        self.bytes += 2 * label_bytes(&labels) + 128;
         self.index.insert(labels.clone(), i);
         self.series.push(SampleSeries {
             labels,
             samples: Vec::new(),
         });
         i
+    }
+
+    /// Appends a sample to series `slot`, counting what its vector grows by.
+    fn push(&mut self, slot: usize, t: i64, v: f64) {
+        let samples = &mut self.series[slot].samples;
+        let before = samples.capacity();
+        samples.push((t, v));
+        let grown = samples.capacity() - before;
+        self.bytes += grown * size_of::<(i64, f64)>();
     }
 
     fn stream_slot(&mut self, fp: u64, labels: impl FnOnce() -> Labels) -> usize {
@@ -338,10 +363,19 @@ impl Acc {
         i
     }
 
+    /// Appends `other`'s samples: a series' samples stay in scan order, unsorted, since
+    /// evaluation sorts each series once after grouping anyway ([`SampleSeries::samples`]).
     fn merge(&mut self, other: Acc) {
         for s in other.series {
             let i = self.slot(s.labels);
-            self.series[i].samples.extend(s.samples);
+            let mine = &mut self.series[i].samples;
+            // A series' first part is moved, not copied: that saves a copy (and the page
+            // faults of fresh memory) of every sample a partition holds alone.
+            if mine.is_empty() {
+                *mine = s.samples;
+            } else {
+                mine.extend(s.samples);
+            }
         }
     }
 }
@@ -412,7 +446,7 @@ impl Fold {
                         }
                     }
                 };
-                acc.series[slot].samples.push((t, v));
+                acc.push(slot, t, v);
                 continue;
             }
 
@@ -451,7 +485,7 @@ impl Fold {
             if acc.series.len() > made {
                 self.budget.spend(label_bytes(&acc.series[slot].labels))?;
             }
-            acc.series[slot].samples.push((t, v));
+            acc.push(slot, t, v);
         }
         Ok(())
     }

@@ -26,7 +26,8 @@ use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP}
 use crate::logs::{session, ts_lit, ts_stream_line};
 use crate::stats::QueryStats;
 use crate::table::LogTable;
-use crate::{QueryEngine, Result};
+use crate::trace::{self, Stage};
+use crate::{QueryEngine, QueryError, Result};
 
 /// The structured-metadata key holding a line's level.
 const LEVEL_KEY: &str = "detected_level";
@@ -209,9 +210,11 @@ impl QueryEngine {
         max_lines: usize,
     ) -> Result<LineSample> {
         let mut stats = QueryStats::default();
-        let selection = self
-            .select(tenant, &[matchers.to_vec()], start, end, &mut stats)
-            .await?;
+        let selection = trace::stage(
+            Stage::Plan,
+            self.select(tenant, &[matchers.to_vec()], start, end, &mut stats),
+        )
+        .await?;
         // A stream's entries are spread over its [min_ts, max_ts]: count the share that
         // falls inside the range.
         let mut estimate = 0f64;
@@ -272,8 +275,12 @@ impl QueryEngine {
             .read_table(Arc::new(LogTable::new(objects)))?
             .filter(predicate)?
             .select_columns(&[COL_TIMESTAMP, COL_STREAM, COL_LINE, COL_METADATA])?;
-        let plan = df.create_physical_plan().await?;
-        let batches = collect(plan.clone(), ctx.task_ctx()).await?;
+        let (plan, batches) = trace::stage(Stage::Scan, async {
+            let plan = df.create_physical_plan().await?;
+            let batches = collect(plan.clone(), ctx.task_ctx()).await?;
+            Ok::<_, QueryError>((plan, batches))
+        })
+        .await?;
         out.stats.bytes_scanned = crate::logs::scan_metrics(plan.as_ref()).bytes_scanned;
         out.stats.objects_scanned = selection.objects.len() as u64;
         for b in &batches {

@@ -73,10 +73,16 @@ impl QueryEngine {
         };
         let objects = self.store().list(tenant, start, end, keep).await?;
         stats.objects_considered += objects.len() as u64;
-        let catalogs = self.store().catalogs(&objects).await?;
+        let (readable, unreadable) = self.store().readable_catalogs(objects).await?;
+        for u in unreadable {
+            stats.warn(format!(
+                "object {} cannot be read and was left out of this answer: {}",
+                u.path, u.reason
+            ));
+        }
         let requests = self.store().query_deletes(tenant).await?;
         let mut out = Selection::default();
-        for (object, catalog) in objects.into_iter().zip(catalogs) {
+        for (object, catalog) in readable {
             let streams: Vec<StreamInfo> = catalog
                 .streams
                 .iter()

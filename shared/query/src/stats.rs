@@ -24,6 +24,9 @@ pub struct QueryStats {
     pub exec_time_s: f64,
     /// Storage requests of the scans and their estimated price (`stats.parquetry`).
     pub cost: crate::cost::CostStats,
+    /// What the answer may lack, for the response's top-level `warnings` (Prometheus API
+    /// style, which Grafana shows next to the result): objects left out as unreadable.
+    pub warnings: Vec<String>,
 }
 
 impl QueryStats {
@@ -38,5 +41,15 @@ impl QueryStats {
         self.lines_processed += other.lines_processed;
         self.post_filter_lines += other.post_filter_lines;
         self.cost.add(&other.cost);
+        for w in &other.warnings {
+            self.warn(w.clone());
+        }
+    }
+
+    /// Adds a warning once, however many parts of the query met the same cause.
+    pub fn warn(&mut self, warning: String) {
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
     }
 }

@@ -13,9 +13,11 @@ use datafusion::catalog::Session;
 use datafusion::common::DFSchema;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::PartitionedFile;
-use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
+use datafusion::datasource::physical_plan::parquet::{
+    DefaultParquetFileReaderFactory, ParquetRowSelection,
+};
 use datafusion::datasource::physical_plan::{
-    FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetSource,
+    FileGroup, FileGroupPartitioner, FileScanConfigBuilder, ParquetFileReaderFactory, ParquetSource,
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -26,6 +28,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectMeta;
 use parquetry_store::DataObject;
 use parquetry_store::schema::log_schema;
+
+use crate::named::NamingReaderFactory;
 
 /// The URL under which the store is registered with DataFusion. Object paths are relative to
 /// the store root, so the same plan works on any backend.
@@ -99,15 +103,19 @@ impl datafusion::catalog::TableProvider for LogTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut source = ParquetSource::new(self.schema.clone())
             .with_table_parquet_options(state.table_options().parquet.clone());
-        if self.rows.is_some() {
-            let runtime = state.runtime_env();
-            source = source.with_parquet_file_reader_factory(Arc::new(
-                crate::newest::IndexedReaderFactory::new(
-                    runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?,
-                    runtime.cache_manager.get_file_metadata_cache(),
-                ),
-            ));
-        }
+        let runtime = state.runtime_env();
+        let store = runtime.object_store(ObjectStoreUrl::parse(STORE_URL)?)?;
+        // DataFusion's own default, unless row selections need the page index.
+        let readers: Arc<dyn ParquetFileReaderFactory> = if self.rows.is_some() {
+            Arc::new(crate::newest::IndexedReaderFactory::new(
+                store,
+                runtime.cache_manager.get_file_metadata_cache(),
+            ))
+        } else {
+            Arc::new(DefaultParquetFileReaderFactory::new(store))
+        };
+        source =
+            source.with_parquet_file_reader_factory(Arc::new(NamingReaderFactory::new(readers)));
         if let Some(pred) = conjunction(filters.iter().cloned()) {
             let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
             let physical = state.create_physical_expr(pred, &df_schema)?;

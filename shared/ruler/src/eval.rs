@@ -156,9 +156,7 @@ impl Ruler {
                 None => match state::load(objects.as_ref(), &id.0, &id.1, &id.2).await {
                     Ok(s) => s,
                     Err(e) => {
-                        summary
-                            .errors
-                            .push(format!("loading state of group {}: {e}", id.2));
+                        summary.errors.push(e.to_string());
                         continue;
                     }
                 },
@@ -173,10 +171,8 @@ impl Ruler {
                 .await;
             summary.groups_evaluated += 1;
             if let Err(e) = state::save(objects.as_ref(), &id.0, &id.1, &id.2, &st).await {
-                tracing::warn!(group = %id.2, error = %e, "saving ruler state failed");
-                summary
-                    .errors
-                    .push(format!("saving state of group {}: {e}", id.2));
+                tracing::warn!(error = %e, "saving ruler state failed");
+                summary.errors.push(e.to_string());
             }
             if self.keep_state {
                 self.cache.lock().await.states.insert(id, st);

@@ -24,7 +24,7 @@ pub mod template;
 
 pub use eval::{PassSummary, Ruler, spawn};
 pub use rules::{Rule, RuleGroup, RuleGroupFile};
-pub use state::{AlertState, GroupState};
+pub use state::{AlertState, GroupState, StateError};
 pub use store::{RuleStore, RuleStoreError};
 
 pub use parquetry_model::now_ns;

@@ -132,6 +132,43 @@ pub fn state_path(tenant: &str, namespace: &str, group: &str) -> Path {
     ))
 }
 
+/// A group's stored state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The bucket failed.
+    #[error(
+        "{action} ruler state of tenant {tenant:?} group {namespace}/{group} ({path}): {source}"
+    )]
+    Storage {
+        /// `loading` or `saving`.
+        action: &'static str,
+        /// The tenant.
+        tenant: String,
+        /// The rule namespace.
+        namespace: String,
+        /// The rule group.
+        group: String,
+        /// The state object.
+        path: Path,
+        /// What the bucket answered.
+        #[source]
+        source: object_store::Error,
+    },
+    /// The state did not encode as JSON.
+    #[error("encoding ruler state of tenant {tenant:?} group {namespace}/{group}: {source}")]
+    Encode {
+        /// The tenant.
+        tenant: String,
+        /// The rule namespace.
+        namespace: String,
+        /// The rule group.
+        group: String,
+        /// What the encoder said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
 /// The stored state of a group, or a fresh one when there is none (or it is unreadable: a
 /// corrupt state object must not stop the rules).
 pub async fn load(
@@ -139,20 +176,27 @@ pub async fn load(
     tenant: &str,
     namespace: &str,
     group: &str,
-) -> Result<GroupState, object_store::Error> {
-    match store.get(&state_path(tenant, namespace, group)).await {
-        Ok(r) => {
-            let bytes = r.bytes().await?;
-            match serde_json::from_slice::<GroupState>(&bytes) {
-                Ok(s) => Ok(s),
-                Err(e) => {
-                    tracing::warn!(tenant, namespace, group, error = %e, "unreadable ruler state; starting afresh");
-                    Ok(GroupState::default())
-                }
-            }
+) -> Result<GroupState, StateError> {
+    let path = state_path(tenant, namespace, group);
+    let failed = |source| StateError::Storage {
+        action: "loading",
+        tenant: tenant.to_string(),
+        namespace: namespace.to_string(),
+        group: group.to_string(),
+        path: path.clone(),
+        source,
+    };
+    let bytes = match store.get(&path).await {
+        Ok(r) => r.bytes().await.map_err(failed)?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(GroupState::default()),
+        Err(e) => return Err(failed(e)),
+    };
+    match serde_json::from_slice::<GroupState>(&bytes) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::warn!(tenant, namespace, group, %path, error = %e, "unreadable ruler state; starting afresh");
+            Ok(GroupState::default())
         }
-        Err(object_store::Error::NotFound { .. }) => Ok(GroupState::default()),
-        Err(e) => Err(e),
     }
 }
 
@@ -163,18 +207,68 @@ pub async fn save(
     namespace: &str,
     group: &str,
     state: &GroupState,
-) -> Result<(), object_store::Error> {
+) -> Result<(), StateError> {
     let mut state = state.clone();
     state.format = STATE_FORMAT;
-    let body = serde_json::to_vec(&state).map_err(|e| object_store::Error::Generic {
-        store: "ruler state",
-        source: Box::new(e),
+    let body = serde_json::to_vec(&state).map_err(|source| StateError::Encode {
+        tenant: tenant.to_string(),
+        namespace: namespace.to_string(),
+        group: group.to_string(),
+        source,
     })?;
-    store
-        .put(
-            &state_path(tenant, namespace, group),
-            PutPayload::from(body),
-        )
-        .await?;
-    Ok(())
+    let path = state_path(tenant, namespace, group);
+    match store.put(&path, PutPayload::from(body)).await {
+        Ok(_) => Ok(()),
+        Err(source) => Err(StateError::Storage {
+            action: "saving",
+            tenant: tenant.to_string(),
+            namespace: namespace.to_string(),
+            group: group.to_string(),
+            path,
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object_store::local::LocalFileSystem;
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn state_round_trips_and_a_failed_read_names_its_group() {
+        let store = InMemory::new();
+        let mut st = GroupState {
+            last_evaluation_ns: 42,
+            ..Default::default()
+        };
+        save(&store, "t", "ns", "g", &st).await.unwrap();
+        st.format = STATE_FORMAT;
+        assert_eq!(load(&store, "t", "ns", "g").await.unwrap(), st);
+        assert_eq!(
+            load(&store, "t", "ns", "other").await.unwrap(),
+            GroupState::default()
+        );
+
+        // A file where the state directory should be: reads and writes fail, and not as
+        // "not found".
+        let tmp = tempfile::tempdir().unwrap();
+        let local = LocalFileSystem::new_with_prefix(tmp.path()).unwrap();
+        std::fs::write(tmp.path().join("ruler"), b"in the way").unwrap();
+        let err = load(&local, "t", "ns", "g").await.unwrap_err();
+        assert!(matches!(err, StateError::Storage { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("loading ruler state of tenant \"t\" group ns/g (ruler/state/"),
+            "{text}"
+        );
+        let err = save(&local, "t", "ns", "g", &st).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("saving ruler state of tenant \"t\" group ns/g"),
+            "{err}"
+        );
+    }
 }

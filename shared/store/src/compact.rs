@@ -32,16 +32,16 @@ use object_store::WriteMultipart;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
-    ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use parquet::file::metadata::{FileMetaData, ParquetMetaDataBuilder, ParquetMetaDataReader};
 use parquetry_model::config::CompactorConfig;
 use tracing::field::Empty;
 
-use crate::catalog::{StreamCatalog, StreamInfo};
+use crate::catalog::StreamCatalog;
 use crate::layout::{ObjectKey, PartValue, day_prefix};
-use crate::manifest::{self, ColdObject, Manifest};
+use crate::manifest::{self, ColdObject, Manifest, Replacement};
+use crate::merge_input::{self, Input, LabelTexts, Opening};
 use crate::schema::{CATALOG_KEY, log_schema};
 use crate::writer::{Tier, writer_properties};
 use crate::{At, Result, Store, StoreError};
@@ -99,6 +99,8 @@ pub struct CompactSummary {
     pub races_lost: u64,
     /// Staging files of a killed writer removed (local directory only).
     pub temp_files_deleted: u64,
+    /// Inputs that could not be decoded, left out of their merge and kept as they are.
+    pub unreadable_left_out: u64,
 }
 
 /// Progress callbacks (a progress bar on a terminal, nothing elsewhere).
@@ -113,15 +115,21 @@ pub trait Progress: Send + Sync {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
-/// Index of `line` in [`log_schema`].
-const LINE_COLUMN: usize = 3;
 /// Output batches: big enough to amortise interleaving, small against a row group.
 const OUT_BATCH_ROWS: usize = 8192;
-/// Decoded rows held across all inputs at once; each input's batch size is this divided by
-/// the number of inputs, so memory does not grow with the fan-in. About 650 bytes a row with
-/// the readers' buffers: 256 Ki rows held 174 MB of a 200-input merge on the compaction bench,
-/// 64 Ki rows hold ~45 MB for the same CPU (docs/benchmarks.md, "Compaction").
+/// Decoded rows held across the streamed inputs of a merge at once; each one's batch size is
+/// this divided by the number of inputs, so memory does not grow with the fan-in. About 650
+/// bytes a row with the readers' buffers: 256 Ki rows held 174 MB of a 200-input merge on the
+/// compaction bench, 64 Ki rows hold ~45 MB for the same CPU (docs/benchmarks.md,
+/// "Compaction").
 const DECODED_ROWS_BUDGET: usize = 64 * 1024;
+/// Bytes of a merge's inputs decoded whole when they are opened (Parquet's uncompressed size
+/// of the columns read); inputs past it are streamed. A day's partition of pushed objects
+/// within `target_object_size: 256MiB` fits (~70 MB on the compaction bench), so its merge
+/// holds no reader state at all (docs/benchmarks.md, "Compactor memory and the allocator").
+const WHOLE_DECODE_BUDGET: u64 = 160 << 20;
+/// Inputs fetched at once (and fetched inputs waiting to be opened).
+const FETCH_CONCURRENCY: usize = 16;
 /// Multipart part size for cold objects.
 const PART_SIZE: usize = 8 << 20;
 /// Manifest commit attempts before a pass gives up on a busy day.
@@ -283,14 +291,14 @@ impl Store {
             .clamp(1, MAX_MERGE_CONCURRENCY);
         let mut merges = futures::stream::iter(groups.into_iter().map(|group| {
             let (tenant, day) = (tenant.to_string(), day.to_string());
-            async move {
-                let merged = self.merge_group(&tenant, &day, &group).await;
-                (group, merged)
-            }
+            async move { self.merge_readable(&tenant, &day, group).await }
         }))
         .buffer_unordered(concurrency);
-        while let Some((group, merged)) = merges.next().await {
-            let cold = merged?;
+        while let Some((group, merged, unreadable)) = merges.next().await {
+            summary.unreadable_left_out += unreadable.len() as u64;
+            let Some(cold) = merged? else {
+                continue;
+            };
             let bytes_in: u64 = group.iter().map(|(_, m)| m.size).sum();
             summary.bytes_read += bytes_in;
             let cold_path = manifest::absolute_path(tenant, day, &cold.key);
@@ -313,37 +321,23 @@ impl Store {
                     hot_inputs.push(rel);
                 }
             }
-            let entry = ColdObject {
-                created_ns: now_ns(),
-                ..cold.clone()
+            let (hot_absorbed, cold_rewritten) = (hot_inputs.len(), cold_inputs.len());
+            let replacement = Replacement {
+                object: ColdObject {
+                    created_ns: now_ns(),
+                    ..cold.clone()
+                },
+                hot: hot_inputs,
+                cold: cold_inputs,
             };
-            let committed =
-                manifest::update(self.store.as_ref(), tenant, day, COMMIT_ATTEMPTS, |base| {
-                    let taken = base.absorbed();
-                    if hot_inputs.iter().any(|k| taken.contains(k.as_str())) {
-                        return None;
-                    }
-                    if cold_inputs
-                        .iter()
-                        .any(|k| !base.cold.iter().any(|c| &c.key == k))
-                    {
-                        return None;
-                    }
-                    let mut next = base.clone();
-                    let mut entry = entry.clone();
-                    entry.absorbed = hot_inputs.clone();
-                    // Replaced cold objects leave the live set now and are deleted after the
-                    // grace period like absorbed hot objects; what they absorbed stays hidden.
-                    entry.absorbed.extend(cold_inputs.iter().cloned());
-                    for c in next.cold.iter().filter(|c| cold_inputs.contains(&c.key)) {
-                        entry.absorbed.extend(c.absorbed.iter().cloned());
-                        entry.absorbed_deleted += c.absorbed_deleted;
-                    }
-                    next.cold.retain(|c| !cold_inputs.contains(&c.key));
-                    next.cold.push(entry);
-                    Some(next)
-                })
-                .await?;
+            let committed = manifest::commit_replacements(
+                self.store.as_ref(),
+                tenant,
+                day,
+                COMMIT_ATTEMPTS,
+                std::slice::from_ref(&replacement),
+            )
+            .await?;
             match committed {
                 Some(m) => {
                     tracing::info!(
@@ -357,8 +351,8 @@ impl Store {
                         "compacted"
                     );
                     summary.cold_written += 1;
-                    summary.hot_absorbed += hot_inputs.len() as u64;
-                    summary.cold_rewritten += cold_inputs.len() as u64;
+                    summary.hot_absorbed += hot_absorbed as u64;
+                    summary.cold_rewritten += cold_rewritten as u64;
                     summary.bytes_written += cold.size;
                     summary.entries += cold.entries;
                 }
@@ -570,91 +564,177 @@ impl Store {
         day: &str,
         group: &[(ObjectKey, ObjectMeta)],
     ) -> Result<ColdObject> {
-        let store = self.store.clone();
-        let paths: Vec<object_store::path::Path> =
-            group.iter().map(|(_, m)| m.location.clone()).collect();
-        let inputs: Vec<Bytes> = futures::stream::iter(paths.into_iter().map(move |path| {
-            let store = store.clone();
-            async move { store.get(&path).await.at(&path)?.bytes().await.at(&path) }
-        }))
-        .buffered(16)
-        .try_collect()
-        .await?;
-        let names: Vec<String> = group.iter().map(|(_, m)| m.location.to_string()).collect();
-
-        // Open the inputs and merge their catalogs first: the output's key (time range) and
-        // its bloom filter size come from the catalog.
-        let (readers, catalog) = tokio::task::spawn_blocking(move || open_inputs(inputs, &names))
-            .await
-            .map_err(StoreError::Join)??;
-        let (min_ts, max_ts) = catalog
-            .streams
-            .iter()
-            .fold((i64::MAX, i64::MIN), |(lo, hi), s| {
-                (lo.min(s.min_ts), hi.max(s.max_ts))
-            });
-        let entries: u64 = catalog.streams.iter().map(|s| s.entries).sum();
         let Some(first) = group.first() else {
             return Err(StoreError::Conflict("empty merge group".into()));
         };
-        let key = ObjectKey {
-            tenant: tenant.to_string(),
-            day: day.to_string(),
-            partition: first.0.partition.clone(),
-            min_ts,
-            max_ts,
-            id: format!(
-                "{}{}",
-                manifest::COLD_ID_PREFIX,
-                uuid::Uuid::new_v4().simple()
-            ),
+        // Inputs are fetched concurrently and handed to one blocking thread that opens them
+        // as they arrive (dropping the compressed bytes of those decoded whole), then merges.
+        // Opening and merging on one thread is what keeps the allocator's resident memory
+        // near the merge's heap: batches decoded on many pool threads and freed on another
+        // stay resident in their threads' heaps long after (docs/benchmarks.md, "Compactor
+        // memory and the allocator").
+        let (tx, mut rx) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
+        let store = self.store.clone();
+        let paths: Vec<object_store::path::Path> =
+            group.iter().map(|(_, m)| m.location.clone()).collect();
+        let fetch = async move {
+            let mut fetched = futures::stream::iter(paths.into_iter().map(move |path| {
+                let store = store.clone();
+                async move {
+                    let bytes = store.get(&path).await.at(&path)?.bytes().await.at(&path)?;
+                    Ok::<_, StoreError>((path, bytes))
+                }
+            }))
+            .buffered(FETCH_CONCURRENCY);
+            while let Some(input) = fetched.next().await {
+                let failed = input.is_err();
+                // A closed channel: the merge failed and says why.
+                if tx.send(input).await.is_err() || failed {
+                    break;
+                }
+            }
         };
-        let path = key.to_path();
-        let upload = WriteMultipart::new_with_chunk_size(
-            self.store.put_multipart(&path).await.at(&path)?,
-            PART_SIZE,
-        );
+        let streamed_rows = (DECODED_ROWS_BUDGET / group.len().max(1)).clamp(64, OUT_BATCH_ROWS);
+        let (tenant_owned, day_owned) = (tenant.to_string(), day.to_string());
+        let partition = first.0.partition.clone();
+        let store = self.store.clone();
         let handle = tokio::runtime::Handle::current();
-        let output = path.clone();
-        let (size, repeats) = tokio::task::spawn_blocking(move || {
+        let merge = tokio::task::spawn_blocking(move || {
             let _guard = handle.enter();
+            // The catalogs are merged first: the output's key (time range) and its bloom
+            // filter size come from the catalog.
+            let mut opening = Opening::new(WHOLE_DECODE_BUDGET, streamed_rows);
+            let mut inputs = Vec::new();
+            while let Some(input) = rx.blocking_recv() {
+                let (path, bytes) = input?;
+                inputs.push(opening.open(bytes, path.as_ref())?);
+            }
+            let catalog = opening.into_catalog();
+            let (min_ts, max_ts) = catalog
+                .streams
+                .iter()
+                .fold((i64::MAX, i64::MIN), |(lo, hi), s| {
+                    (lo.min(s.min_ts), hi.max(s.max_ts))
+                });
+            let entries: u64 = catalog.streams.iter().map(|s| s.entries).sum();
+            let key = ObjectKey {
+                tenant: tenant_owned,
+                day: day_owned,
+                partition,
+                min_ts,
+                max_ts,
+                id: manifest::new_cold_id(),
+            };
+            let path = key.to_path();
+            let upload = WriteMultipart::new_with_chunk_size(
+                handle.block_on(store.put_multipart(&path)).at(&path)?,
+                PART_SIZE,
+            );
             let mut sink = UploadSink {
                 upload: Some(upload),
                 handle: handle.clone(),
                 written: 0,
             };
-            let merged = merge_into(readers, &catalog, &mut sink);
+            let merged = merge_into(inputs, &catalog, &mut sink);
             let upload = sink.upload.take();
-            match (merged, upload) {
+            let repeats = match (merged, upload) {
                 (Ok(repeats), Some(up)) => {
-                    handle.block_on(up.finish()).at(&output)?;
-                    Ok((sink.written, repeats))
+                    handle.block_on(up.finish()).at(&path)?;
+                    repeats
                 }
-                (Ok(_), None) => Err(StoreError::Conflict("upload closed early".into())),
+                (Ok(_), None) => return Err(StoreError::Conflict("upload closed early".into())),
                 (Err(e), up) => {
                     if let Some(up) = up {
                         let _ = handle.block_on(up.abort());
                     }
-                    Err(e)
+                    return Err(e);
                 }
-            }
-        })
-        .await
-        .map_err(StoreError::Join)??;
+            };
+            Ok(MergedObject {
+                path,
+                size: sink.written,
+                entries: entries.saturating_sub(repeats),
+                min_ts,
+                max_ts,
+            })
+        });
+        let ((), merged) = tokio::join!(fetch, merge);
+        let MergedObject {
+            path,
+            size,
+            entries,
+            min_ts,
+            max_ts,
+        } = merged.map_err(StoreError::Join)??;
         let span = tracing::Span::current();
         span.record("output", tracing::field::display(&path));
         span.record("bytes_out", size);
-        Ok(ColdObject {
-            key: manifest::relative_key(tenant, day, &path).unwrap_or_default(),
+        Ok(ColdObject::written(
+            manifest::relative_key(tenant, day, &path).unwrap_or_default(),
             size,
-            entries: entries.saturating_sub(repeats),
+            entries,
             min_ts,
             max_ts,
-            created_ns: 0,
-            absorbed: Vec::new(),
-            absorbed_deleted: 0,
-        })
+        ))
     }
+}
+
+impl Store {
+    /// [`Store::merge_group`], leaving out inputs that cannot be decoded: one torn or foreign
+    /// object must not keep the rest of its partition from being compacted. A left-out object
+    /// stays where it is, unabsorbed, so nothing is lost by leaving it out; readers skip it too
+    /// and say so. Returns the group actually merged (`None` when fewer than two inputs were
+    /// left) and the objects left out.
+    async fn merge_readable(
+        &self,
+        tenant: &str,
+        day: &str,
+        mut group: Vec<(ObjectKey, ObjectMeta)>,
+    ) -> (
+        Vec<(ObjectKey, ObjectMeta)>,
+        Result<Option<ColdObject>>,
+        Vec<crate::Unreadable>,
+    ) {
+        let mut left_out = Vec::new();
+        loop {
+            let err = match self.merge_group(tenant, day, &group).await {
+                Ok(cold) => return (group, Ok(Some(cold)), left_out),
+                Err(e) => e,
+            };
+            let bad = err.unreadable_object().and_then(|u| {
+                let i = group
+                    .iter()
+                    .position(|(_, m)| m.location.as_ref() == u.path)?;
+                Some((i, u))
+            });
+            let Some((i, u)) = bad else {
+                return (group, Err(err), left_out);
+            };
+            tracing::error!(
+                tenant,
+                day,
+                object = %u.path,
+                reason = %u.reason,
+                "compaction input cannot be decoded; left out of the merge and kept as it is"
+            );
+            crate::UNREADABLE_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            group.remove(i);
+            left_out.push(u);
+            if group.len() < 2 {
+                return (group, Ok(None), left_out);
+            }
+        }
+    }
+}
+
+/// What a merge wrote: the object and what its manifest entry records.
+struct MergedObject {
+    path: object_store::path::Path,
+    size: u64,
+    /// Entries written (after dropping repeated pushes).
+    entries: u64,
+    min_ts: i64,
+    max_ts: i64,
 }
 
 /// A merge group's partition as its keys spell it (`service_name=api`), for the merge span.
@@ -665,52 +745,10 @@ fn partition_of(group: &[(ObjectKey, ObjectMeta)]) -> String {
         .unwrap_or_default()
 }
 
-/// Opens every input and merges their stream catalogs.
-fn open_inputs(
-    inputs: Vec<Bytes>,
-    names: &[String],
-) -> Result<(Vec<ParquetRecordBatchReader>, StreamCatalog)> {
-    let batch_rows = (DECODED_ROWS_BUDGET / inputs.len().max(1)).clamp(64, OUT_BATCH_ROWS);
-    let mut streams: BTreeMap<u64, StreamInfo> = BTreeMap::new();
-    let mut readers = Vec::with_capacity(inputs.len());
-    for (bytes, name) in inputs.into_iter().zip(names) {
-        let (metadata, json) = without_catalog(&bytes).at(name)?;
-        let json = json.ok_or_else(|| StoreError::Corrupt {
-            path: name.clone(),
-            reason: "no stream catalog in footer".into(),
-        })?;
-        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, metadata);
-        let catalog = StreamCatalog::from_json(&json).map_err(|e| StoreError::Corrupt {
-            path: name.clone(),
-            reason: e.to_string(),
-        })?;
-        for s in catalog.streams {
-            match streams.get_mut(&s.fingerprint) {
-                Some(have) => {
-                    have.entries += s.entries;
-                    have.bytes += s.bytes;
-                    have.min_ts = have.min_ts.min(s.min_ts);
-                    have.max_ts = have.max_ts.max(s.max_ts);
-                }
-                None => {
-                    streams.insert(s.fingerprint, s);
-                }
-            }
-        }
-        readers.push(builder.with_batch_size(batch_rows).build().at(name)?);
-    }
-    Ok((
-        readers,
-        StreamCatalog {
-            streams: streams.into_values().collect(),
-        },
-    ))
-}
-
 /// An input's reader metadata without its stream catalog, and the catalog. A reader keeps its
 /// footer until the merge ends, and a pushed object's catalog (every stream of its partition)
 /// is most of its footer: 70 MB over the 200 inputs of a merge on the compaction bench.
-fn without_catalog(
+pub(crate) fn without_catalog(
     bytes: &Bytes,
 ) -> parquet::errors::Result<(ArrowReaderMetadata, Option<String>)> {
     let metadata = ParquetMetaDataReader::new().parse_and_finish(bytes)?;
@@ -740,7 +778,7 @@ fn without_catalog(
 
 /// One input of the k-way merge: its current batch and position.
 struct Cursor {
-    reader: ParquetRecordBatchReader,
+    input: Input,
     batch: RecordBatch,
     row: usize,
     /// Index of `batch` in the merge's held batches.
@@ -749,7 +787,11 @@ struct Cursor {
 
 impl Cursor {
     fn key(&self, row: usize) -> (u64, i64) {
-        let stream = self.batch.column(1).as_primitive::<UInt64Type>().value(row);
+        let stream = self
+            .batch
+            .column(merge_input::STREAM)
+            .as_primitive::<UInt64Type>()
+            .value(row);
         let ts = self
             .batch
             .column(0)
@@ -765,22 +807,23 @@ impl Cursor {
 /// K-way merge of inputs sorted by (stream, timestamp) into one sorted Parquet file written to
 /// `sink`, keeping one of each set of identical entries (same stream, time and line: a retried
 /// push stored twice). Returns how many it dropped; the footer's catalog counts the rest.
-fn merge_into<W: Write + Send>(
-    readers: Vec<ParquetRecordBatchReader>,
+pub(crate) fn merge_into<W: Write + Send>(
+    inputs: Vec<Input>,
     catalog: &StreamCatalog,
     sink: &mut W,
 ) -> Result<u64> {
     // The catalog goes in at the end, once the repeats are known.
     let props = writer_properties(catalog, false, Tier::Cold)?;
     let mut writer = ArrowWriter::try_new(sink, log_schema(), Some(props))?;
+    let labels = LabelTexts::new(catalog);
     let mut held: Vec<RecordBatch> = Vec::new();
     let mut cursors: Vec<Option<Cursor>> = Vec::new();
     let mut heap = BinaryHeap::new();
-    for mut reader in readers {
-        if let Some(batch) = next_batch(&mut reader)? {
+    for mut input in inputs {
+        if let Some(batch) = input.next_batch()? {
             held.push(batch.clone());
             let c = Cursor {
-                reader,
+                input,
                 batch,
                 row: 0,
                 held: held.len() - 1,
@@ -810,7 +853,7 @@ fn merge_into<W: Write + Send>(
             }
         }
         if c.row >= c.batch.num_rows() {
-            match next_batch(&mut c.reader)? {
+            match c.input.next_batch()? {
                 Some(batch) => {
                     held.push(batch.clone());
                     c.batch = batch;
@@ -824,7 +867,7 @@ fn merge_into<W: Write + Send>(
             heap.push(Reverse((c.key(c.row), i)));
         }
         if indices.len() >= OUT_BATCH_ROWS {
-            flush(&mut writer, &held, &mut indices)?;
+            flush(&mut writer, &held, &mut indices, &labels)?;
             // Only the batches cursors still point into stay held.
             dedup.settle(&held)?;
             held.clear();
@@ -834,7 +877,7 @@ fn merge_into<W: Write + Send>(
             }
         }
     }
-    flush(&mut writer, &held, &mut indices)?;
+    flush(&mut writer, &held, &mut indices, &labels)?;
     let mut kept = catalog.clone();
     for s in &mut kept.streams {
         if let Some((entries, bytes)) = dedup.removed.get(&s.fingerprint) {
@@ -905,7 +948,7 @@ impl Dedup {
 
 fn line_at(held: &[RecordBatch], batch: usize, row: usize) -> Result<&str> {
     held.get(batch)
-        .and_then(|b| b.column(LINE_COLUMN).as_string_opt::<i32>())
+        .and_then(|b| b.column(merge_input::LINE).as_string_opt::<i32>())
         .filter(|l| row < l.len())
         .map(|l| l.value(row))
         .ok_or_else(|| StoreError::Corrupt {
@@ -914,30 +957,25 @@ fn line_at(held: &[RecordBatch], batch: usize, row: usize) -> Result<&str> {
         })
 }
 
-fn next_batch(reader: &mut ParquetRecordBatchReader) -> Result<Option<RecordBatch>> {
-    for batch in reader.by_ref() {
-        let batch = batch?;
-        if batch.num_rows() > 0 {
-            return Ok(Some(batch));
-        }
-    }
-    Ok(None)
-}
-
 fn flush<W: Write + Send>(
     writer: &mut ArrowWriter<W>,
     held: &[RecordBatch],
     indices: &mut Vec<(usize, usize)>,
+    labels: &LabelTexts,
 ) -> Result<()> {
     if indices.is_empty() {
         return Ok(());
     }
     let schema = log_schema();
+    let width = held.first().map_or(0, |b| b.num_columns());
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for col in 0..schema.fields().len() {
+    for col in 0..width {
         let arrays: Vec<&dyn Array> = held.iter().map(|b| b.column(col).as_ref()).collect();
         columns.push(arrow::compute::interleave(&arrays, indices)?);
     }
+    // The merge's batches have every column but `labels`, which goes back in its place.
+    let label_column = labels.column(&columns[merge_input::STREAM])?;
+    columns.insert(2, label_column);
     writer.write(&RecordBatch::try_new(schema, columns)?)?;
     indices.clear();
     Ok(())

@@ -27,6 +27,7 @@ pub mod faulty;
 pub mod layout;
 pub mod lease;
 pub mod manifest;
+mod merge_input;
 pub mod retention;
 pub mod rewrite;
 pub mod schema;
@@ -108,6 +109,63 @@ pub enum StoreError {
     /// A concurrent writer won a race this call cannot retry further.
     #[error("conflict: {0}")]
     Conflict(String),
+}
+
+/// A data object that is stored but whose bytes do not decode as one: a torn copy, a file
+/// that is not Parquet, a footer without its stream catalog. Unlike a failing store this does
+/// not change on retry, so readers leave the object out (and say so) instead of failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The object key.
+    pub path: String,
+    /// What the decoder said.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.reason)
+    }
+}
+
+/// Unreadable objects met by reads since the process started (`/metrics`).
+pub(crate) static UNREADABLE_SEEN: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
+/// How many reads have left out an unreadable object since the process started.
+pub fn unreadable_objects_seen() -> u64 {
+    UNREADABLE_SEEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+impl StoreError {
+    /// The object this error says cannot be decoded, if it says that. Only errors raised while
+    /// decoding one data object qualify: a Parquet error that wraps a failed fetch
+    /// (`External`) is the store's failure, not the object's, and a corrupt manifest is not a
+    /// data object.
+    pub fn unreadable_object(&self) -> Option<Unreadable> {
+        match self {
+            StoreError::ParquetObject {
+                source: parquet::errors::ParquetError::External(_),
+                ..
+            } => None,
+            StoreError::ParquetObject { path, source } => Some(Unreadable {
+                path: path.clone(),
+                reason: source.to_string(),
+            }),
+            StoreError::Corrupt { path, reason }
+                if object_store::path::Path::parse(path)
+                    .ok()
+                    .and_then(|p| ObjectKey::parse(&p))
+                    .is_some() =>
+            {
+                Some(Unreadable {
+                    path: path.clone(),
+                    reason: reason.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The storage layer's result.
@@ -208,6 +266,41 @@ mod tests {
             "{err:?}"
         );
         assert!(err.to_string().contains(obj.path.as_ref()), "{err}");
+    }
+
+    #[test]
+    fn only_decode_failures_of_data_objects_are_unreadable() {
+        let key = "v1/tenant=fake/day=2024-01-01/service_name=api/1-2-torn.parquet";
+        let decode = StoreError::ParquetObject {
+            path: key.into(),
+            source: parquet::errors::ParquetError::EOF("file too small".into()),
+        };
+        assert_eq!(
+            decode.unreadable_object().map(|u| u.path),
+            Some(key.to_string())
+        );
+        let missing_catalog = StoreError::Corrupt {
+            path: key.into(),
+            reason: "no stream catalog in footer".into(),
+        };
+        assert!(missing_catalog.unreadable_object().is_some());
+        // A fetch that failed is the store's failure: retrying may work.
+        let fetch = StoreError::ParquetObject {
+            path: key.into(),
+            source: parquet::errors::ParquetError::External(Box::new(
+                object_store::Error::NotFound {
+                    path: key.into(),
+                    source: "gone".into(),
+                },
+            )),
+        };
+        assert!(fetch.unreadable_object().is_none());
+        // A manifest is not a data object: a corrupt one is not skipped.
+        let manifest = StoreError::Corrupt {
+            path: "v1/tenant=fake/day=2024-01-01/_manifest/00000000000000000001.json".into(),
+            reason: "bad json".into(),
+        };
+        assert!(manifest.unreadable_object().is_none());
     }
 
     #[tokio::test]

@@ -62,6 +62,23 @@ pub struct ColdObject {
     pub absorbed_deleted: u64,
 }
 
+impl ColdObject {
+    /// A just-written object, not yet committed: no inputs absorbed, no creation time (both
+    /// are set when a manifest takes it in, see [`Manifest::replaced`]).
+    pub fn written(key: String, size: u64, entries: u64, min_ts: i64, max_ts: i64) -> Self {
+        ColdObject {
+            key,
+            size,
+            entries,
+            min_ts,
+            max_ts,
+            created_ns: 0,
+            absorbed: Vec::new(),
+            absorbed_deleted: 0,
+        }
+    }
+}
+
 /// One version of a tenant-day manifest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -96,6 +113,47 @@ impl Manifest {
             .iter()
             .flat_map(|c| c.absorbed.iter().map(String::as_str))
             .collect()
+    }
+}
+
+/// A new cold object and the live objects (keys relative to the day prefix) whose entries it
+/// now holds: what a compaction or a delete pass commits.
+#[derive(Debug, Clone)]
+pub struct Replacement {
+    /// The new object; its `absorbed` list is rebuilt from the inputs when committed.
+    pub object: ColdObject,
+    /// Hot inputs: objects from the listing that no manifest has absorbed yet.
+    pub hot: Vec<String>,
+    /// Cold inputs: objects the manifest lists as live.
+    pub cold: Vec<String>,
+}
+
+impl Manifest {
+    /// The next manifest with each replacement's object live and its inputs absorbed, or
+    /// `None` when any input is no longer live here (someone else replaced it first).
+    pub fn replaced(&self, replacements: &[Replacement]) -> Option<Manifest> {
+        let taken = self.absorbed();
+        let live = replacements.iter().all(|r| {
+            r.hot.iter().all(|k| !taken.contains(k.as_str()))
+                && r.cold.iter().all(|k| self.cold.iter().any(|c| &c.key == k))
+        });
+        if !live {
+            return None;
+        }
+        let mut next = self.clone();
+        for r in replacements {
+            let mut entry = r.object.clone();
+            entry.absorbed = r.hot.iter().chain(&r.cold).cloned().collect();
+            // Replaced cold objects leave the live set now and are deleted after the grace
+            // period like absorbed hot objects; what they absorbed stays hidden.
+            for c in next.cold.iter().filter(|c| r.cold.contains(&c.key)) {
+                entry.absorbed.extend(c.absorbed.iter().cloned());
+                entry.absorbed_deleted += c.absorbed_deleted;
+            }
+            next.cold.retain(|c| !r.cold.contains(&c.key));
+            next.cold.push(entry);
+        }
+        Some(next)
     }
 }
 
@@ -138,6 +196,11 @@ pub fn is_manifest_path(path: &Path) -> bool {
 /// True for an id the compactor wrote.
 pub fn is_cold_id(id: &str) -> bool {
     id.starts_with(COLD_ID_PREFIX)
+}
+
+/// A fresh id for an object the compactor or a delete pass writes.
+pub fn new_cold_id() -> String {
+    format!("{COLD_ID_PREFIX}{}", uuid::Uuid::new_v4().simple())
 }
 
 /// The key of `path` relative to the day prefix of `tenant`/`day`.
@@ -292,6 +355,21 @@ where
     )))
 }
 
+/// Commits `replacements` to the newest manifest of a tenant-day with [`update`]: `Ok(None)`
+/// when an input stopped being live (a lost race) or the day is being deleted.
+pub async fn commit_replacements(
+    store: &dyn ObjectStore,
+    tenant: &str,
+    day: &str,
+    attempts: usize,
+    replacements: &[Replacement],
+) -> Result<Option<Manifest>> {
+    update(store, tenant, day, attempts, |base| {
+        base.replaced(replacements)
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +422,54 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    fn cold(key: &str, absorbed: &[&str], absorbed_deleted: u64) -> ColdObject {
+        ColdObject {
+            key: key.into(),
+            size: 1,
+            entries: 1,
+            min_ts: 0,
+            max_ts: 0,
+            created_ns: 0,
+            absorbed: absorbed.iter().map(|s| s.to_string()).collect(),
+            absorbed_deleted,
+        }
+    }
+
+    #[test]
+    fn a_replacement_absorbs_its_inputs_and_what_they_absorbed() {
+        let mut base = Manifest::empty("t", "2024-01-01");
+        base.cold.push(cold("p/c_old", &["p/h0"], 2));
+        base.cold.push(cold("p/c_keep", &["p/h9"], 0));
+        let r = Replacement {
+            object: cold("p/c_new", &["stale"], 1),
+            hot: vec!["p/h1".into()],
+            cold: vec!["p/c_old".into()],
+        };
+        let next = base.replaced(std::slice::from_ref(&r)).unwrap();
+        let keys: Vec<&str> = next.cold.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["p/c_keep", "p/c_new"]);
+        let new = &next.cold[1];
+        assert_eq!(new.absorbed, ["p/h1", "p/c_old", "p/h0"]);
+        assert_eq!(new.absorbed_deleted, 3);
+
+        // Inputs someone else took: a hot object already absorbed, a cold one gone.
+        let taken_hot = Replacement {
+            hot: vec!["p/h9".into()],
+            cold: Vec::new(),
+            ..r.clone()
+        };
+        assert!(base.replaced(&[taken_hot]).is_none());
+        assert!(next.replaced(std::slice::from_ref(&r)).is_none());
+        // All or nothing: one stale replacement voids the batch.
+        let fine = Replacement {
+            object: cold("p/c_other", &[], 0),
+            hot: vec!["p/h2".into()],
+            cold: Vec::new(),
+        };
+        assert!(next.replaced(&[fine.clone(), r]).is_none());
+        assert_eq!(next.replaced(&[fine]).unwrap().cold.len(), 3);
     }
 
     #[test]

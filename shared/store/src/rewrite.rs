@@ -34,7 +34,7 @@ use parquetry_model::{Labels, Matcher};
 use crate::catalog::{StreamCatalog, StreamInfo};
 use crate::deletes::{DeleteFilter, DeleteQueryError, StoredRequest};
 use crate::layout::{DataObject, ObjectKey};
-use crate::manifest::{self, ColdObject};
+use crate::manifest::{self, ColdObject, Replacement};
 use crate::schema::{CATALOG_KEY, log_schema};
 use crate::writer::{Tier, writer_properties};
 use crate::{At, DAY_NS, Result, Store, StoreError};
@@ -357,9 +357,11 @@ impl Store {
         let started = Instant::now();
         let mut by_rule: RuleCounts = HashMap::new();
         let objects = self.live_objects(tenant, day).await?;
-        let catalogs = self.catalogs(&objects).await?;
+        // An object that cannot be decoded cannot be rewritten either: rewrite the others,
+        // and keep the day pending so its requests stay applied at query time.
+        let (readable, unreadable) = self.readable_catalogs(objects).await?;
         let mut written: Vec<(String, bool, ColdObject)> = Vec::new();
-        for (obj, catalog) in objects.into_iter().zip(catalogs) {
+        for (obj, catalog) in readable {
             let mut drops: HashMap<u64, StreamDrop> = HashMap::new();
             for s in &catalog.streams {
                 let labels = s.labels();
@@ -398,8 +400,9 @@ impl Store {
             let rel = manifest::relative_key(tenant, day, &obj.path).unwrap_or_default();
             written.push((rel, manifest::is_cold_id(&obj.key.id), cold));
         }
+        let done = unreadable.is_empty();
         if written.is_empty() {
-            return Ok((true, by_rule));
+            return Ok((done, by_rule));
         }
         let discard = |written: Vec<(String, bool, ColdObject)>| async move {
             for (_, _, c) in written {
@@ -421,38 +424,33 @@ impl Store {
             return Ok((false, by_rule));
         }
         let created_ns = now_ns();
-        let committed =
-            manifest::update(self.store.as_ref(), tenant, day, COMMIT_ATTEMPTS, |base| {
-                let taken = base.absorbed();
-                let still_live = written.iter().all(|(rel, cold, _)| {
-                    if *cold {
-                        base.cold.iter().any(|c| &c.key == rel)
-                    } else {
-                        !taken.contains(rel.as_str())
-                    }
-                });
-                if !still_live {
-                    return None;
-                }
-                let mut next = base.clone();
-                for (rel, cold, new) in &written {
-                    let mut entry = ColdObject {
+        let replacements: Vec<Replacement> = written
+            .iter()
+            .map(|(rel, cold, new)| {
+                let inputs = vec![rel.clone()];
+                let (hot, cold) = if *cold {
+                    (Vec::new(), inputs)
+                } else {
+                    (inputs, Vec::new())
+                };
+                Replacement {
+                    object: ColdObject {
                         created_ns,
-                        absorbed: vec![rel.clone()],
                         ..new.clone()
-                    };
-                    if *cold {
-                        if let Some(old) = next.cold.iter().find(|c| &c.key == rel) {
-                            entry.absorbed.extend(old.absorbed.iter().cloned());
-                            entry.absorbed_deleted += old.absorbed_deleted;
-                        }
-                        next.cold.retain(|c| &c.key != rel);
-                    }
-                    next.cold.push(entry);
+                    },
+                    hot,
+                    cold,
                 }
-                Some(next)
             })
-            .await?;
+            .collect();
+        let committed = manifest::commit_replacements(
+            self.store.as_ref(),
+            tenant,
+            day,
+            COMMIT_ATTEMPTS,
+            &replacements,
+        )
+        .await?;
         match committed {
             Some(m) => {
                 tracing::info!(
@@ -463,7 +461,7 @@ impl Store {
                     "objects rewritten without deleted entries"
                 );
                 summary.objects_rewritten += written.len() as u64;
-                Ok((true, by_rule))
+                Ok((done, by_rule))
             }
             None => {
                 tracing::info!(
@@ -527,11 +525,7 @@ impl Store {
             partition: obj.key.partition.clone(),
             min_ts,
             max_ts,
-            id: format!(
-                "{}{}",
-                manifest::COLD_ID_PREFIX,
-                uuid::Uuid::new_v4().simple()
-            ),
+            id: manifest::new_cold_id(),
         };
         let path = key.to_path();
         let size = f.data.len() as u64;
@@ -543,16 +537,13 @@ impl Store {
             .put_opts(&path, PutPayload::from(f.data), opts)
             .await
             .at(&path)?;
-        Ok(ColdObject {
-            key: manifest::relative_key(tenant, day, &path).unwrap_or_default(),
+        Ok(ColdObject::written(
+            manifest::relative_key(tenant, day, &path).unwrap_or_default(),
             size,
-            entries: f.catalog.streams.iter().map(|s| s.entries).sum(),
+            f.catalog.streams.iter().map(|s| s.entries).sum(),
             min_ts,
             max_ts,
-            created_ns: 0,
-            absorbed: Vec::new(),
-            absorbed_deleted: 0,
-        })
+        ))
     }
 }
 

@@ -79,6 +79,9 @@ pub(crate) fn open(
     let mut env_style = false;
     let mut env_allow_http = false;
     let mut env_credentials = false;
+    // Credentials come whole from one place: a session token from the environment (Lambda
+    // sets one) signed beside the configured key would make every request fail.
+    let config_credentials = cfg.access_key_id.is_some() || cfg.secret_access_key.is_some();
     for (k, v) in env {
         if !k.starts_with("AWS_") {
             continue;
@@ -88,6 +91,13 @@ pub(crate) fn open(
             continue;
         };
         match key {
+            AmazonS3ConfigKey::AccessKeyId
+            | AmazonS3ConfigKey::SecretAccessKey
+            | AmazonS3ConfigKey::Token
+                if config_credentials =>
+            {
+                continue;
+            }
             AmazonS3ConfigKey::Endpoint => env_endpoint = Some(v.clone()),
             AmazonS3ConfigKey::VirtualHostedStyleRequest => env_style = true,
             AmazonS3ConfigKey::AccessKeyId => env_credentials = true,
@@ -104,7 +114,6 @@ pub(crate) fn open(
     if let Some(region) = cfg.region.as_deref().filter(|r| !r.is_empty()) {
         builder = builder.with_region(region);
     }
-    let config_credentials = cfg.access_key_id.is_some() || cfg.secret_access_key.is_some();
     if let Some(id) = &cfg.access_key_id {
         builder = builder.with_access_key_id(id);
     }
@@ -237,6 +246,39 @@ mod tests {
         for h in ["10.0.0.1:8333", "minio.internal:9000", "s3.amazonaws.com"] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    /// Configured keys with a stray session token in the environment (what a Lambda function
+    /// pointed at another S3-compatible server has): the token must not be sent with them.
+    #[tokio::test]
+    async fn configured_keys_are_not_signed_with_an_environment_token() {
+        use object_store::ObjectStoreExt;
+        let Some(s3) = parquetry_test_support::s3::S3Env::optional() else {
+            return;
+        };
+        let cfg = S3Config {
+            endpoint: Some(s3.endpoint.clone()),
+            region: Some(s3.region.clone()),
+            access_key_id: Some(s3.access_key_id.clone()),
+            secret_access_key: Some(parquetry_model::config::Secret::new(
+                s3.secret_access_key.clone(),
+            )),
+            ..Default::default()
+        };
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "ASIAFROMTHEFUNCTIONROLE"),
+            ("AWS_SECRET_ACCESS_KEY", "role-secret"),
+            ("AWS_SESSION_TOKEN", "role-session-token"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let prefix = parquetry_test_support::unique_prefix("s3-keys");
+        let store = open(&s3.url(&prefix), &s3.bucket, &prefix, &cfg, env).expect("open");
+        let path = Path::from("probe");
+        store
+            .put(&path, b"x".to_vec().into())
+            .await
+            .expect("configured keys alone sign the request");
+        store.delete(&path).await.expect("delete probe");
     }
 
     fn cfg(endpoint: Option<&str>, insecure: bool) -> S3Config {

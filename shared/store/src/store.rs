@@ -16,7 +16,7 @@ use crate::layout::{DataObject, ObjectKey, PartValue, day_of, day_prefix};
 use crate::manifest::{self, Manifest};
 use crate::schema::CATALOG_KEY;
 use crate::writer::{StreamEntries, encode_objects};
-use crate::{At, DAY_NS, Result, StoreError};
+use crate::{At, DAY_NS, Result, StoreError, Unreadable};
 
 /// What one write stored.
 #[derive(Debug, Clone, Default)]
@@ -57,6 +57,9 @@ impl<K, T> quick_cache::Weighter<K, Weighed<T>> for ByteWeighter {
 
 type ByteCache<T> = quick_cache::sync::Cache<Path, Weighed<T>, ByteWeighter>;
 
+/// Undecodable objects remembered (see `Store::unreadable`): a handful in any healthy store.
+const UNREADABLE_CACHE_OBJECTS: usize = 1024;
+
 fn byte_cache<T: Clone>(bytes: u64) -> ByteCache<T> {
     // Estimated item count only sizes the table; the weight bounds it.
     quick_cache::sync::Cache::with_weighter((bytes / 4096) as usize, bytes, ByteWeighter)
@@ -71,6 +74,11 @@ pub struct Store {
     max_partitions_per_push: usize,
     catalogs: ByteCache<StreamCatalog>,
     manifests: ByteCache<Manifest>,
+    /// Objects known not to decode, by path and size: objects are immutable, so one that did
+    /// not decode never will, and its footer need not be fetched (nor its error logged) by
+    /// every query. The size is part of the key so an object restored in place under the same
+    /// key is read again.
+    unreadable: quick_cache::sync::Cache<(Path, u64), Unreadable>,
     /// The same store as `store` when it is a local directory opened by URL: the compactor
     /// reaches the files behind it (staging files the listing hides).
     pub(crate) local: Option<Arc<DurableStore>>,
@@ -155,6 +163,7 @@ impl Store {
             max_partitions_per_push: parquetry_model::config::DEFAULT_MAX_PARTITIONS_PER_PUSH,
             catalogs: byte_cache(CATALOG_CACHE_BYTES),
             manifests: byte_cache(MANIFEST_CACHE_BYTES),
+            unreadable: quick_cache::sync::Cache::new(UNREADABLE_CACHE_OBJECTS),
             local: None,
             deletes: Default::default(),
         }
@@ -440,6 +449,52 @@ impl Store {
 
     fn cached(&self, path: &Path) -> Option<Arc<StreamCatalog>> {
         self.catalogs.get(path).map(|w| w.value)
+    }
+
+    /// Catalogs of many objects, read concurrently, leaving out the objects whose bytes cannot
+    /// be decoded: a reader that failed on them would make every acknowledged entry of their
+    /// day unreadable because of one bad object. Those come back in the second list (see
+    /// [`StoreError::unreadable_object`]); a store that fails to deliver bytes still fails the
+    /// call, since retrying may work.
+    pub async fn readable_catalogs(
+        &self,
+        objects: Vec<DataObject>,
+    ) -> Result<(Vec<(DataObject, Arc<StreamCatalog>)>, Vec<Unreadable>)> {
+        use futures::StreamExt;
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        let mut unknown = Vec::with_capacity(objects.len());
+        for o in objects {
+            match self.unreadable.get(&(o.path.clone(), o.size)) {
+                Some(u) => bad.push(u),
+                None => unknown.push(o),
+            }
+        }
+        let mut read = futures::stream::iter(unknown)
+            .map(|o| async move {
+                let c = self.catalog(&o).await;
+                (o, c)
+            })
+            .buffered(32);
+        while let Some((object, catalog)) = read.next().await {
+            match catalog {
+                Ok(c) => ok.push((object, c)),
+                Err(e) => match e.unreadable_object() {
+                    Some(u) => {
+                        tracing::error!(
+                            object = %u.path,
+                            reason = %u.reason,
+                            "object cannot be decoded; left out of reads until it is repaired or removed"
+                        );
+                        self.unreadable
+                            .insert((object.path.clone(), object.size), u.clone());
+                        bad.push(u)
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
+        crate::UNREADABLE_SEEN.fetch_add(bad.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok((ok, bad))
     }
 
     /// Catalogs of many objects, read concurrently.

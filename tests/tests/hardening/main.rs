@@ -6,6 +6,7 @@ mod http;
 mod keys;
 mod push;
 mod query;
+mod unreadable;
 
 /// `start`/`end` one minute either side of `t0` plus `query`.
 pub(crate) fn around(t0: i64, query: &str) -> Vec<(&'static str, String)> {

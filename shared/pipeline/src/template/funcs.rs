@@ -785,6 +785,8 @@ fn html_escape(s: &str) -> String {
     out
 }
 
+// Go's `template.JSEscapeString`: JavaScript, not JSON (`'` and `=` escaped, upper-case hex),
+// so it stays apart from the JSON string writer.
 fn js_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for ch in s.chars() {

@@ -192,7 +192,8 @@ fn format_float_e(f: f64, prec: usize, upper: bool) -> String {
     )
 }
 
-/// Go's `strconv.Quote`.
+/// Go's `strconv.Quote`. Not JSON: Go string syntax has `\a`, `\b`, `\f`, `\v` and `\xNN`
+/// escapes, which templates print as Go does, so it stays apart from the JSON string writer.
 pub(crate) fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

@@ -312,6 +312,7 @@ fn stats_json(s: &QueryStats) -> Value {
         "partitions": c.partitions,
         "leaves": c.leaves,
         "lambda_gb_seconds": c.lambda_gb_seconds,
+        "warnings": s.warnings,
     })
 }
 
@@ -338,6 +339,15 @@ fn stats_from_json(v: &Value) -> QueryStats {
             lambda_gb_seconds: f("lambda_gb_seconds"),
             estimated_cost_usd: 0.0,
         },
+        warnings: v
+            .get("warnings")
+            .and_then(Value::as_array)
+            .map(|w| {
+                w.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }
 

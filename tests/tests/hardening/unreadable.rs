@@ -1,0 +1,139 @@
+//! One object that cannot be decoded (a torn copy, a file that is not Parquet) must not make
+//! the acknowledged entries around it unreadable: queries leave it out and say so in Loki's
+//! `warnings`, compaction merges the rest of its partition and keeps it where it is.
+
+use object_store::{ObjectStoreExt, PutPayload};
+use parquetry_e2e::{NO_PARAMS, TestServer, now_ns};
+use parquetry_store::{ObjectKey, Store};
+use serde_json::{Value, json};
+
+use crate::around;
+
+fn push_body(t0: i64, from: i64, n: i64) -> Value {
+    let values: Vec<Value> = (from..from + n)
+        .map(|i| json!([(t0 + i * 1_000).to_string(), format!("entry {i}")]))
+        .collect();
+    json!({"streams": [{"stream": {"service_name": "torn", "env": "prod"}, "values": values}]})
+}
+
+/// Puts two undecodable objects next to the pushed ones: the first half of a real object
+/// (what a copy cut short leaves) and bytes that are not Parquet at all. Returns their keys.
+async fn plant(s: &TestServer, t0: i64) -> Vec<String> {
+    let store = Store::open_with_env(&s.storage_url, &s.config().storage, []).expect("store");
+    let objects = store
+        .list("fake", t0 - 60_000_000_000, t0 + 60_000_000_000, |_| true)
+        .await
+        .expect("list");
+    let real = objects.first().expect("a pushed object");
+    let bytes = store
+        .read_key(real.path.as_ref())
+        .await
+        .expect("read pushed object");
+    let mut planted = Vec::new();
+    for (id, body) in [
+        ("torncopy", bytes.slice(..bytes.len() / 2).to_vec()),
+        (
+            "notparquet",
+            b"PAR1 this was never a Parquet file PAR1".to_vec(),
+        ),
+    ] {
+        let key = ObjectKey {
+            id: id.into(),
+            ..real.key.clone()
+        };
+        let path = key.to_path();
+        store
+            .object_store()
+            .put(&path, PutPayload::from(body))
+            .await
+            .expect("plant object");
+        planted.push(path.to_string());
+    }
+    planted
+}
+
+fn warned_about(v: &Value, planted: &[String]) {
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no warnings in {v}"))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for key in planted {
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains(key.as_str()) && w.contains("left out")),
+            "no warning names {key}: {warnings:?}"
+        );
+    }
+}
+
+async fn all_entries_readable(s: &TestServer, t0: i64, planted: &[String]) {
+    let logs = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query_range",
+            &[
+                around(t0, r#"{service_name="torn"}"#),
+                vec![("limit", "1000".into())],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(
+        logs["data"]["result"][0]["values"].as_array().map(Vec::len),
+        Some(60),
+        "{logs}"
+    );
+    warned_about(&logs, planted);
+
+    let count = s
+        .get_ok(
+            None,
+            "/loki/api/v1/query",
+            &[
+                (
+                    "query",
+                    r#"sum(count_over_time({service_name="torn"}[5m]))"#.to_string(),
+                ),
+                ("time", (t0 + 60_000_000_000).to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(count["data"]["result"][0]["value"][1], "60", "{count}");
+    warned_about(&count, planted);
+
+    let labels = s
+        .get_ok(None, "/loki/api/v1/label/env/values", NO_PARAMS)
+        .await;
+    assert_eq!(labels["data"], json!(["prod"]), "{labels}");
+}
+
+#[tokio::test]
+async fn undecodable_objects_are_left_out_with_a_warning_and_compaction_goes_on() {
+    let s = TestServer::start("").await;
+    let t0 = now_ns() - 30_000_000_000;
+    for half in 0..2 {
+        let (code, msg) = s.push_json(None, &push_body(t0, half * 30, 30)).await;
+        assert_eq!(code, 204, "{msg}");
+    }
+    let planted = plant(&s, t0).await;
+
+    all_entries_readable(&s, t0, &planted).await;
+
+    // The two pushed objects merge; the planted ones are left where they are.
+    let summary = s.compact().await;
+    assert_eq!(summary.hot_absorbed, 2, "{summary:?}");
+    assert_eq!(summary.unreadable_left_out, 2, "{summary:?}");
+    all_entries_readable(&s, t0, &planted).await;
+
+    let (code, metrics) = s.get("/metrics", NO_PARAMS).await;
+    assert_eq!(code, 200);
+    let seen: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("parquetry_store_unreadable_objects_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no unreadable-object counter in {metrics}"));
+    assert!(seen >= 2.0, "{seen}");
+}
