@@ -16,13 +16,11 @@ use std::time::{Duration, Instant};
 use object_store::ObjectStoreExt;
 
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquetry_loggen::LogGen;
 use parquetry_model::Labels;
 use parquetry_store::compact::NoProgress;
 use parquetry_store::writer::encode_objects;
 use parquetry_store::{CompactOptions, LogEntry, Store, StreamEntries};
-use parquetry_test_support::bench::{Proc, env_or};
-use parquetry_test_support::{DAY_NS, now_ns};
+use parquetry_test_support::bench::{AtRestData, Proc};
 
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6
@@ -34,23 +32,21 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let target = env_or("PARQUETRY_BENCH_MB", 200) as u64 * 1_000_000;
-    let n_streams = env_or("PARQUETRY_BENCH_STREAMS", 400);
-    let push_bytes = env_or("PARQUETRY_BENCH_PUSH_KB", 1024) as u64 * 1024;
-    let with_metadata = env_or("PARQUETRY_BENCH_METADATA", 1) == 1;
+    let data = AtRestData::from_env();
+    let (target, n_streams, push_bytes, with_metadata) = (
+        data.target_bytes,
+        data.streams,
+        data.push_bytes,
+        data.with_metadata,
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let url = dir.path().display().to_string();
     let store = Store::open(&url, vec!["service_name".into()]).expect("store");
 
-    // Forty minutes of logs ending two days ago (a closed day, so compaction takes all of it).
-    let now = now_ns();
-    let start = (now.div_euclid(DAY_NS) - 2) * DAY_NS + 3_600 * 1_000_000_000;
-    let lines_per_stream = target / 165 / n_streams as u64;
-    let step = (40 * 60 * 1_000_000_000) / lines_per_stream.max(1) as i64;
-    let mut generator = LogGen::new(42, n_streams, start, step);
+    let mut generator = data.generator();
 
     // Generate every push first, so the clock measures encoding only.
-    let per_stream = (push_bytes / 165 / n_streams as u64).max(1) as usize;
+    let per_stream = data.per_stream();
     let mut pushes: Vec<Vec<StreamEntries>> = Vec::new();
     let mut raw = 0u64;
     let mut text: Vec<u8> = Vec::with_capacity(target as usize + (1 << 20));

@@ -685,6 +685,11 @@ impl Store {
     /// stays where it is, unabsorbed, so nothing is lost by leaving it out; readers skip it too
     /// and say so. Returns the group actually merged (`None` when fewer than two inputs were
     /// left) and the objects left out.
+    ///
+    /// The merge starts over without the bad input rather than stepping past it: a decode
+    /// failure can come after the input's catalog was folded into the output's, or in the
+    /// middle of the streamed merge, and only a fresh start is right in every case. It costs
+    /// the group's fetches again, once per bad input — a rare case.
     async fn merge_readable(
         &self,
         tenant: &str,

@@ -122,12 +122,6 @@ pub struct Unreadable {
     pub reason: String,
 }
 
-impl std::fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.path, self.reason)
-    }
-}
-
 /// Unreadable objects met by reads since the process started (`/metrics`).
 pub(crate) static UNREADABLE_SEEN: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);

@@ -92,3 +92,47 @@ mod tests {
         assert_eq!(median(vec![ms(3), ms(1), ms(2)]), ms(2));
     }
 }
+
+/// The data of the bytes-at-rest benches (`parquetry-store`'s `format` bench and the
+/// `atrest` comparison with Loki), chosen by `PARQUETRY_BENCH_MB` (raw line volume, default
+/// 200), `PARQUETRY_BENCH_STREAMS` (400), `PARQUETRY_BENCH_PUSH_KB` (raw line bytes per push,
+/// 1024) and `PARQUETRY_BENCH_METADATA` (1: the trace id also as structured metadata). One
+/// definition, so the two benches measure the same logs: forty minutes ending two days ago (a
+/// closed day, so compaction takes all of it), `parquetry-loggen` seed 42.
+#[derive(Debug, Clone, Copy)]
+pub struct AtRestData {
+    /// Raw line bytes to generate.
+    pub target_bytes: u64,
+    /// Streams.
+    pub streams: usize,
+    /// Raw line bytes per push.
+    pub push_bytes: u64,
+    /// Whether each entry carries its trace id as structured metadata.
+    pub with_metadata: bool,
+}
+
+impl AtRestData {
+    /// The sizes the environment asks for.
+    pub fn from_env() -> AtRestData {
+        AtRestData {
+            target_bytes: env_or("PARQUETRY_BENCH_MB", 200) as u64 * 1_000_000,
+            streams: env_or("PARQUETRY_BENCH_STREAMS", 400),
+            push_bytes: env_or("PARQUETRY_BENCH_PUSH_KB", 1024) as u64 * 1024,
+            with_metadata: env_or("PARQUETRY_BENCH_METADATA", 1) == 1,
+        }
+    }
+
+    /// The generator, starting at the data's first entry.
+    pub fn generator(&self) -> parquetry_loggen::LogGen {
+        let day = crate::now_ns().div_euclid(crate::DAY_NS) - 2;
+        let start = day * crate::DAY_NS + 3_600 * 1_000_000_000;
+        let lines_per_stream = self.target_bytes / 165 / self.streams as u64;
+        let step = (40 * 60 * 1_000_000_000) / lines_per_stream.max(1) as i64;
+        parquetry_loggen::LogGen::new(42, self.streams, start, step)
+    }
+
+    /// Entries per stream in one push (`LogGen::batch`).
+    pub fn per_stream(&self) -> usize {
+        (self.push_bytes / 165 / self.streams as u64).max(1) as usize
+    }
+}

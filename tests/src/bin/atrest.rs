@@ -18,9 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use parquetry_e2e::{TestServer, protobuf_body};
-use parquetry_loggen::LogGen;
-use parquetry_test_support::bench::{dir_size, env_or};
-use parquetry_test_support::{DAY_NS, now_ns};
+use parquetry_test_support::bench::{AtRestData, dir_size};
 
 fn mb(b: u64) -> f64 {
     b as f64 / 1e6
@@ -87,18 +85,12 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let target = env_or("PARQUETRY_BENCH_MB", 200) as u64 * 1_000_000;
-    let n_streams = env_or("PARQUETRY_BENCH_STREAMS", 400);
-    let push_bytes = env_or("PARQUETRY_BENCH_PUSH_KB", 1024) as u64 * 1024;
-    let with_metadata = env_or("PARQUETRY_BENCH_METADATA", 1) == 1;
+    let data = AtRestData::from_env();
+    let (target, n_streams, with_metadata) = (data.target_bytes, data.streams, data.with_metadata);
     let lokis = lokis();
 
-    let now = now_ns();
-    let start = (now.div_euclid(DAY_NS) - 2) * DAY_NS + 3_600 * 1_000_000_000;
-    let lines_per_stream = target / 165 / n_streams as u64;
-    let step = (40 * 60 * 1_000_000_000) / lines_per_stream.max(1) as i64;
-    let mut generator = LogGen::new(42, n_streams, start, step);
-    let per_stream = (push_bytes / 165 / n_streams as u64).max(1) as usize;
+    let mut generator = data.generator();
+    let per_stream = data.per_stream();
     let mut bodies = Vec::new();
     let (mut raw, mut entries) = (0u64, 0usize);
     while raw < target {
