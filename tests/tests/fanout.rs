@@ -151,3 +151,114 @@ async fn fanout_answers_as_a_whole_query_does() {
     split.stop().await;
     whole.stop().await;
 }
+
+/// `fanout_transport: peers`: a replica sends its leaves over HTTP to the replicas it names,
+/// which answer them from the storage they share; a peer that does not answer is skipped, and
+/// with none left the leaf runs in the root. The answers are the whole query's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaves_on_peer_replicas_answer_as_a_whole_query_does() {
+    let whole = TestServer::start("").await;
+    let end = now_ns() / NS_PER_S * NS_PER_S - 60 * NS_PER_S;
+    whole.push(&dataset(end)).await;
+    let peer = whole.url("").trim_start_matches("http://").to_string();
+    // A port nobody listens on: a replica that went away.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let root_config = |peers: &str| {
+        format!(
+            "query_range:\n  fanout_leaves: 4\n  fanout_transport: peers\n  fanout_peers: [{peers}]\n"
+        )
+    };
+    let root = TestServer::start_on(
+        &whole.data_dir,
+        &root_config(&format!("\"{dead}\", \"{peer}\"")),
+    )
+    .await;
+    let alone = TestServer::start_on(&whole.data_dir, &root_config(&format!("\"{dead}\""))).await;
+    let (start_s, end_s) = (
+        (end - 700 * NS_PER_S).to_string(),
+        (end + NS_PER_S).to_string(),
+    );
+    let leaf_requests = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| {
+                l.starts_with("parquetry_request_total")
+                    && l.contains("route=\"/parquetry/v1/leaf\"")
+                    && l.contains("status_code=\"200\"")
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let (_, before) = whole.get("/metrics", &[] as &[(&str, &str)]).await;
+
+    let mut checked = 0;
+    for (path, q) in LOG_QUERIES
+        .iter()
+        .map(|q| ("log", *q))
+        .chain(METRIC_QUERIES.iter().map(|q| ("metric", *q)))
+    {
+        let params: Vec<(&str, &str)> = if path == "log" {
+            vec![
+                ("query", q),
+                ("start", &start_s),
+                ("end", &end_s),
+                ("limit", "50"),
+            ]
+        } else {
+            vec![
+                ("query", q),
+                ("start", &start_s),
+                ("end", &end_s),
+                ("step", "30s"),
+            ]
+        };
+        let (sa, a) = whole.get_json("/loki/api/v1/query_range", &params).await;
+        assert_eq!(sa, 200, "{q}: {a}");
+        for server in [&root, &alone] {
+            let (sb, b) = server.get_json("/loki/api/v1/query_range", &params).await;
+            assert_eq!(sb, 200, "{q}: {b}");
+            assert_eq!(a["data"]["result"], b["data"]["result"], "{q}");
+            assert!(leaves(&b) >= 2, "{q}: {}", b["data"]["stats"]["parquetry"]);
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, LOG_QUERIES.len() + METRIC_QUERIES.len());
+    // The peer answered the root's leaves (the dead address only cost a refused connect).
+    let (_, after) = whole.get("/metrics", &[] as &[(&str, &str)]).await;
+    let served = leaf_requests(&after) - leaf_requests(&before);
+    assert!(
+        served >= 2 * checked as u64,
+        "leaves answered by the peer: {served}"
+    );
+
+    // A leaf task names its tenant; it must be the request's own.
+    let task = json!({
+        "tenant": "someone-else",
+        "query": "{env=\"fan\"}",
+        "streams": [1],
+        "kind": "log",
+        "start": 0,
+        "end": 1,
+        "limit": 1,
+        "backward": true,
+        "max_response_bytes": 0,
+    });
+    let resp = reqwest::Client::new()
+        .post(whole.url("/parquetry/v1/leaf"))
+        .header("content-type", "application/json")
+        .body(task.to_string())
+        .send()
+        .await
+        .expect("leaf request");
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("tenant"), "{body}");
+
+    alone.stop().await;
+    root.stop().await;
+    whole.stop().await;
+}

@@ -1,6 +1,7 @@
 //! A metric query's samples are held in the process's memory pool (`query_range.max_memory`):
 //! under a pool too small for them the query is a clear 400 naming the key, never a process
-//! that grows, and under a pool large enough the same query answers exactly.
+//! that grows, and under a pool large enough the same query answers exactly. Counts fold
+//! lines into step cells, so they fit a pool far smaller than their lines.
 
 use parquetry_e2e::{TestServer, now_ns};
 use serde_json::{Value, json};
@@ -41,13 +42,13 @@ fn range_params(end: i64, query: &str) -> Vec<(&'static str, String)> {
 
 #[tokio::test]
 async fn metric_samples_past_the_pool_are_a_clear_400_and_fit_a_larger_one() {
-    // 30,000 samples are ~470 KiB: well past a 64 KiB pool, far below 64 MiB.
+    // 30,000 unwrapped samples are ~470 KiB: well past a 64 KiB pool, far below 64 MiB.
     let small = TestServer::start("query_range:\n  max_memory: 64KiB\n").await;
     let end = pushed(&small).await;
     for q in [
-        r#"count_over_time({service_name="mem"}[1m])"#,
+        r#"max_over_time({service_name="mem"} | logfmt | unwrap n [1m])"#,
         // Pre-grouped in the scan: three series, still one sample per line.
-        r#"sum by (pod) (rate({service_name="mem"} |= "level" [1m]))"#,
+        r#"sum by (pod) (sum_over_time({service_name="mem"} |= "level" | logfmt | unwrap n [1m]))"#,
     ] {
         let (code, body) = small
             .get_as(None, "/loki/api/v1/query_range", &range_params(end, q))
@@ -56,6 +57,40 @@ async fn metric_samples_past_the_pool_are_a_clear_400_and_fit_a_larger_one() {
         assert!(body.contains("query_range.max_memory"), "{q}: {body}");
         // Refused for its samples, not for some other buffer of the plan.
         assert!(body.contains("metric samples"), "{q}: {body}");
+    }
+
+    // Counts fold lines into step cells in the scan, so their memory follows the answer
+    // (series x steps), not the lines: the same pool holds them.
+    let counts = |v: &Value| -> f64 {
+        v["data"]["result"]
+            .as_array()
+            .expect("a vector")
+            .iter()
+            .map(|s| {
+                s["value"][1]
+                    .as_str()
+                    .and_then(|x| x.parse::<f64>().ok())
+                    .expect("a value")
+            })
+            .sum()
+    };
+    let total = [(
+        "query",
+        r#"sum by (pod) (count_over_time({service_name="mem"}[1h]))"#.to_string(),
+    )];
+    let at = ("time", (end + NS_PER_S).to_string());
+    let v = small
+        .get_ok(None, "/loki/api/v1/query", &[total[0].clone(), at.clone()])
+        .await;
+    assert_eq!(counts(&v), ENTRIES as f64, "{v}");
+    for q in [
+        r#"count_over_time({service_name="mem"}[1m])"#,
+        r#"sum by (pod) (rate({service_name="mem"} |= "level" [1m]))"#,
+    ] {
+        let (code, body) = small
+            .get_as(None, "/loki/api/v1/query_range", &range_params(end, q))
+            .await;
+        assert_eq!(code, 200, "{q}: {}", &body[..body.len().min(300)]);
     }
 
     // The same storage under a pool that holds the samples: exact answers.
@@ -67,30 +102,22 @@ async fn metric_samples_past_the_pool_are_a_clear_400_and_fit_a_larger_one() {
             &[
                 (
                     "query",
-                    r#"sum by (pod) (count_over_time({service_name="mem"}[1h]))"#.to_string(),
+                    r#"sum by (pod) (count_over_time({service_name="mem"} | logfmt | n != "" [1h]))"#
+                        .to_string(),
                 ),
-                ("time", (end + NS_PER_S).to_string()),
+                at.clone(),
             ],
         )
         .await;
-    let result = v["data"]["result"].as_array().expect("a vector");
-    assert_eq!(result.len(), PODS.len(), "{v}");
-    let total: f64 = result
-        .iter()
-        .map(|s| {
-            s["value"][1]
-                .as_str()
-                .and_then(|x| x.parse::<f64>().ok())
-                .expect("a value")
-        })
-        .sum();
-    assert_eq!(total, ENTRIES as f64, "{v}");
-
+    assert_eq!(counts(&v), ENTRIES as f64, "{v}");
     let (code, body) = large
         .get_as(
             None,
             "/loki/api/v1/query_range",
-            &range_params(end, r#"count_over_time({service_name="mem"}[1m])"#),
+            &range_params(
+                end,
+                r#"max_over_time({service_name="mem"} | logfmt | unwrap n [1m])"#,
+            ),
         )
         .await;
     assert_eq!(code, 200, "{}", &body[..body.len().min(300)]);

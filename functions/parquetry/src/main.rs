@@ -407,6 +407,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             let pass = Maintenance::new(Arc::new(config.clone()), store.clone());
             tokio::spawn(maintenance_timer(pass));
         }
+        if config.query_range.fanout_transport == parquetry_model::config::FanoutTransport::Lambda {
+            tracing::warn!(
+                "query_range.fanout_transport lambda is the query function's; this server runs \
+                 leaves in its own process (use peers to spread them over replicas)"
+            );
+        }
         let state = AppState::new(config.clone(), store);
         // Rules run where Loki's ruler does: in the backend role.
         if config.target.runs(Role::Backend) {

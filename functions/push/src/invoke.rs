@@ -273,6 +273,8 @@ fn merge(a: &[u8], b: &[u8]) -> Result<Bytes> {
     let (a, b) = (wire::decode(a)?, wire::decode(b)?);
     let mut stats = a.stats;
     stats.add(&b.stats);
+    // Both halves ran, and are billed, one after the other.
+    stats.exec_time_s += b.stats.exec_time_s;
     let result = match (a.result, b.result) {
         (PartialResult::Log(mut x), PartialResult::Log(y)) => {
             x.extend(y);
@@ -303,6 +305,10 @@ fn percent_encode(s: &str) -> String {
 impl Transport for LambdaTransport {
     async fn run(&self, _engine: &QueryEngine, task: LeafTask) -> Result<Bytes> {
         self.run_split(task).await
+    }
+
+    fn bills_leaves(&self) -> bool {
+        true
     }
 }
 
@@ -384,6 +390,11 @@ mod tests {
         let p = Partial {
             stats: QueryStats {
                 lines_processed: 1,
+                exec_time_s: 0.25,
+                cost: parquetry_query::cost::CostStats {
+                    leaves: 1,
+                    ..Default::default()
+                },
                 ..Default::default()
             },
             result: PartialResult::Log(vec![(
@@ -493,6 +504,9 @@ mod tests {
         let t = transport(&serve(script.clone()).await);
         let got = wire::decode(&t.run(&engine(), task(vec![1, 2])).await.unwrap()).unwrap();
         assert_eq!(got.stats.lines_processed, 2);
+        // Two leaves answered, one after the other: both count, and both are billed.
+        assert_eq!(got.stats.cost.leaves, 2);
+        assert_eq!(got.stats.exec_time_s, 0.5);
         let PartialResult::Log(entries) = got.result else {
             panic!("log")
         };

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod otlp;
 pub mod params;
 pub mod patterns;
+pub mod peers;
 pub mod push;
 pub mod query;
 pub mod request;
@@ -60,7 +61,10 @@ pub struct AppState {
 impl AppState {
     /// The state of a server over `store`.
     pub fn new(config: Config, store: Arc<Store>) -> AppState {
-        let engine = QueryEngine::configured(store.clone(), &config.query_range);
+        let engine = peers::with_peers(
+            QueryEngine::configured(store.clone(), &config.query_range),
+            &config,
+        );
         AppState {
             config: Arc::new(config),
             engine,
@@ -194,6 +198,7 @@ fn api_routes(state: AppState) -> Router {
             &format!("{v1}/patterns"),
             get(patterns::patterns).post(patterns::patterns),
         )
+        .route(peers::LEAF_PATH, post(peers::leaf))
         .route(&format!("{v1}/rules"), get(rules::list_all))
         .route(
             &format!("{v1}/rules/{{namespace}}"),

@@ -58,6 +58,7 @@ use parquetry_logql::{SampleExpr, VectorOp};
 use parquetry_model::Labels;
 
 pub use error::EvalError;
+pub use range::StepCells;
 
 use intern::Interner;
 use range::Grid;
@@ -75,10 +76,11 @@ pub struct SampleSeries {
     pub labels: Labels,
     /// `(timestamp ns, value)` in any order: scans hand them over as they read them, and
     /// evaluation sorts each series by timestamp (stably, so samples at the same time keep
-    /// their order; free when already sorted). The value is 1 per line for
-    /// `count_over_time`/`rate`/`absent_over_time` without unwrap, the line's byte length for
-    /// `bytes_*`, the unwrapped value otherwise. Only samples in
-    /// `[start - range - offset, end - offset]` matter.
+    /// their order; free when already sorted). The value is the number of lines a sample
+    /// stands for in `count_over_time`/`rate`/`absent_over_time` without unwrap (1 per line,
+    /// or a cell's count, see [`StepCells`]), the lines' byte length for `bytes_*`, the
+    /// unwrapped value otherwise. Only samples in `[start - range - offset, end - offset]`
+    /// matter.
     pub samples: Vec<(i64, f64)>,
 }
 
@@ -182,25 +184,7 @@ pub fn evaluate(
             got: inputs.len(),
         });
     }
-    let grid = if params.instant {
-        Grid {
-            start: params.start,
-            step: 1,
-            steps: 1,
-        }
-    } else {
-        check_points(params.start, params.end, params.step)?;
-        let steps = if params.end < params.start {
-            0
-        } else {
-            usize::try_from((params.end - params.start) / params.step + 1).unwrap_or(0)
-        };
-        Grid {
-            start: params.start,
-            step: params.step,
-            steps,
-        }
-    };
+    let grid = Grid::of(params)?;
 
     if let SampleExpr::Literal(v) = expr {
         // Loki answers a bare literal without touching the step evaluators: a scalar for an

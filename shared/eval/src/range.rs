@@ -4,9 +4,9 @@
 //! This is the hot path (the engine may hand over tens of millions of samples), so every
 //! series is walked once with two pointers: the window `(t - range - offset, t - offset]` only
 //! ever moves forward, and stretches of steps with empty windows are skipped arithmetically.
-//! Count-like functions read the window size from the pointers, and sums over integral values
-//! (line counts, byte sizes, most unwrapped numbers) come from exact prefix sums, so those cost
-//! O(1) per step. The other functions reduce the window directly, in the same order Loki does,
+//! Counts (whose samples may stand for several lines, see [`StepCells`]) and sums over
+//! integral values (byte sizes, most unwrapped numbers) come from exact prefix sums, so those
+//! cost O(1) per step. The other functions reduce the window directly, in the same order Loki does,
 //! so their floating-point results match Loki's to the last bit.
 
 use std::cmp::Ordering;
@@ -35,6 +35,29 @@ pub(crate) struct Grid {
 }
 
 impl Grid {
+    /// The grid `params` evaluate on: one point for an instant query, else `start, start +
+    /// step, …, end`, rejected as Loki rejects it ([`crate::check_points`]).
+    pub(crate) fn of(params: &crate::EvalParams) -> Result<Grid, crate::EvalError> {
+        if params.instant {
+            return Ok(Grid {
+                start: params.start,
+                step: 1,
+                steps: 1,
+            });
+        }
+        crate::check_points(params.start, params.end, params.step)?;
+        let steps = if params.end < params.start {
+            0
+        } else {
+            usize::try_from((params.end - params.start) / params.step + 1).unwrap_or(0)
+        };
+        Ok(Grid {
+            start: params.start,
+            step: params.step,
+            steps,
+        })
+    }
+
     pub(crate) fn t(&self, k: usize) -> i64 {
         self.start + k as i64 * self.step
     }
@@ -48,6 +71,70 @@ impl Grid {
         let step = i128::from(self.step);
         let k = (d + step - 1) / step;
         usize::try_from(k).map_or(self.steps, |k| k.min(self.steps))
+    }
+}
+
+/// The cells of the time axis that one range aggregation's windows cut it into: two
+/// timestamps in one cell lie in exactly the same windows of the grid.
+///
+/// Functions that only add up what their window holds (`count_over_time`, `rate` without
+/// unwrap, `bytes_*`, `absent_over_time`) give the same answer when a cell's lines are one
+/// sample carrying their count (or byte total) at the cell's canonical timestamp, so a scan
+/// may fold lines into cells as it reads them: its memory then follows series × cells (at
+/// most two per step) instead of the lines, and a fan-out leaf ships cells. Sums of integral
+/// values are exact, so the answer is bit for bit the unfolded one.
+#[derive(Debug, Clone, Copy)]
+pub struct StepCells {
+    grid: Grid,
+    range: i64,
+    offset: i64,
+}
+
+impl StepCells {
+    /// The cells of a range aggregation's windows `(t - range - offset, t - offset]` over the
+    /// grid of `params`.
+    pub fn new(
+        params: &crate::EvalParams,
+        range: i64,
+        offset: i64,
+    ) -> Result<StepCells, crate::EvalError> {
+        Ok(StepCells {
+            grid: Grid::of(params)?,
+            range,
+            offset,
+        })
+    }
+
+    /// Whether a range function may read folded samples: it only sums what its window holds.
+    pub fn fold(op: RangeOp, unwrapped: bool) -> bool {
+        match op {
+            RangeOp::CountOverTime
+            | RangeOp::BytesOverTime
+            | RangeOp::BytesRate
+            | RangeOp::AbsentOverTime => true,
+            RangeOp::Rate => !unwrapped,
+            _ => false,
+        }
+    }
+
+    /// The canonical timestamp of the cell holding `ts` (its last instant, which lies in the
+    /// same windows as `ts`), or `None` when `ts` lies in no window.
+    pub fn cell(&self, ts: i64) -> Option<i64> {
+        // Window k holds ts iff t_k - offset >= ts (k >= first_end) and
+        // t_k - range - offset < ts (k < first_begin).
+        let u = ts.saturating_add(self.offset);
+        let first_end = self.grid.first_step_at_or_after(u);
+        let first_begin = self
+            .grid
+            .first_step_at_or_after(u.saturating_add(self.range));
+        if first_end >= first_begin {
+            return None;
+        }
+        let end = self.grid.t(first_end) - self.offset;
+        if first_begin >= self.grid.steps {
+            return Some(end);
+        }
+        Some(end.min(self.grid.t(first_begin) - self.range - self.offset))
     }
 }
 
@@ -88,7 +175,6 @@ pub(crate) fn evaluate_range(
     let window = Window {
         op: ra.op,
         param: ra.param.unwrap_or(f64::NAN),
-        unwrapped: ra.range.unwrap.is_some(),
         range: ra.range.range,
         range_secs: go_seconds(ra.range.range),
     };
@@ -236,7 +322,6 @@ fn go_seconds(ns: i64) -> f64 {
 struct Window {
     op: RangeOp,
     param: f64,
-    unwrapped: bool,
     range: i64,
     range_secs: f64,
 }
@@ -281,11 +366,14 @@ impl Window {
     }
 
     fn needs_sum(&self) -> bool {
-        match self.op {
-            RangeOp::BytesOverTime | RangeOp::BytesRate | RangeOp::SumOverTime => true,
-            RangeOp::Rate => self.unwrapped,
-            _ => false,
-        }
+        matches!(
+            self.op,
+            RangeOp::CountOverTime
+                | RangeOp::Rate
+                | RangeOp::BytesOverTime
+                | RangeOp::BytesRate
+                | RangeOp::SumOverTime
+        )
     }
 
     /// The aggregate of `samples[lo..hi]`, the window ending at `end` (nanoseconds).
@@ -303,10 +391,9 @@ impl Window {
             None => w.iter().map(|s| s.1).sum::<f64>(),
         };
         match self.op {
-            RangeOp::CountOverTime => w.len() as f64,
-            RangeOp::Rate if !self.unwrapped => w.len() as f64 / self.range_secs,
+            // A count's samples carry the lines they stand for (see `StepCells`).
+            RangeOp::CountOverTime | RangeOp::BytesOverTime | RangeOp::SumOverTime => sum(),
             RangeOp::Rate | RangeOp::BytesRate => sum() / self.range_secs,
-            RangeOp::BytesOverTime | RangeOp::SumOverTime => sum(),
             RangeOp::AvgOverTime => avg_over_time(w),
             RangeOp::MinOverTime => extreme(w, |v, cur| v < cur),
             RangeOp::MaxOverTime => extreme(w, |v, cur| v > cur),

@@ -192,8 +192,19 @@ fn f(query: &str) -> f64 {
 
 #[test]
 fn counting_and_summing_functions() {
-    assert_eq!(f(r#"count_over_time({app="a"}[1m])"#), 5.0);
-    assert_eq!(f(r#"rate({app="a"}[1m])"#), 5.0 / 60.0);
+    // A count's samples carry the lines they stand for: one each as a scan reads them.
+    let lines = |q: &str| {
+        one(
+            q,
+            0,
+            vec![vec![ones(&[("app", "a")], &[-50, -40, -30, -20, -10])]],
+        )
+    };
+    assert_eq!(lines(r#"count_over_time({app="a"}[1m])"#), 5.0);
+    assert_eq!(lines(r#"rate({app="a"}[1m])"#), 5.0 / 60.0);
+    // Folded into step cells, a sample stands for as many lines as its value says.
+    assert_eq!(f(r#"count_over_time({app="a"}[1m])"#), 14.0);
+    assert_eq!(f(r#"rate({app="a"}[1m])"#), 14.0 / 60.0);
     assert_eq!(f(r#"rate({app="a"} | unwrap x [1m])"#), 14.0 / 60.0);
     assert_eq!(f(r#"bytes_over_time({app="a"}[1m])"#), 14.0);
     assert_eq!(f(r#"bytes_rate({app="a"}[1m])"#), 14.0 / 60.0);
@@ -476,7 +487,8 @@ fn sliding_window_matches_brute_force() {
     };
     type Reduce = fn(&[f64]) -> f64;
     let functions: [(&str, Reduce); 5] = [
-        ("count_over_time({app=\"a\"}", |w| w.len() as f64),
+        // A count's samples carry the lines they stand for (`StepCells`).
+        ("count_over_time({app=\"a\"}", |w| w.iter().sum()),
         ("sum_over_time({app=\"a\"} | unwrap x", |w| w.iter().sum()),
         ("first_over_time({app=\"a\"} | unwrap x", |w| w[0]),
         ("last_over_time({app=\"a\"} | unwrap x", |w| w[w.len() - 1]),
@@ -521,6 +533,98 @@ fn sliding_window_matches_brute_force() {
         let want = reference(&samples, (start, end, step), (r, o), reduce);
         assert_eq!(got, want, "round {round}: {query}");
     }
+}
+
+#[test]
+fn samples_folded_into_step_cells_give_the_unfolded_answer() {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let functions = [
+        "count_over_time({app=\"a\"}",
+        "rate({app=\"a\"}",
+        "bytes_over_time({app=\"a\"}",
+        "bytes_rate({app=\"a\"}",
+        "absent_over_time({app=\"a\"}",
+    ];
+    let mut folded_away = 0;
+    for round in 0..200 {
+        let mut ts = T0 - 100 * S;
+        let mut samples = Vec::new();
+        for _ in 0..(next() % 80) {
+            ts += match next() % 4 {
+                0 => 0,
+                1 => (next() % 3) as i64 * S,
+                2 => (next() % 1000) as i64 * 1_000_000,
+                _ => (next() % 40) as i64 * S,
+            };
+            // One per line for counts, a line's length for bytes.
+            let v = if round % functions.len() < 2 {
+                1.0
+            } else {
+                (next() % 300) as f64
+            };
+            samples.push((ts, v));
+        }
+        let step = [1, 3, 7, 20][round % 4] * S;
+        let r = [2, 5, 10, 30][(round / 4) % 4] * S;
+        let o = [0, 4][(round / 16) % 2] * S;
+        let params = if round % 3 == 0 {
+            EvalParams {
+                start: T0 - 20 * S,
+                end: T0 - 20 * S,
+                step,
+                instant: true,
+                max_series: 0,
+            }
+        } else {
+            EvalParams {
+                start: T0 - 90 * S,
+                end: T0 + 60 * S,
+                step,
+                instant: false,
+                max_series: 0,
+            }
+        };
+        let query = q(&format!(
+            "{} [{}s] offset {}s)",
+            functions[round % functions.len()],
+            r / S,
+            o / S
+        ));
+        let SampleExpr::RangeAggregation(ra) = &query else {
+            panic!("a range aggregation")
+        };
+        assert!(crate::StepCells::fold(ra.op, ra.range.unwrap.is_some()));
+        let cells = crate::StepCells::new(&params, r, o).unwrap();
+        // Fold as a scan does: consecutive lines of one cell become one sample.
+        let mut folded: Vec<(i64, f64)> = Vec::new();
+        for &(t, v) in &samples {
+            let Some(c) = cells.cell(t) else { continue };
+            match folded.last_mut() {
+                Some(last) if last.0 == c => last.1 += v,
+                _ => folded.push((c, v)),
+            }
+        }
+        folded_away += samples.len() - folded.len();
+        let series = |samples: Vec<(i64, f64)>| {
+            vec![vec![SampleSeries {
+                labels: ls(&[("app", "a")]),
+                samples,
+            }]]
+        };
+        let want = evaluate(&query, &params, series(samples.clone())).unwrap();
+        let got = evaluate(&query, &params, series(folded)).unwrap();
+        assert_eq!(got, want, "round {round}: {query:?}");
+    }
+    assert!(
+        folded_away > 1_000,
+        "the rounds folded {folded_away} samples away"
+    );
 }
 
 // ---- pipeline errors ---------------------------------------------------------------------

@@ -295,11 +295,31 @@ pub struct QueryRangeConfig {
     pub fanout_target_bytes: ByteSize,
     /// Leaves of one query running at once (0: all of them).
     pub fanout_concurrency: usize,
-    /// Where leaves run: in this process, or as Lambda invocations (the query function only).
+    /// Where leaves run: in this process, on peer replicas (`parquetry serve`), or as Lambda
+    /// invocations (the query function only).
     pub fanout_transport: FanoutTransport,
     /// The function leaves invoke with the `lambda` transport (empty: the function's own
     /// name, `AWS_LAMBDA_FUNCTION_NAME`).
     pub fanout_lambda_function: String,
+    /// The replicas leaves go to with the `peers` transport, as `host:port`; each name is
+    /// resolved at query time to all its addresses (a Kubernetes headless Service names every
+    /// read replica).
+    pub fanout_peers: Vec<String>,
+}
+
+impl QueryRangeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.fanout_transport == FanoutTransport::Peers
+            && self.fanout_peers.iter().all(|p| p.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "query_range.fanout_transport is peers, but query_range.fanout_peers names no \
+                 peer (host:port, e.g. a headless Service of the read replicas)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `query_range.fanout_transport`: where a split query's leaves run.
@@ -311,6 +331,8 @@ pub enum FanoutTransport {
     Local,
     /// Synchronous invocations of a Lambda function (`fanout_lambda_function`).
     Lambda,
+    /// HTTP requests to other `parquetry serve` replicas (`fanout_peers`) on the same storage.
+    Peers,
 }
 
 impl Default for QueryRangeConfig {
@@ -327,6 +349,7 @@ impl Default for QueryRangeConfig {
             fanout_concurrency: 0,
             fanout_transport: FanoutTransport::Local,
             fanout_lambda_function: String::new(),
+            fanout_peers: Vec::new(),
         }
     }
 }
@@ -736,6 +759,7 @@ impl Config {
         let mut config: Config =
             serde_yaml::from_value(root).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         config.target.validate()?;
+        config.query_range.validate()?;
         config.loki = translation;
         Ok(config)
     }
@@ -993,6 +1017,36 @@ mod example_tests {
         assert_eq!(c.storage.s3, d.storage.s3);
         assert_eq!(c.compactor, d.compactor);
         assert!(c.overrides.is_empty());
+    }
+
+    /// The Kubernetes overlays' files load; the scalable one spreads big queries over the
+    /// read replicas through their headless Service.
+    #[test]
+    fn kubernetes_configs_load() {
+        let single = include_str!("../../../infra/kubernetes/single/config.yaml");
+        Config::from_yaml_and_env(single, []).unwrap();
+        let scalable = include_str!("../../../infra/kubernetes/scalable/config.yaml");
+        let q = Config::from_yaml_and_env(scalable, []).unwrap().query_range;
+        assert_eq!(q.fanout_transport, FanoutTransport::Peers);
+        assert_eq!(q.fanout_peers, ["parquetry-read-peers:3100"]);
+        assert!(q.fanout_leaves > 1 && q.fanout_target_bytes.0 > 0);
+    }
+
+    #[test]
+    fn peers_transport_needs_peers() {
+        let e = Config::from_yaml_and_env("query_range:\n  fanout_transport: peers\n", [])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("query_range.fanout_peers"), "{e}");
+        let c = Config::from_yaml_and_env(
+            "query_range:\n  fanout_transport: peers\n",
+            [(
+                "PARQUETRY__QUERY_RANGE__FANOUT_PEERS".to_string(),
+                "[a:3100, b:3100]".to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.query_range.fanout_peers, ["a:3100", "b:3100"]);
     }
 
     #[test]

@@ -53,9 +53,11 @@ pub struct CostStats {
     pub bytes_fetched: u64,
     /// Scan partitions the query's scans ran in (at most `query_range.parallelism`).
     pub partitions: u64,
-    /// Leaves the query was split into (`query_range.fanout_leaves`; 0 when it ran whole).
+    /// Leaves that ran for the query (at most `query_range.fanout_leaves`, more when a leaf's
+    /// result had to be split for Lambda's response limit; 0 when it ran whole).
     pub leaves: u64,
-    /// Wall time × the function's memory in GB.
+    /// Wall time × the function's memory in GB: the root's, plus each leaf's when leaves are
+    /// Lambda invocations of their own.
     pub lambda_gb_seconds: f64,
     /// GET requests and GB-seconds at the configured prices, US dollars.
     pub estimated_cost_usd: f64,
@@ -70,12 +72,13 @@ impl CostStats {
         self.bytes_fetched += other.bytes_fetched;
         self.partitions += other.partitions;
         self.leaves += other.leaves;
+        self.lambda_gb_seconds += other.lambda_gb_seconds;
     }
 
     /// Fills the priced fields from the counted ones and the query's wall time.
     pub fn price(&mut self, prices: &Prices, exec_time_s: f64) {
         let gb = prices.lambda_memory_bytes as f64 / (1u64 << 30) as f64;
-        self.lambda_gb_seconds = exec_time_s.max(0.0) * gb;
+        self.lambda_gb_seconds += exec_time_s.max(0.0) * gb;
         self.estimated_cost_usd = self.get_requests as f64 / 1000.0 * prices.s3_get_per_1000
             + self.lambda_gb_seconds * prices.lambda_gb_second;
     }

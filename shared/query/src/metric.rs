@@ -11,6 +11,12 @@
 //! the scan: summing per-series counts equals counting per group, so rows go straight into
 //! one series per group instead of one per stream (and per structured-metadata value), which
 //! keeps memory flat when entries carry high-cardinality metadata such as trace ids.
+//!
+//! Functions that only add up their window (`count_over_time`, `rate` without unwrap,
+//! `bytes_*`, `absent_over_time`) also fold time: a series' consecutive rows in one step cell
+//! ([`StepCells`]) become one sample carrying their count or byte total. A series then holds
+//! at most two samples per step instead of one per line, so a count over a day at `step=60`
+//! keeps thousands of samples, not millions, and fan-out leaves ship cells, not lines.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::execute_stream_partitioned;
 use futures::StreamExt;
-use parquetry_eval::{EvalParams, SampleSeries, Value};
+use parquetry_eval::{EvalParams, SampleSeries, StepCells, Value};
 use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorOp};
 use parquetry_model::Labels;
 use parquetry_pipeline::{
@@ -78,22 +84,15 @@ impl QueryEngine {
     pub async fn metric_query(&self, q: &MetricQuery) -> Result<MetricResult> {
         let started = Instant::now();
         let mut stats = QueryStats::default();
-        let step = if q.instant { 1 } else { q.step };
         if !q.instant {
-            parquetry_eval::check_points(q.start, q.end, step)
+            parquetry_eval::check_points(q.start, q.end, q.step)
                 .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         }
         let inputs = match crate::fanout::plan_metric(self, q).await? {
             Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats).await?,
             None => self.metric_inputs(q, &mut stats).await?,
         };
-        let params = EvalParams {
-            start: q.start,
-            end: q.end,
-            step,
-            instant: q.instant,
-            max_series: q.max_series,
-        };
+        let params = eval_params(q);
         let expr = q.expr.clone();
         let value = trace::blocking(Stage::Eval, move || {
             parquetry_eval::evaluate(&expr, &params, inputs)
@@ -182,6 +181,13 @@ impl QueryEngine {
             _ if unwrapper.is_some() => SampleValue::Unwrapped,
             _ => SampleValue::One,
         };
+        let cells = if StepCells::fold(ra.op, unwrapper.is_some()) {
+            let cells = StepCells::new(&eval_params(q), ra.range.range, ra.range.offset)
+                .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+            Some(cells)
+        } else {
+            None
+        };
         let seen = Seen::new(overlapping_streams(&selection));
         let need_line = pipeline.is_some() || value == SampleValue::LineBytes || !seen.is_empty();
 
@@ -199,6 +205,7 @@ impl QueryEngine {
             group_by: group_by.map(|g| g.to_vec()),
             seen,
             budget: OutputBudget::new(q.max_response_bytes),
+            cells,
         });
 
         let counters = Arc::new(IoCounters::default());
@@ -315,6 +322,8 @@ struct Fold {
     seen: Arc<Seen>,
     /// Label bytes of every series made: a pipeline can make one per row.
     budget: Arc<OutputBudget>,
+    /// Set when the range function only sums its window: rows fold into step cells.
+    cells: Option<StepCells>,
 }
 
 /// Sample series under construction, indexed by label set, with a per-stream shortcut for
@@ -345,9 +354,23 @@ impl Acc {
         i
     }
 
-    /// Appends a sample to series `slot`, counting what its vector grows by.
-    fn push(&mut self, slot: usize, t: i64, v: f64) {
+    /// Appends a sample to series `slot`, counting what its vector grows by; with `cells`,
+    /// adds it to the series' last sample instead when both lie in one cell.
+    fn push(&mut self, slot: usize, t: i64, v: f64, cells: Option<&StepCells>) {
         let samples = &mut self.series[slot].samples;
+        let t = match cells {
+            None => t,
+            Some(cells) => {
+                let Some(cell) = cells.cell(t) else {
+                    return;
+                };
+                if let Some(last) = samples.last_mut().filter(|last| last.0 == cell) {
+                    last.1 += v;
+                    return;
+                }
+                cell
+            }
+        };
         let before = samples.capacity();
         samples.push((t, v));
         let grown = samples.capacity() - before;
@@ -446,7 +469,7 @@ impl Fold {
                         }
                     }
                 };
-                acc.push(slot, t, v);
+                acc.push(slot, t, v, self.cells.as_ref());
                 continue;
             }
 
@@ -485,7 +508,7 @@ impl Fold {
             if acc.series.len() > made {
                 self.budget.spend(label_bytes(&acc.series[slot].labels))?;
             }
-            acc.push(slot, t, v);
+            acc.push(slot, t, v, self.cells.as_ref());
         }
         Ok(())
     }
@@ -590,6 +613,17 @@ impl Metadata {
     fn any_key_in(&self, row: usize, names: &[String]) -> bool {
         self.range(row)
             .any(|j| names.iter().any(|n| n == self.keys.value(j)))
+    }
+}
+
+/// The grid a metric query evaluates on; the scan folds rows into its cells.
+fn eval_params(q: &MetricQuery) -> EvalParams {
+    EvalParams {
+        start: q.start,
+        end: q.end,
+        step: if q.instant { 1 } else { q.step },
+        instant: q.instant,
+        max_series: q.max_series,
     }
 }
 

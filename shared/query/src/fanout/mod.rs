@@ -68,6 +68,13 @@ impl FanoutSettings {
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// The partial result of `task`, computed against `engine`'s storage.
     async fn run(&self, engine: &QueryEngine, task: LeafTask) -> Result<bytes::Bytes>;
+
+    /// Whether each leaf is billed on its own (a Lambda invocation), so a query's
+    /// GB-seconds add the leaves' time to the root's. In-process leaves run inside the
+    /// root's time.
+    fn bills_leaves(&self) -> bool {
+        false
+    }
 }
 
 /// Leaves run as tasks of this process's runtime.
@@ -169,6 +176,9 @@ async fn run_leaves(
     };
     let permits = Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
     let transport = engine.transport();
+    let leaf_gb = transport
+        .bills_leaves()
+        .then(|| engine.prices().lambda_memory_bytes as f64 / (1u64 << 30) as f64);
     // A JoinSet aborts its leaves when dropped: a query that timed out stops them all.
     let mut tasks = tokio::task::JoinSet::new();
     for (i, streams) in plan.leaves.into_iter().enumerate() {
@@ -180,9 +190,13 @@ async fn run_leaves(
                 .await
                 .map_err(|e| QueryError::Internal(format!("leaf permits: {e}")))?;
             let bytes = transport.run(&engine, task).await?;
-            let partial = tokio::task::spawn_blocking(move || wire::decode(&bytes))
+            let mut partial = tokio::task::spawn_blocking(move || wire::decode(&bytes))
                 .await
                 .map_err(|e| QueryError::Internal(format!("leaf decode task failed: {e}")))??;
+            partial.stats.cost.lambda_gb_seconds = match leaf_gb {
+                Some(gb) => partial.stats.exec_time_s * gb,
+                None => 0.0,
+            };
             Ok::<_, QueryError>((i, partial))
         });
     }
@@ -201,7 +215,6 @@ pub(crate) async fn run_log(
     q: &LogQuery,
     plan: Plan,
 ) -> Result<(Vec<KeyedEntry>, QueryStats)> {
-    let leaves = plan.leaves.len() as u64;
     let partials = run_leaves(engine, plan, |streams| LeafTask::log(q, streams)).await?;
     let mut stats = QueryStats::default();
     let mut entries = Vec::new();
@@ -216,7 +229,6 @@ pub(crate) async fn run_log(
             }
         }
     }
-    stats.cost.leaves = leaves;
     // A stream lives in one leaf, which already ordered its entries as a single scan would:
     // a stable sort on (time, stream) keeps that order for the rest of the key.
     match q.direction {
@@ -234,7 +246,6 @@ pub(crate) async fn run_metric(
     plan: Plan,
     stats: &mut QueryStats,
 ) -> Result<Vec<Vec<SampleSeries>>> {
-    let leaves = plan.leaves.len() as u64;
     let inputs = q.expr.range_aggregations().len();
     let partials = run_leaves(engine, plan, |streams| LeafTask::metric(q, streams)).await?;
     let mut merged: Vec<(HashMap<Labels, usize>, Vec<SampleSeries>)> =
@@ -264,6 +275,5 @@ pub(crate) async fn run_metric(
             }
         }
     }
-    stats.cost.leaves += leaves;
     Ok(merged.into_iter().map(|(_, s)| s).collect())
 }

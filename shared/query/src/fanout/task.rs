@@ -82,10 +82,11 @@ impl LeafTask {
     /// Runs this task on `engine` (restricted to the task's streams) and returns the partial
     /// result in the [`wire`] form.
     pub async fn run(self, engine: &QueryEngine) -> Result<bytes::Bytes> {
+        let started = std::time::Instant::now();
         let expr = parquetry_logql::parse_expr_unvalidated(&self.query)
             .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         let leaf = engine.leaf_engine(&self.streams);
-        let partial = match (self.kind, expr) {
+        let mut partial = match (self.kind, expr) {
             (
                 LeafKind::Log {
                     start,
@@ -150,6 +151,10 @@ impl LeafTask {
                 ));
             }
         };
+        // One leaf answered, in this long: the root counts leaves that ran (a leaf split for
+        // size is two) and prices the ones billed apart (`Transport::bills_leaves`).
+        partial.stats.cost.leaves = 1;
+        partial.stats.exec_time_s = started.elapsed().as_secs_f64();
         tokio::task::spawn_blocking(move || wire::encode(&partial))
             .await
             .map_err(|e| QueryError::Internal(format!("leaf encode task failed: {e}")))?
