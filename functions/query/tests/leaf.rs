@@ -166,6 +166,43 @@ async fn recorded_leaf_events_are_answered_with_their_partial_results() {
     assert_eq!(got.len(), 1, "one range aggregation");
     assert!(!got[0].is_empty(), "the leaf's streams hold samples");
     assert_eq!(got, want);
+
+    // A root from before the step-cell fold sends no `fold_cells` and counts samples: the
+    // leaf answers it one sample per line, holding the same count per series as the cells.
+    let mut old: Value = serde_json::from_str(LEAF_METRIC).unwrap();
+    old["parquetry_leaf"]
+        .as_object_mut()
+        .unwrap()
+        .remove("fold_cells");
+    let PartialResult::Metric(per_line) = partial(&call(&mut h, &old.to_string()).await).result
+    else {
+        panic!("metric results expected")
+    };
+    let totals = |series: &[parquetry_eval::SampleSeries]| {
+        let mut t: Vec<(String, f64, usize)> = series
+            .iter()
+            .map(|s| {
+                let sum = s.samples.iter().map(|x| x.1).sum();
+                (s.labels.to_string(), sum, s.samples.len())
+            })
+            .collect();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        t
+    };
+    let (cells, lines) = (totals(&got[0]), totals(&per_line[0]));
+    assert!(
+        per_line[0]
+            .iter()
+            .all(|s| s.samples.iter().all(|x| x.1 == 1.0))
+    );
+    assert_eq!(
+        cells.iter().map(|c| (&c.0, c.1)).collect::<Vec<_>>(),
+        lines.iter().map(|c| (&c.0, c.1)).collect::<Vec<_>>()
+    );
+    assert!(
+        cells.iter().map(|c| c.2).sum::<usize>() < lines.iter().map(|c| c.2).sum::<usize>(),
+        "cells {cells:?}, lines {lines:?}"
+    );
 }
 
 #[tokio::test]

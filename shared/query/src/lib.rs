@@ -98,6 +98,9 @@ pub struct QueryEngine {
     fanout: fanout::FanoutSettings,
     /// Set on a leaf's engine: only these stream fingerprints are selected.
     only_streams: Option<Arc<std::collections::HashSet<u64>>>,
+    /// Whether metric scans fold count-like samples into step cells (see `metric`). Off only
+    /// on a leaf whose root did not ask for it: a root from before the fold counts samples.
+    fold_cells: bool,
 }
 
 impl QueryEngine {
@@ -129,6 +132,7 @@ impl QueryEngine {
             prices: cost::Prices::default(),
             fanout: fanout::FanoutSettings::default(),
             only_streams: None,
+            fold_cells: true,
         }
     }
 

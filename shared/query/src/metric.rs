@@ -181,7 +181,7 @@ impl QueryEngine {
             _ if unwrapper.is_some() => SampleValue::Unwrapped,
             _ => SampleValue::One,
         };
-        let cells = if StepCells::fold(ra.op, unwrapper.is_some()) {
+        let cells = if self.fold_cells && StepCells::fold(ra.op, unwrapper.is_some()) {
             let cells = StepCells::new(&eval_params(q), ra.range.range, ra.range.offset)
                 .map_err(|e| QueryError::BadRequest(e.to_string()))?;
             Some(cells)

@@ -44,6 +44,12 @@ pub enum LeafKind {
         instant: bool,
         max_series: usize,
         max_response_bytes: u64,
+        /// The root sums count-like samples, so the leaf may fold lines into step cells.
+        /// Absent from a root that predates the fold (it counts samples): during a rolling
+        /// upgrade such a root still gets one sample per line from a newer leaf, and an older
+        /// leaf's per-line samples sum correctly at a newer root.
+        #[serde(default)]
+        fold_cells: bool,
     },
 }
 
@@ -75,6 +81,7 @@ impl LeafTask {
                 instant: q.instant,
                 max_series: q.max_series,
                 max_response_bytes: q.max_response_bytes,
+                fold_cells: true,
             },
         }
     }
@@ -85,7 +92,7 @@ impl LeafTask {
         let started = std::time::Instant::now();
         let expr = parquetry_logql::parse_expr_unvalidated(&self.query)
             .map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        let leaf = engine.leaf_engine(&self.streams);
+        let mut leaf = engine.leaf_engine(&self.streams);
         let mut partial = match (self.kind, expr) {
             (
                 LeafKind::Log {
@@ -125,9 +132,11 @@ impl LeafTask {
                     instant,
                     max_series,
                     max_response_bytes,
+                    fold_cells,
                 },
                 parquetry_logql::Expr::Sample(expr),
             ) => {
+                leaf.fold_cells = fold_cells;
                 let q = MetricQuery {
                     tenant: self.tenant,
                     expr,
@@ -178,10 +187,20 @@ mod tests {
                 instant: false,
                 max_series: 500,
                 max_response_bytes: 0,
+                fold_cells: true,
             },
         };
         let json = serde_json::to_string(&task).unwrap();
         assert!(json.contains(r#""kind":"metric""#), "{json}");
         assert_eq!(serde_json::from_str::<LeafTask>(&json).unwrap(), task);
+        // A root from before the fold sends no flag: its leaves keep one sample per line.
+        let old = json.replace(r#","fold_cells":true"#, "");
+        assert_ne!(old, json);
+        let LeafKind::Metric { fold_cells, .. } =
+            serde_json::from_str::<LeafTask>(&old).unwrap().kind
+        else {
+            panic!("a metric task")
+        };
+        assert!(!fold_cells);
     }
 }
