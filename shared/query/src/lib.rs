@@ -81,6 +81,63 @@ impl From<datafusion::error::DataFusionError> for QueryError {
     }
 }
 
+impl QueryError {
+    /// Whether stored bytes failed to decode (a damaged data page), as opposed to a store
+    /// that failed to deliver them, a limit or a bad query: only then can leaving an object
+    /// out help. Any object-store or I/O error in the chain says the store failed.
+    pub(crate) fn is_undecodable_data(&self) -> bool {
+        let root: &(dyn std::error::Error + 'static) = match self {
+            QueryError::DataFusion(e) => e,
+            QueryError::Arrow(e) => e,
+            _ => return false,
+        };
+        let mut decode = false;
+        let mut cur = Some(root);
+        while let Some(e) = cur {
+            if e.is::<object_store::Error>() || e.is::<std::io::Error>() {
+                return false;
+            }
+            if let Some(p) = e.downcast_ref::<datafusion::parquet::errors::ParquetError>() {
+                decode |= !matches!(p, datafusion::parquet::errors::ParquetError::External(_));
+            }
+            if let Some(a) = e.downcast_ref::<arrow::error::ArrowError>() {
+                use arrow::error::ArrowError;
+                decode |= !matches!(
+                    a,
+                    ArrowError::ExternalError(_)
+                        | ArrowError::IoError(..)
+                        | ArrowError::MemoryError(_)
+                );
+            }
+            cur = e.source();
+        }
+        decode
+    }
+}
+
+/// Bytes of objects a query checks page by page after a decode failure it cannot place.
+const UNDECODABLE_CHECK_BUDGET: u64 = 1 << 30;
+
+impl QueryEngine {
+    /// After a scan could not decode stored bytes and did not say whose: checks the objects of
+    /// `tenant` in `[start, end)` page by page and leaves out the ones that fail (see
+    /// [`Store::find_undecodable`]). Whether any was found, i.e. whether running the query
+    /// again can answer.
+    pub(crate) async fn quarantine_undecodable(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<bool> {
+        let objects = self.store().list(tenant, start, end, |_| true).await?;
+        let found = self
+            .store()
+            .find_undecodable(objects, UNDECODABLE_CHECK_BUDGET)
+            .await?;
+        Ok(!found.is_empty())
+    }
+}
+
 /// The query engine's result.
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
 
@@ -204,5 +261,39 @@ impl QueryEngine {
     /// The store queries read.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::error::DataFusionError;
+    use datafusion::parquet::errors::ParquetError;
+
+    use super::QueryError;
+
+    #[test]
+    fn only_decode_failures_send_a_query_looking_for_damaged_objects() {
+        let decode = QueryError::from(DataFusionError::ParquetError(Box::new(
+            ParquetError::General("Required field type is missing".into()),
+        )));
+        assert!(decode.is_undecodable_data());
+        let utf8 = QueryError::Arrow(arrow::error::ArrowError::ParseError("invalid utf-8".into()));
+        assert!(utf8.is_undecodable_data());
+        // The store failed to deliver: retrying elsewhere is the caller's business.
+        let fetch = QueryError::from(DataFusionError::ParquetError(Box::new(
+            ParquetError::External(Box::new(object_store::Error::NotFound {
+                path: "v1/x".into(),
+                source: "gone".into(),
+            })),
+        )));
+        assert!(!fetch.is_undecodable_data());
+        let io = QueryError::from(DataFusionError::ObjectStore(Box::new(
+            object_store::Error::Generic {
+                store: "S3",
+                source: "timeout".into(),
+            },
+        )));
+        assert!(!io.is_undecodable_data());
+        assert!(!QueryError::BadRequest("no".into()).is_undecodable_data());
     }
 }

@@ -97,8 +97,25 @@ struct Row {
 pub(crate) type KeyedEntry = (u64, Labels, ResultEntry);
 
 impl QueryEngine {
-    /// Runs a log query.
+    /// Runs a log query. A page that does not decode fails the first try; the objects of the
+    /// range that hold such pages are then left out (with a warning) and the query runs again.
     pub async fn log_query(&self, q: &LogQuery) -> Result<LogResult> {
+        match self.log_query_once(q).await {
+            Err(e) if e.is_undecodable_data() => {
+                if self
+                    .quarantine_undecodable(&q.tenant, q.start, q.end)
+                    .await?
+                {
+                    self.log_query_once(q).await
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
+
+    async fn log_query_once(&self, q: &LogQuery) -> Result<LogResult> {
         let started = Instant::now();
         let (out, mut stats) = match crate::fanout::plan_log(self, q).await? {
             Some(plan) => crate::fanout::run_log(self, q, plan).await?,

@@ -497,6 +497,59 @@ impl Store {
         Ok((ok, bad))
     }
 
+    /// Decodes every page of `objects`, one object at a time (memory stays one object's
+    /// batches), after a scan failed to decode something it did not name: a data page of an
+    /// object whose footer reads fine. Objects that fail are remembered as unreadable, exactly
+    /// like a bad footer, so [`Store::readable_catalogs`] leaves them out from then on; they
+    /// are returned. At most `budget` bytes of objects are checked (the rest are not), since
+    /// this runs inside a query's time limit. Objects already known to be unreadable are
+    /// skipped; a store that fails to deliver bytes fails the call.
+    pub async fn find_undecodable(
+        &self,
+        objects: Vec<DataObject>,
+        budget: u64,
+    ) -> Result<Vec<Unreadable>> {
+        let mut found = Vec::new();
+        let mut spent = 0u64;
+        for o in objects {
+            if self.unreadable.get(&(o.path.clone(), o.size)).is_some() {
+                continue;
+            }
+            spent = spent.saturating_add(o.size);
+            if spent > budget {
+                tracing::warn!(
+                    budget,
+                    "stopped checking objects for undecodable pages at the byte budget"
+                );
+                break;
+            }
+            let bytes = self
+                .store
+                .get(&o.path)
+                .await
+                .at(&o.path)?
+                .bytes()
+                .await
+                .at(&o.path)?;
+            let decoded = tokio::task::spawn_blocking(move || decode_every_page(bytes)).await?;
+            if let Err(reason) = decoded {
+                let u = Unreadable {
+                    path: o.path.to_string(),
+                    reason,
+                };
+                tracing::error!(
+                    object = %u.path,
+                    reason = %u.reason,
+                    "object has pages that cannot be decoded; left out of reads until it is repaired or removed"
+                );
+                self.unreadable.insert((o.path.clone(), o.size), u.clone());
+                crate::UNREADABLE_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                found.push(u);
+            }
+        }
+        Ok(found)
+    }
+
     /// Catalogs of many objects, read concurrently.
     pub async fn catalogs(&self, objects: &[DataObject]) -> Result<Vec<Arc<StreamCatalog>>> {
         use futures::StreamExt;
@@ -508,6 +561,17 @@ impl Store {
             .try_collect()
             .await
     }
+}
+
+/// Reads every row of a whole object; the decoder's message when any page fails.
+fn decode_every_page(bytes: bytes::Bytes) -> std::result::Result<(), String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    for batch in reader {
+        batch.map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Byte ranges of one object, for the footer reader.

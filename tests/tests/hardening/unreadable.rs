@@ -137,3 +137,113 @@ async fn undecodable_objects_are_left_out_with_a_warning_and_compaction_goes_on(
         .unwrap_or_else(|| panic!("no unreadable-object counter in {metrics}"));
     assert!(seen >= 2.0, "{seen}");
 }
+
+/// Objects whose footer reads but whose pages are damaged (zeroed in place, as a bad disk or
+/// a broken copy leaves them) fail the first scan without naming themselves; the query then
+/// checks the range's objects page by page, leaves the damaged ones out with a warning and
+/// answers with every other entry, and later queries skip them from the start. One object
+/// loses everything between its magic and its footer (data pages and page index), one only
+/// the first half of its data pages.
+#[tokio::test]
+async fn objects_with_damaged_pages_are_found_and_left_out() {
+    let s = TestServer::start("").await;
+    let t0 = now_ns() - 30_000_000_000;
+    for third in 0..3 {
+        let (code, msg) = s.push_json(None, &push_body(t0, third * 20, 20)).await;
+        assert_eq!(code, 204, "{msg}");
+    }
+    let store = Store::open_with_env(&s.storage_url, &s.config().storage, []).expect("store");
+    let objects = store
+        .list("fake", t0 - 60_000_000_000, t0 + 60_000_000_000, |_| true)
+        .await
+        .expect("list");
+    assert_eq!(objects.len(), 3, "{objects:?}");
+    let mut planted = Vec::new();
+    for (victim, whole) in [(&objects[0], true), (&objects[1], false)] {
+        let bytes = store
+            .read_key(victim.path.as_ref())
+            .await
+            .expect("read pushed object");
+        // The footer (its length and the magic are the last 8 bytes) stays, so the object's
+        // stream catalog still reads.
+        let n = bytes.len();
+        let footer = u32::from_le_bytes(bytes[n - 8..n - 4].try_into().expect("4 bytes")) as usize;
+        let end = if whole {
+            n - 8 - footer
+        } else {
+            (n - 8 - footer) / 2
+        };
+        let mut damaged = bytes.to_vec();
+        damaged[4..end].fill(0);
+        store
+            .object_store()
+            .put(&victim.path, PutPayload::from(damaged))
+            .await
+            .expect("damage object");
+        planted.push(victim.path.to_string());
+    }
+
+    for _ in 0..2 {
+        let logs = s
+            .get_ok(
+                None,
+                "/loki/api/v1/query_range",
+                &[
+                    around(t0, r#"{service_name="torn"}"#),
+                    vec![("limit", "1000".into())],
+                ]
+                .concat(),
+            )
+            .await;
+        assert_eq!(
+            logs["data"]["result"][0]["values"].as_array().map(Vec::len),
+            Some(20),
+            "{logs}"
+        );
+        warned_about(&logs, &planted);
+        let count = s
+            .get_ok(
+                None,
+                "/loki/api/v1/query",
+                &[
+                    (
+                        "query",
+                        r#"sum(count_over_time({service_name="torn"}[5m]))"#.to_string(),
+                    ),
+                    ("time", (t0 + 60_000_000_000).to_string()),
+                ],
+            )
+            .await;
+        assert_eq!(count["data"]["result"][0]["value"][1], "20", "{count}");
+        warned_about(&count, &planted);
+    }
+
+    // Compaction's merge names the input whose pages fail, and leaves it out as well.
+    let summary = s.compact().await;
+    assert_eq!(summary.unreadable_left_out, 2, "{summary:?}");
+
+    // A fresh process knows nothing of them yet: a metric query finds them itself.
+    let fresh = TestServer::start_on(&s.data_dir, "").await;
+    let count = fresh
+        .get_ok(
+            None,
+            "/loki/api/v1/query_range",
+            &[
+                around(t0, r#"sum(count_over_time({service_name="torn"}[5m]))"#),
+                vec![("step", "60".into())],
+            ]
+            .concat(),
+        )
+        .await;
+    let points = count["data"]["result"][0]["values"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a matrix: {count}"));
+    assert!(points.iter().any(|p| p[1] == "20"), "{count}");
+    assert!(
+        points.iter().all(|p| p[1] != "60" && p[1] != "40"),
+        "{count}"
+    );
+    warned_about(&count, &planted);
+    fresh.stop().await;
+    s.stop().await;
+}
