@@ -141,6 +141,7 @@ impl QueryEngine {
     /// newest entry time the stream catalogs vouch for (see [`catalog_bound`]): it holds the
     /// sample and little else, so only the streams active at its end are scanned. Otherwise
     /// (line or label filters) it is 1/64 of the range.
+    // Reads through `log_query`, which already leaves damaged objects out.
     async fn sample(&self, q: &DetectedFieldsQuery) -> Result<Arc<LogResult>> {
         let sel = self
             .select(

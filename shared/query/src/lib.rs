@@ -136,6 +136,31 @@ impl QueryEngine {
             .await?;
         Ok(!found.is_empty())
     }
+
+    /// Runs `run`; when it fails to decode stored bytes without saying whose, leaves out the
+    /// damaged objects of `tenant` in `[start, end)` ([`QueryEngine::quarantine_undecodable`])
+    /// and runs it once more, so the answer carries a warning instead of failing.
+    pub(crate) async fn checking_damage<T, Fut>(
+        &self,
+        tenant: &str,
+        start: i64,
+        end: i64,
+        run: impl Fn() -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>>,
+    {
+        match run().await {
+            Err(e) if e.is_undecodable_data() => {
+                if self.quarantine_undecodable(tenant, start, end).await? {
+                    run().await
+                } else {
+                    Err(e)
+                }
+            }
+            r => r,
+        }
+    }
 }
 
 /// The query engine's result.

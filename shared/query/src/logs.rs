@@ -100,19 +100,8 @@ impl QueryEngine {
     /// Runs a log query. A page that does not decode fails the first try; the objects of the
     /// range that hold such pages are then left out (with a warning) and the query runs again.
     pub async fn log_query(&self, q: &LogQuery) -> Result<LogResult> {
-        match self.log_query_once(q).await {
-            Err(e) if e.is_undecodable_data() => {
-                if self
-                    .quarantine_undecodable(&q.tenant, q.start, q.end)
-                    .await?
-                {
-                    self.log_query_once(q).await
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+        self.checking_damage(&q.tenant, q.start, q.end, || self.log_query_once(q))
+            .await
     }
 
     async fn log_query_once(&self, q: &LogQuery) -> Result<LogResult> {

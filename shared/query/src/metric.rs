@@ -83,24 +83,16 @@ impl QueryEngine {
     /// Runs a metric query; a page that does not decode is handled as in
     /// [`QueryEngine::log_query`].
     pub async fn metric_query(&self, q: &MetricQuery) -> Result<MetricResult> {
-        match self.metric_query_once(q).await {
-            Err(e) if e.is_undecodable_data() => {
-                let widest = q
-                    .expr
-                    .range_aggregations()
-                    .iter()
-                    .map(|ra| ra.range.range.saturating_add(ra.range.offset.max(0)))
-                    .max()
-                    .unwrap_or(0);
-                let (start, end) = (q.start.saturating_sub(widest), q.end.saturating_add(1));
-                if self.quarantine_undecodable(&q.tenant, start, end).await? {
-                    self.metric_query_once(q).await
-                } else {
-                    Err(e)
-                }
-            }
-            r => r,
-        }
+        let widest = q
+            .expr
+            .range_aggregations()
+            .iter()
+            .map(|ra| ra.range.range.saturating_add(ra.range.offset.max(0)))
+            .max()
+            .unwrap_or(0);
+        let (start, end) = (q.start.saturating_sub(widest), q.end.saturating_add(1));
+        self.checking_damage(&q.tenant, start, end, || self.metric_query_once(q))
+            .await
     }
 
     async fn metric_query_once(&self, q: &MetricQuery) -> Result<MetricResult> {

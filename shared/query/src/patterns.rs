@@ -209,6 +209,20 @@ impl QueryEngine {
         end: i64,
         max_lines: usize,
     ) -> Result<LineSample> {
+        self.checking_damage(tenant, start, end, || {
+            self.sample_lines_once(tenant, matchers, start, end, max_lines)
+        })
+        .await
+    }
+
+    async fn sample_lines_once(
+        &self,
+        tenant: &str,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        max_lines: usize,
+    ) -> Result<LineSample> {
         let mut stats = QueryStats::default();
         let selection = trace::stage(
             Stage::Plan,
