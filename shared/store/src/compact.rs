@@ -1016,14 +1016,7 @@ impl Write for UploadSink {
 pub async fn read_all_rows(store: &Store, objects: &[crate::DataObject]) -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for o in objects {
-        let bytes = store
-            .object_store()
-            .get(&o.path)
-            .await
-            .at(&o.path)?
-            .bytes()
-            .await
-            .at(&o.path)?;
+        let bytes = store.read_path(&o.path).await?;
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .at(&o.path)?;

@@ -231,13 +231,12 @@ impl Store {
     /// The bytes of the object at `key` (as [`Store::list_keys`] names it).
     pub async fn read_key(&self, key: &str) -> Result<bytes::Bytes> {
         let path = Path::parse(key).map_err(object_store::Error::from)?;
-        self.store
-            .get(&path)
-            .await
-            .at(&path)?
-            .bytes()
-            .await
-            .at(&path)
+        self.read_path(&path).await
+    }
+
+    /// A whole stored object; errors name it.
+    pub async fn read_path(&self, path: &Path) -> Result<bytes::Bytes> {
+        self.store.get(path).await.at(path)?.bytes().await.at(path)
     }
 
     /// Stores validated streams: encodes one object per (day, partition) on a blocking thread,
@@ -523,14 +522,7 @@ impl Store {
                 );
                 break;
             }
-            let bytes = self
-                .store
-                .get(&o.path)
-                .await
-                .at(&o.path)?
-                .bytes()
-                .await
-                .at(&o.path)?;
+            let bytes = self.read_path(&o.path).await?;
             let decoded = tokio::task::spawn_blocking(move || decode_every_page(bytes)).await?;
             if let Err(reason) = decoded {
                 let u = Unreadable {
