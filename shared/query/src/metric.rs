@@ -70,6 +70,24 @@ pub struct MetricQuery {
     pub max_response_bytes: u64,
 }
 
+impl MetricQuery {
+    /// The time range its scans read, `[start, end)`: from the widest window's start before
+    /// the first evaluation to the last evaluation.
+    pub(crate) fn scan_range(&self) -> (i64, i64) {
+        let widest = self
+            .expr
+            .range_aggregations()
+            .iter()
+            .map(|ra| ra.range.range.saturating_add(ra.range.offset.max(0)))
+            .max()
+            .unwrap_or(0);
+        (
+            self.start.saturating_sub(widest),
+            self.end.saturating_add(1),
+        )
+    }
+}
+
 /// A metric query's answer.
 #[derive(Debug, Clone)]
 pub struct MetricResult {
@@ -83,14 +101,7 @@ impl QueryEngine {
     /// Runs a metric query; a page that does not decode is handled as in
     /// [`QueryEngine::log_query`].
     pub async fn metric_query(&self, q: &MetricQuery) -> Result<MetricResult> {
-        let widest = q
-            .expr
-            .range_aggregations()
-            .iter()
-            .map(|ra| ra.range.range.saturating_add(ra.range.offset.max(0)))
-            .max()
-            .unwrap_or(0);
-        let (start, end) = (q.start.saturating_sub(widest), q.end.saturating_add(1));
+        let (start, end) = q.scan_range();
         self.checking_damage(&q.tenant, start, end, || self.metric_query_once(q))
             .await
     }

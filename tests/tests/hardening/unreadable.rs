@@ -10,10 +10,23 @@ use serde_json::{Value, json};
 use crate::around;
 
 fn push_body(t0: i64, from: i64, n: i64) -> Value {
-    let values: Vec<Value> = (from..from + n)
-        .map(|i| json!([(t0 + i * 1_000).to_string(), format!("entry {i}")]))
+    push_body_over(t0, from, n, &["prod"])
+}
+
+/// Entries `from..from + n`, dealt in turn to one stream per `env` value.
+fn push_body_over(t0: i64, from: i64, n: i64, envs: &[&str]) -> Value {
+    let streams: Vec<Value> = envs
+        .iter()
+        .enumerate()
+        .map(|(k, env)| {
+            let values: Vec<Value> = (from..from + n)
+                .filter(|i| *i as usize % envs.len() == k)
+                .map(|i| json!([(t0 + i * 1_000).to_string(), format!("entry {i}")]))
+                .collect();
+            json!({"stream": {"service_name": "torn", "env": env}, "values": values})
+        })
         .collect();
-    json!({"streams": [{"stream": {"service_name": "torn", "env": "prod"}, "values": values}]})
+    json!({ "streams": streams })
 }
 
 /// Puts two undecodable objects next to the pushed ones: the first half of a real object
@@ -83,11 +96,13 @@ async fn queries_answer(s: &TestServer, t0: i64, planted: &[String], n: usize) {
             .concat(),
         )
         .await;
-    assert_eq!(
-        logs["data"]["result"][0]["values"].as_array().map(Vec::len),
-        Some(n),
-        "{logs}"
-    );
+    let entries: usize = logs["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("streams: {logs}"))
+        .iter()
+        .map(|s| s["values"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(entries, n, "{logs}");
     warned_about(&logs, planted);
 
     let count = s
@@ -158,7 +173,9 @@ async fn objects_with_damaged_pages_are_found_and_left_out() {
     let s = TestServer::start("").await;
     let t0 = now_ns() - 30_000_000_000;
     for third in 0..3 {
-        let (code, msg) = s.push_json(None, &push_body(t0, third * 20, 20)).await;
+        // Two streams, so a query can be split into leaves.
+        let body = push_body_over(t0, third * 20, 20, &["prod", "staging"]);
+        let (code, msg) = s.push_json(None, &body).await;
         assert_eq!(code, 204, "{msg}");
     }
     let store = Store::open_with_env(&s.storage_url, &s.config().storage, []).expect("store");
@@ -222,6 +239,46 @@ async fn objects_with_damaged_pages_are_found_and_left_out() {
         "{count}"
     );
     warned_about(&count, &planted);
+    // Split into leaves on a peer replica that has not met the damage yet: each leaf finds
+    // it in its own scan and leaves it out (a leaf that failed instead would answer 500).
+    let peer = TestServer::start_on(&s.data_dir, "").await;
+    let split = TestServer::start_on(
+        &s.data_dir,
+        &format!(
+            "query_range:\n  fanout_leaves: 2\n  fanout_transport: peers\n  fanout_peers: [\"{}\"]\n",
+            peer.url("").trim_start_matches("http://")
+        ),
+    )
+    .await;
+    queries_answer(&split, t0, &planted, 20).await;
+    let (_, v) = split
+        .get_json(
+            "/loki/api/v1/query_range",
+            &[
+                around(t0, r#"{service_name="torn"}"#),
+                vec![("limit", "1000".into())],
+            ]
+            .concat(),
+        )
+        .await;
+    assert_eq!(v["data"]["stats"]["parquetry"]["leaves"], 2, "{v}");
+    let (_, metrics) = peer.get("/metrics", NO_PARAMS).await;
+    let leaf_answers: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("parquetry_request_total") && l.contains("route=\"/parquetry/v1/leaf\"")
+        })
+        .collect();
+    assert!(
+        !leaf_answers.is_empty()
+            && leaf_answers
+                .iter()
+                .all(|l| l.contains("status_code=\"200\"")),
+        "{leaf_answers:?}"
+    );
+    split.stop().await;
+    peer.stop().await;
+
     // The Drilldown endpoints read lines too; a fresh process each, so each finds them itself.
     for path in ["/loki/api/v1/detected_fields", "/loki/api/v1/patterns"] {
         let drill = TestServer::start_on(&s.data_dir, "").await;

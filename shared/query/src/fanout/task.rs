@@ -118,7 +118,11 @@ impl LeafTask {
                     interval_ns: None,
                     max_response_bytes,
                 };
-                let (entries, stats) = leaf.log_entries(&q).await?;
+                // A leaf in another process meets damaged pages itself: it leaves them out
+                // as a whole query does, and its warnings travel in its stats.
+                let (entries, stats) = leaf
+                    .checking_damage(&q.tenant, q.start, q.end, || leaf.log_entries(&q))
+                    .await?;
                 wire::Partial {
                     stats,
                     result: wire::PartialResult::Log(entries),
@@ -147,8 +151,14 @@ impl LeafTask {
                     max_series,
                     max_response_bytes,
                 };
-                let mut stats = crate::stats::QueryStats::default();
-                let inputs = leaf.metric_inputs(&q, &mut stats).await?;
+                let (start, end) = q.scan_range();
+                let (inputs, stats) = leaf
+                    .checking_damage(&q.tenant, start, end, || async {
+                        let mut stats = crate::stats::QueryStats::default();
+                        let inputs = leaf.metric_inputs(&q, &mut stats).await?;
+                        Ok((inputs, stats))
+                    })
+                    .await?;
                 wire::Partial {
                     stats,
                     result: wire::PartialResult::Metric(inputs),
