@@ -572,7 +572,7 @@ fn samples_folded_into_step_cells_give_the_unfolded_answer() {
         }
         let step = [1, 3, 7, 20][round % 4] * S;
         let r = [2, 5, 10, 30][(round / 4) % 4] * S;
-        let o = [0, 4][(round / 16) % 2] * S;
+        let o = [0, 4, -4][(round / 16) % 3] * S;
         let params = if round % 3 == 0 {
             EvalParams {
                 start: T0 - 20 * S,

@@ -71,20 +71,26 @@ pub struct MetricQuery {
 }
 
 impl MetricQuery {
-    /// The time range its scans read, `[start, end)`: from the widest window's start before
-    /// the first evaluation to the last evaluation.
+    /// The time range its scans read, `[start, end)`: the union of every range
+    /// aggregation's windows `(t - range - offset, t - offset]` over the evaluation times
+    /// (an offset may be negative).
     pub(crate) fn scan_range(&self) -> (i64, i64) {
-        let widest = self
-            .expr
-            .range_aggregations()
+        let ranges = self.expr.range_aggregations();
+        let lo = ranges
             .iter()
-            .map(|ra| ra.range.range.saturating_add(ra.range.offset.max(0)))
+            .map(|ra| {
+                self.start
+                    .saturating_sub(ra.range.range)
+                    .saturating_sub(ra.range.offset)
+            })
+            .min()
+            .unwrap_or(self.start);
+        let hi = ranges
+            .iter()
+            .map(|ra| self.end.saturating_sub(ra.range.offset))
             .max()
-            .unwrap_or(0);
-        (
-            self.start.saturating_sub(widest),
-            self.end.saturating_add(1),
-        )
+            .unwrap_or(self.end);
+        (lo.saturating_add(1), hi.saturating_add(1))
     }
 }
 
@@ -705,6 +711,32 @@ mod tests {
             parquetry_logql::Expr::Sample(s) => pregroup_hints(&s),
             _ => panic!("not a metric query"),
         }
+    }
+
+    #[test]
+    fn scan_range_covers_every_window_including_negative_offsets() {
+        let q = |expr: &str| {
+            let parquetry_logql::Expr::Sample(expr) = parquetry_logql::parse_expr(expr).unwrap()
+            else {
+                panic!("not a metric query")
+            };
+            MetricQuery {
+                tenant: "t".into(),
+                expr,
+                start: 1_000_000_000_000,
+                end: 2_000_000_000_000,
+                step: 1_000_000_000,
+                instant: false,
+                max_series: 0,
+                max_response_bytes: 0,
+            }
+        };
+        let m = 60_000_000_000;
+        let a = q(r#"count_over_time({a="b"}[1m] offset -1m)"#).scan_range();
+        assert_eq!(a, (1_000_000_000_000 + 1, 2_000_000_000_000 + m + 1));
+        let b = q(r#"count_over_time({a="b"}[1m]) / count_over_time({a="b"}[5m] offset 1m)"#)
+            .scan_range();
+        assert_eq!(b, (1_000_000_000_000 - 6 * m + 1, 2_000_000_000_000 + 1));
     }
 
     #[test]
