@@ -121,7 +121,8 @@ const UNDECODABLE_CHECK_BUDGET: u64 = 1 << 30;
 impl QueryEngine {
     /// After a scan could not decode stored bytes and did not say whose: checks the objects of
     /// `tenant` in `[start, end)` page by page and leaves out the ones that fail (see
-    /// [`Store::find_undecodable`]). Whether any was found, i.e. whether running the query
+    /// [`Store::find_undecodable`]). Whether any is now left out (found, or known already: a
+    /// concurrent leaf of the same query may have found it first), i.e. whether running the query
     /// again can answer.
     pub(crate) async fn quarantine_undecodable(
         &self,

@@ -500,9 +500,10 @@ impl Store {
     /// batches), after a scan failed to decode something it did not name: a data page of an
     /// object whose footer reads fine. Objects that fail are remembered as unreadable, exactly
     /// like a bad footer, so [`Store::readable_catalogs`] leaves them out from then on; they
-    /// are returned. At most `budget` bytes of objects are checked (the rest are not), since
-    /// this runs inside a query's time limit. Objects already known to be unreadable are
-    /// skipped; a store that fails to deliver bytes fails the call.
+    /// are returned, with the objects of the list already known to be unreadable (not checked
+    /// again): all of them are left out of a retried read. At most `budget` bytes of objects
+    /// are checked (the rest are not), since this runs inside a query's time limit; a store
+    /// that fails to deliver bytes fails the call.
     pub async fn find_undecodable(
         &self,
         objects: Vec<DataObject>,
@@ -511,7 +512,10 @@ impl Store {
         let mut found = Vec::new();
         let mut spent = 0u64;
         for o in objects {
-            if self.unreadable.get(&(o.path.clone(), o.size)).is_some() {
+            // Known already (another query, or another leaf of this one, may have found it
+            // a moment ago): it is left out of the next read all the same.
+            if let Some(u) = self.unreadable.get(&(o.path.clone(), o.size)) {
+                found.push(u);
                 continue;
             }
             spent = spent.saturating_add(o.size);
