@@ -120,17 +120,24 @@ const UNDECODABLE_CHECK_BUDGET: u64 = 1 << 30;
 
 impl QueryEngine {
     /// After a scan could not decode stored bytes and did not say whose: checks the objects of
-    /// `tenant` in `[start, end)` page by page and leaves out the ones that fail (see
+    /// `tenant` in `[start, end)` whose partitions the query's `selectors` may read, page by
+    /// page, and leaves out the ones that fail (see
     /// [`Store::find_undecodable`]). Whether any is now left out (found, or known already: a
     /// concurrent leaf of the same query may have found it first), i.e. whether running the query
     /// again can answer.
     pub(crate) async fn quarantine_undecodable(
         &self,
         tenant: &str,
+        selectors: &[Vec<parquetry_model::Matcher>],
         start: i64,
         end: i64,
     ) -> Result<bool> {
-        let objects = self.store().list(tenant, start, end, |_| true).await?;
+        // By key, not through the stream catalogs: an object marked a moment ago by another
+        // leaf of the same query must still count as found.
+        let objects = self
+            .store()
+            .list(tenant, start, end, self.partition_filter(selectors))
+            .await?;
         let found = self
             .store()
             .find_undecodable(objects, UNDECODABLE_CHECK_BUDGET)
@@ -139,11 +146,13 @@ impl QueryEngine {
     }
 
     /// Runs `run`; when it fails to decode stored bytes without saying whose, leaves out the
-    /// damaged objects of `tenant` in `[start, end)` ([`QueryEngine::quarantine_undecodable`])
-    /// and runs it once more, so the answer carries a warning instead of failing.
+    /// damaged objects of `tenant` in `[start, end)` that `selectors` may read
+    /// ([`QueryEngine::quarantine_undecodable`]) and runs it once more, so the answer carries
+    /// a warning instead of failing.
     pub(crate) async fn checking_damage<T, Fut>(
         &self,
         tenant: &str,
+        selectors: &[Vec<parquetry_model::Matcher>],
         start: i64,
         end: i64,
         run: impl Fn() -> Fut,
@@ -153,7 +162,10 @@ impl QueryEngine {
     {
         match run().await {
             Err(e) if e.is_undecodable_data() => {
-                if self.quarantine_undecodable(tenant, start, end).await? {
+                if self
+                    .quarantine_undecodable(tenant, selectors, start, end)
+                    .await?
+                {
                     run().await
                 } else {
                     Err(e)

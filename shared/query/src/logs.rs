@@ -100,8 +100,11 @@ impl QueryEngine {
     /// Runs a log query. A page that does not decode fails the first try; the objects of the
     /// range that hold such pages are then left out (with a warning) and the query runs again.
     pub async fn log_query(&self, q: &LogQuery) -> Result<LogResult> {
-        self.checking_damage(&q.tenant, q.start, q.end, || self.log_query_once(q))
-            .await
+        let selectors = std::slice::from_ref(&q.expr.selector);
+        self.checking_damage(&q.tenant, selectors, q.start, q.end, || {
+            self.log_query_once(q)
+        })
+        .await
     }
 
     async fn log_query_once(&self, q: &LogQuery) -> Result<LogResult> {

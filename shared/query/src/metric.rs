@@ -71,6 +71,15 @@ pub struct MetricQuery {
 }
 
 impl MetricQuery {
+    /// The stream selectors of its range aggregations.
+    pub(crate) fn selectors(&self) -> Vec<Vec<parquetry_model::Matcher>> {
+        self.expr
+            .range_aggregations()
+            .iter()
+            .map(|ra| ra.range.log.selector.clone())
+            .collect()
+    }
+
     /// The time range its scans read, `[start, end)`: the union of every range
     /// aggregation's windows `(t - range - offset, t - offset]` over the evaluation times
     /// (an offset may be negative).
@@ -108,8 +117,10 @@ impl QueryEngine {
     /// [`QueryEngine::log_query`].
     pub async fn metric_query(&self, q: &MetricQuery) -> Result<MetricResult> {
         let (start, end) = q.scan_range();
-        self.checking_damage(&q.tenant, start, end, || self.metric_query_once(q))
-            .await
+        self.checking_damage(&q.tenant, &q.selectors(), start, end, || {
+            self.metric_query_once(q)
+        })
+        .await
     }
 
     async fn metric_query_once(&self, q: &MetricQuery) -> Result<MetricResult> {

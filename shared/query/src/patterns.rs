@@ -209,7 +209,7 @@ impl QueryEngine {
         end: i64,
         max_lines: usize,
     ) -> Result<LineSample> {
-        self.checking_damage(tenant, start, end, || {
+        self.checking_damage(tenant, &[matchers.to_vec()], start, end, || {
             self.sample_lines_once(tenant, matchers, start, end, max_lines)
         })
         .await

@@ -48,6 +48,26 @@ impl Selection {
 }
 
 impl QueryEngine {
+    /// Whether an object's partition (from its key) may hold streams matching one of
+    /// `matcher_sets`. A partition value is the label's value (empty when absent), so a
+    /// matcher on a partition label can be decided from the key alone.
+    pub(crate) fn partition_filter<'a>(
+        &self,
+        matcher_sets: &'a [Vec<Matcher>],
+    ) -> impl Fn(&[(String, PartValue)]) -> bool + 'a {
+        let partition_labels = self.store().partition_labels().to_vec();
+        move |part: &[(String, PartValue)]| {
+            matcher_sets.is_empty()
+                || matcher_sets.iter().any(|set| {
+                    set.iter()
+                        .all(|m| match part.iter().find(|(n, _)| *n == m.name) {
+                            Some((_, v)) if partition_labels.contains(&m.name) => v.may_match(m),
+                            _ => true,
+                        })
+                })
+        }
+    }
+
     /// Objects of `tenant` overlapping `[start, end)` and the streams in them that match every
     /// matcher of at least one of `matcher_sets` (an empty list of sets selects everything).
     pub async fn select(
@@ -58,20 +78,10 @@ impl QueryEngine {
         end: i64,
         stats: &mut QueryStats,
     ) -> Result<Selection> {
-        let partition_labels = self.store().partition_labels().to_vec();
-        // A partition value is the label's value (empty when absent), so a matcher on a
-        // partition label can be decided from the key alone.
-        let keep = |part: &[(String, PartValue)]| {
-            matcher_sets.is_empty()
-                || matcher_sets.iter().any(|set| {
-                    set.iter()
-                        .all(|m| match part.iter().find(|(n, _)| *n == m.name) {
-                            Some((_, v)) if partition_labels.contains(&m.name) => v.may_match(m),
-                            _ => true,
-                        })
-                })
-        };
-        let objects = self.store().list(tenant, start, end, keep).await?;
+        let objects = self
+            .store()
+            .list(tenant, start, end, self.partition_filter(matcher_sets))
+            .await?;
         stats.objects_considered += objects.len() as u64;
         let (readable, unreadable) = self.store().readable_catalogs(objects).await?;
         for u in unreadable {

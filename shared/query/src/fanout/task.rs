@@ -121,7 +121,13 @@ impl LeafTask {
                 // A leaf in another process meets damaged pages itself: it leaves them out
                 // as a whole query does, and its warnings travel in its stats.
                 let (entries, stats) = leaf
-                    .checking_damage(&q.tenant, q.start, q.end, || leaf.log_entries(&q))
+                    .checking_damage(
+                        &q.tenant,
+                        std::slice::from_ref(&q.expr.selector),
+                        q.start,
+                        q.end,
+                        || leaf.log_entries(&q),
+                    )
                     .await?;
                 wire::Partial {
                     stats,
@@ -153,7 +159,7 @@ impl LeafTask {
                 };
                 let (start, end) = q.scan_range();
                 let (inputs, stats) = leaf
-                    .checking_damage(&q.tenant, start, end, || async {
+                    .checking_damage(&q.tenant, &q.selectors(), start, end, || async {
                         let mut stats = crate::stats::QueryStats::default();
                         let inputs = leaf.metric_inputs(&q, &mut stats).await?;
                         Ok((inputs, stats))
