@@ -449,6 +449,17 @@ async fn main() {
                 ("start", (now - (now - start) / 2).to_string()),
             ],
         ),
+        // A range ending in the middle of the data: the newest rows sit inside compacted
+        // objects, about one per stream, not at the end of each stream's run.
+        (
+            "newest 1000, mid-data 3 h",
+            r#"{namespace="shop"}"#,
+            vec![
+                ("limit", "1000".into()),
+                ("start", start.to_string()),
+                ("end", (start + span / 2).to_string()),
+            ],
+        ),
         (
             "newest 1000, 1 service",
             r#"{service_name="checkout"}"#,

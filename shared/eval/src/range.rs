@@ -10,13 +10,12 @@
 //! so their floating-point results match Loki's to the last bit.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use parquetry_logql::{Grouping, RangeAggregation, RangeOp};
 use parquetry_model::{Labels, MatchOp, Matcher};
 
-use crate::SampleSeries;
 use crate::intern::{Id, Interner, filter_labels};
+use crate::{FastMap, SampleSeries};
 
 /// The label a failed pipeline stage sets.
 pub(crate) const ERROR_LABEL: &str = "__error__";
@@ -172,6 +171,7 @@ pub(crate) fn evaluate_range(
     interner: &mut Interner,
 ) -> RangeOutput {
     let groups = group_series(ra, input);
+    interner.reserve(groups.len());
     let window = Window {
         op: ra.op,
         param: ra.param.unwrap_or(f64::NAN),
@@ -224,18 +224,16 @@ pub(crate) fn evaluate_range(
 /// reported instead of being grouped away. The result is sorted by labels.
 fn group_series(ra: &RangeAggregation, input: Vec<SampleSeries>) -> Vec<(Labels, Points)> {
     let grouping = ra.grouping.as_ref().filter(|_| ra.op.allows_grouping());
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    let mut parts: Vec<(Labels, Vec<Points>)> = Vec::new();
+    // Keyed by the label sets themselves (no copy kept beside them): every group's order is
+    // set by the sort below.
+    let mut parts: FastMap<Labels, Vec<Points>> =
+        FastMap::with_capacity_and_hasher(input.len(), Default::default());
     for s in input {
         let key = match grouping {
             Some(g) if pipeline_error(&s.labels).is_none() => reduce_labels(&s.labels, g),
             _ => s.labels,
         };
-        let i = *index.entry(key.clone()).or_insert_with(|| {
-            parts.push((key, Vec::new()));
-            parts.len() - 1
-        });
-        parts[i].1.push(s.samples);
+        parts.entry(key).or_default().push(s.samples);
     }
     let mut groups: Vec<(Labels, Points)> = parts
         .into_iter()
@@ -252,7 +250,7 @@ fn group_series(ra: &RangeAggregation, input: Vec<SampleSeries>) -> Vec<(Labels,
             (labels, samples)
         })
         .collect();
-    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     groups
 }
 

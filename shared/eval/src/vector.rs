@@ -1,10 +1,10 @@
 //! Vector aggregations (`sum by (…) (…)` and friends), one step at a time.
 
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use parquetry_logql::{Grouping, VectorOp};
 
+use crate::FastMap;
 use crate::intern::{Id, Interner};
 use crate::range::reduce_labels;
 
@@ -14,7 +14,7 @@ pub(crate) struct VectorAgg {
     op: VectorOp,
     k: usize,
     grouping: Grouping,
-    group_of: HashMap<Id, Id>,
+    group_of: FastMap<Id, Id>,
 }
 
 /// Running state of one group within one step.
@@ -33,7 +33,7 @@ impl VectorAgg {
             k: k.unwrap_or(0),
             // No grouping means one group with no labels, exactly like `by ()`.
             grouping: grouping.unwrap_or_default(),
-            group_of: HashMap::new(),
+            group_of: FastMap::default(),
         }
     }
 
@@ -64,7 +64,7 @@ impl VectorAgg {
         input: Vec<(Id, f64)>,
         interner: &mut Interner,
     ) -> Vec<(Id, f64)> {
-        let mut index: HashMap<Id, usize> = HashMap::new();
+        let mut index: FastMap<Id, usize> = FastMap::default();
         let mut accs: Vec<Acc> = Vec::new();
         let ranks = self.ranks();
         for (id, v) in input {

@@ -91,7 +91,12 @@ impl Labels {
     /// column), so it must never change: xxHash64 (seed 0) over `name 0xff value 0xff` per pair
     /// in name order.
     pub fn fingerprint(&self) -> u64 {
-        let mut h = twox_hash::XxHash64::with_seed(0);
+        self.hash_with_seed(0)
+    }
+
+    /// xxHash64 of the set as [`Labels::fingerprint`] computes it, under another seed.
+    pub fn hash_with_seed(&self, seed: u64) -> u64 {
+        let mut h = twox_hash::XxHash64::with_seed(seed);
         for l in &self.0 {
             h.write(l.name.as_bytes());
             h.write(&[0xff]);

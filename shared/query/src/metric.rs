@@ -156,13 +156,17 @@ impl QueryEngine {
     ) -> Result<Vec<Vec<SampleSeries>>> {
         let ranges = q.expr.range_aggregations();
         let hints = pregroup_hints(&q.expr);
+        let collapse = collapse_hints(&q.expr);
         let groupings = SampleGrouping::of(&q.expr);
         let mut inputs = Vec::with_capacity(ranges.len());
-        for ((ra, hint), grouping) in ranges.iter().zip(&hints).zip(&groupings) {
-            inputs.push(
-                self.range_samples(q, ra, hint.as_deref(), grouping, stats)
-                    .await?,
-            );
+        for (((ra, hint), collapse), grouping) in
+            ranges.iter().zip(&hints).zip(&collapse).zip(&groupings)
+        {
+            let shape = SeriesShape {
+                group_by: hint.as_deref(),
+                collapse: collapse.as_deref(),
+            };
+            inputs.push(self.range_samples(q, ra, shape, grouping, stats).await?);
         }
         Ok(inputs)
     }
@@ -172,7 +176,7 @@ impl QueryEngine {
         &self,
         q: &MetricQuery,
         ra: &RangeAggregation,
-        group_by: Option<&[String]>,
+        shape: SeriesShape<'_>,
         grouping: &SampleGrouping,
         stats: &mut QueryStats,
     ) -> Result<Vec<SampleSeries>> {
@@ -244,7 +248,11 @@ impl QueryEngine {
             unwrapper,
             keep_unwrapped,
             value,
-            group_by: group_by.map(|g| g.to_vec()),
+            group_by: shape.group_by.map(|g| g.to_vec()),
+            collapse: match shape.group_by {
+                None => shape.collapse.map(|g| g.to_vec()),
+                Some(_) => None,
+            },
             seen,
             budget: OutputBudget::new(q.max_response_bytes),
             cells,
@@ -360,6 +368,9 @@ struct Fold {
     keep_unwrapped: bool,
     value: SampleValue,
     group_by: Option<Vec<String>>,
+    /// The `by` labels of the aggregation right above, when its answer keeps only those: each
+    /// series is kept as those labels plus an identity ([`collapsed`]).
+    collapse: Option<Vec<String>>,
     /// Entries of streams that may be stored twice (see `dedup`).
     seen: Arc<Seen>,
     /// Label bytes of every series made: a pipeline can make one per row.
@@ -368,13 +379,18 @@ struct Fold {
     cells: Option<StepCells>,
 }
 
+/// Maps looked up once per row: foldhash (randomly seeded per process), not SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// Sample series under construction, indexed by label set, with a per-stream shortcut for
 /// rows whose labels are their stream's alone.
 #[derive(Default)]
 struct Acc {
-    index: HashMap<Labels, usize>,
-    by_stream: HashMap<u64, usize>,
-    by_group: HashMap<(u64, u64), usize>,
+    index: FastMap<Labels, usize>,
+    by_stream: FastMap<u64, usize>,
+    by_group: FastMap<(u64, u64), usize>,
+    /// Collapsed series by identity (see [`collapsed`]).
+    by_identity: FastMap<u128, usize>,
     series: Vec<SampleSeries>,
     /// About what the series hold on the heap (sample capacity and labels), for the pool.
     bytes: usize,
@@ -419,6 +435,34 @@ impl Acc {
         self.bytes += grown * size_of::<(i64, f64)>();
     }
 
+    /// The slot of the collapsed series `id`, made from `labels()` if new.
+    fn identity_slot(&mut self, id: u128, labels: impl FnOnce() -> Labels) -> usize {
+        if let Some(&i) = self.by_identity.get(&id) {
+            return i;
+        }
+        let i = self.series.len();
+        let labels = labels();
+        // The label set once, the map and vector slots.
+        self.bytes += label_bytes(&labels) + 96;
+        self.by_identity.insert(id, i);
+        self.series.push(SampleSeries {
+            labels,
+            samples: Vec::new(),
+        });
+        i
+    }
+
+    /// The slot for a row labelled `labels`, collapsed onto `by` when set.
+    fn row_slot(&mut self, labels: Labels, collapse: Option<&[String]>) -> usize {
+        match collapse {
+            Some(by) if !fails_query(&labels) => {
+                let id = identity(&labels);
+                self.identity_slot(id, || collapsed(&labels, by, id))
+            }
+            _ => self.slot(labels),
+        }
+    }
+
     fn stream_slot(&mut self, fp: u64, labels: impl FnOnce() -> Labels) -> usize {
         if let Some(&i) = self.by_stream.get(&fp) {
             return i;
@@ -431,15 +475,22 @@ impl Acc {
     /// Appends `other`'s samples: a series' samples stay in scan order, unsorted, since
     /// evaluation sorts each series once after grouping anyway ([`SampleSeries::samples`]).
     fn merge(&mut self, other: Acc) {
-        for s in other.series {
-            let i = self.slot(s.labels);
+        let mut ids: Vec<Option<u128>> = vec![None; other.series.len()];
+        for (&id, &i) in &other.by_identity {
+            ids[i] = Some(id);
+        }
+        for (SampleSeries { labels, samples }, id) in other.series.into_iter().zip(ids) {
+            let i = match id {
+                Some(id) => self.identity_slot(id, || labels),
+                None => self.slot(labels),
+            };
             let mine = &mut self.series[i].samples;
             // A series' first part is moved, not copied: that saves a copy (and the page
             // faults of fresh memory) of every sample a partition holds alone.
             if mine.is_empty() {
-                *mine = s.samples;
+                *mine = samples;
             } else {
-                mine.extend(s.samples);
+                mine.extend(samples);
             }
         }
     }
@@ -489,7 +540,7 @@ impl Fold {
                 };
                 let slot = match &self.group_by {
                     None if meta.is_empty(row) => acc.stream_slot(f, || stream.clone()),
-                    None => acc.slot(merged(stream, meta.pairs(row))),
+                    None => acc.row_slot(merged(stream, meta.pairs(row)), self.collapse.as_deref()),
                     Some(by) if !meta.any_key_in(row, by) => {
                         acc.stream_slot(f, || project(stream.iter().map(pair), by))
                     }
@@ -546,14 +597,46 @@ impl Fold {
                 _ => labels,
             };
             let made = acc.series.len();
-            let slot = acc.slot(labels);
-            if acc.series.len() > made {
+            let slot = acc.row_slot(labels, self.collapse.as_deref());
+            // Collapsed series never reach the answer (the aggregation above keeps only its
+            // groups); their memory is the pool's to bound.
+            if acc.series.len() > made && self.collapse.is_none() {
                 self.budget.spend(label_bytes(&acc.series[slot].labels))?;
             }
             acc.push(slot, t, v, self.cells.as_ref());
         }
         Ok(())
     }
+}
+
+/// Which labels the series of one range aggregation keep.
+#[derive(Clone, Copy)]
+struct SeriesShape<'a> {
+    /// Pre-grouped onto these (see [`pregroup_hints`]).
+    group_by: Option<&'a [String]>,
+    /// Collapsed onto these (see [`collapse_hints`]) unless pre-grouped.
+    collapse: Option<&'a [String]>,
+}
+
+/// The label carrying a collapsed series' identity. Never a `by` label (see
+/// [`collapse_hints`]), so a label of that name a pipeline extracted is dropped with the
+/// other labels outside `by` first.
+const IDENTITY_LABEL: &str = "__parquetry_series__";
+
+/// A collapsed series' identity: 128 bits of its whole label set (two xxHash64 seeds), so
+/// equal sets meet in one series and different ones, for any practical count, never do.
+fn identity(labels: &Labels) -> u128 {
+    (u128::from(labels.fingerprint()) << 64) | u128::from(labels.hash_with_seed(1))
+}
+
+/// A series as an aggregation `by (by)` right above it sees it: its `by` labels (and error
+/// labels, as [`project`] keeps them) plus its identity, so that series the aggregation
+/// tells apart stay apart while their other labels (a per-line id parsed out of each line)
+/// are not held for the whole query.
+fn collapsed(labels: &Labels, by: &[String], id: u128) -> Labels {
+    let id = format!("{id:032x}");
+    let kept = project(labels.iter().map(pair), by);
+    Labels::from_pairs(kept.iter().map(pair).chain([(IDENTITY_LABEL, id.as_str())]))
 }
 
 fn label_bytes(l: &Labels) -> usize {
@@ -667,6 +750,55 @@ fn eval_params(q: &MetricQuery) -> EvalParams {
         instant: q.instant,
         max_series: q.max_series,
     }
+}
+
+/// For each range aggregation (in [`SampleExpr::range_aggregations`] order) without a grouping
+/// of its own, the `by` labels of an aggregation directly above it whose answer keeps only
+/// those labels and the values of its series: the scan may then keep each series as those
+/// labels plus an identity. `topk`, `bottomk` and the sorts answer with their series' own
+/// labels and `without` keeps all but some, so none of them collapses.
+fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
+    fn walk(e: &SampleExpr, parent_by: Option<&[String]>, out: &mut Vec<Option<Vec<String>>>) {
+        match e {
+            SampleExpr::RangeAggregation(ra) => {
+                out.push(
+                    parent_by
+                        .filter(|_| ra.grouping.is_none())
+                        .map(<[String]>::to_vec),
+                );
+            }
+            SampleExpr::VectorAggregation(v) => {
+                let keeps_groups_only = matches!(
+                    v.op,
+                    VectorOp::Sum
+                        | VectorOp::Avg
+                        | VectorOp::Min
+                        | VectorOp::Max
+                        | VectorOp::Count
+                        | VectorOp::Stddev
+                        | VectorOp::Stdvar
+                );
+                let by: Option<&[String]> = match &v.grouping {
+                    Some(g) if !g.without => Some(&g.labels),
+                    Some(_) => None,
+                    None => Some(&[]),
+                };
+                let by = by
+                    .filter(|_| keeps_groups_only)
+                    .filter(|by| !by.iter().any(|l| l == IDENTITY_LABEL));
+                walk(&v.expr, by, out);
+            }
+            SampleExpr::BinOp(b) => {
+                walk(&b.lhs, None, out);
+                walk(&b.rhs, None, out);
+            }
+            SampleExpr::LabelReplace(l) => walk(&l.expr, None, out),
+            SampleExpr::Literal(_) | SampleExpr::Vector(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(expr, None, &mut out);
+    out
 }
 
 /// For each range aggregation (in [`SampleExpr::range_aggregations`] order), the `by` labels
@@ -784,6 +916,70 @@ mod tests {
             hints(r#"sum by (x) (rate({a="b"}[1m])) / sum(count_over_time({a="b"}[1m]))"#),
             vec![Some(vec!["x".to_string()]), Some(vec![])]
         );
+    }
+
+    #[test]
+    fn series_collapse_under_aggregations_that_answer_with_their_groups_only() {
+        let collapse = |q: &str| match parquetry_logql::parse_expr(q).unwrap() {
+            parquetry_logql::Expr::Sample(s) => collapse_hints(&s),
+            _ => panic!("not a metric query"),
+        };
+        let by = |l: &[&str]| Some(l.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let inner = r#"avg_over_time({a="b"} | logfmt | unwrap d [5m])"#;
+        for op in ["sum", "avg", "min", "max", "count", "stddev", "stdvar"] {
+            assert_eq!(
+                collapse(&format!("{op} by (svc) ({inner})")),
+                vec![by(&["svc"])]
+            );
+        }
+        assert_eq!(collapse(&format!("avg({inner})")), vec![by(&[])]);
+        // Answers that carry the series' own labels, or all but some.
+        for q in [
+            format!("topk(2, {inner})"),
+            format!("sort({inner})"),
+            format!("avg without (id) ({inner})"),
+            inner.to_string(),
+            format!("avg by (svc) (label_replace({inner}, \"x\", \"y\", \"\", \"\"))"),
+            format!("{inner} > 1"),
+            format!("avg by ({IDENTITY_LABEL}) ({inner})"),
+        ] {
+            assert_eq!(collapse(&q), vec![None], "{q}");
+        }
+        // A range aggregation grouped itself keeps its own grouping.
+        assert_eq!(
+            collapse(r#"avg by (svc) (avg_over_time({a="b"} | unwrap d [5m]) by (pod))"#),
+            vec![None]
+        );
+        assert_eq!(
+            collapse(&format!(
+                "max({inner}) / sum by (x) (rate({{a=\"b\"}}[1m]))"
+            )),
+            vec![by(&[]), by(&["x"])]
+        );
+    }
+
+    #[test]
+    fn a_collapsed_series_keeps_its_groups_errors_and_an_identity_of_all_its_labels() {
+        let a = Labels::from_pairs([("svc", "api"), ("id", "1"), ("pod", "p")]);
+        let b = Labels::from_pairs([("svc", "api"), ("id", "2"), ("pod", "p")]);
+        let by = ["svc".to_string()];
+        let (ca, cb) = (
+            collapsed(&a, &by, identity(&a)),
+            collapsed(&b, &by, identity(&b)),
+        );
+        assert_ne!(ca, cb);
+        assert_eq!(ca.get("svc"), Some("api"));
+        assert_eq!(ca.get("id"), None);
+        assert_eq!(ca.iter().count(), 2);
+        assert_eq!(identity(&a), identity(&a.clone()));
+        let mut acc = Acc::default();
+        let one = acc.row_slot(a.clone(), Some(&by));
+        assert_eq!(acc.row_slot(a, Some(&by)), one);
+        assert_ne!(acc.row_slot(b, Some(&by)), one);
+        // A series that fails the query keeps every label, so the error names it.
+        let failed = Labels::from_pairs([("svc", "api"), ("id", "3"), (ERROR_LABEL, "x")]);
+        let slot = acc.row_slot(failed.clone(), Some(&by));
+        assert_eq!(acc.series[slot].labels, failed);
     }
 
     #[test]

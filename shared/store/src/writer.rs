@@ -79,9 +79,9 @@ const COLD_ZSTD_LEVEL: i32 = 3;
 
 /// Uncompressed size at which a cold object's `line` and metadata value pages close (see
 /// [`writer_properties`]).
-const COLD_PAGE_BYTES: usize = 64 * 1024;
-/// Rows per write batch in cold objects: ~256 log lines are about a third of a line page.
-const COLD_WRITE_BATCH_ROWS: usize = 256;
+const COLD_PAGE_BYTES: usize = 32 * 1024;
+/// Rows per write batch in cold objects: 128 lines of ~200 bytes fill about a page.
+const COLD_WRITE_BATCH_ROWS: usize = 128;
 
 /// Writer settings for an object holding `catalog`'s streams; `with_catalog` puts the catalog
 /// in the footer now (a writer that learns its final counts later appends it before finish).
@@ -124,10 +124,13 @@ pub(crate) fn writer_properties(
         .set_column_dictionary_enabled(meta_value.clone(), false)
         .set_column_encoding(meta_value.clone(), Encoding::DELTA_LENGTH_BYTE_ARRAY);
     // A query that wants one row of a stream (the newest 1,000 lines of 1,000 streams)
-    // decompresses that row's whole `line` and metadata pages: 64 KiB pages instead of
-    // parquet's 1 MiB cut those reads ~16× and cost < 1 % in size on the format bench (zstd
-    // finds a log line's repeats within a few lines). Pages close between write batches, so
-    // batches shrink too. Hot objects are read whole by the compactor and keep the default.
+    // decompresses that row's whole `line` and metadata pages. 32 KiB pages instead of
+    // parquet's 1 MiB: newest 1,000 inside compacted objects 150–195 ms with 64 KiB pages,
+    // 127–161 ms with 32 KiB, 105–138 ms with 16 KiB; objects +1.3 % and +4.3 % against
+    // 64 KiB on the format bench (zstd finds a log line's repeats within a few lines), scans
+    // and compaction CPU within noise (docs/benchmarks.md, "Newest lines first"). Pages close
+    // between write batches, so batches shrink too. Hot objects are read whole by the
+    // compactor and keep the default.
     if tier == Tier::Cold {
         b = b
             .set_column_data_page_size_limit(ColumnPath::from(schema::COL_LINE), COLD_PAGE_BYTES)
