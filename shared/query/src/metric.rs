@@ -30,7 +30,7 @@ use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::execute_stream_partitioned;
 use futures::StreamExt;
 use parquetry_eval::{EvalParams, SampleSeries, StepCells, Value};
-use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorOp};
+use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp};
 use parquetry_model::Labels;
 use parquetry_pipeline::{
     ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints, Pipeline,
@@ -752,97 +752,88 @@ fn eval_params(q: &MetricQuery) -> EvalParams {
     }
 }
 
-/// For each range aggregation (in [`SampleExpr::range_aggregations`] order) without a grouping
-/// of its own, the `by` labels of an aggregation directly above it whose answer keeps only
-/// those labels and the values of its series: the scan may then keep each series as those
-/// labels plus an identity. `topk`, `bottomk` and the sorts answer with their series' own
-/// labels and `without` keeps all but some, so none of them collapses.
-fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
-    fn walk(e: &SampleExpr, parent_by: Option<&[String]>, out: &mut Vec<Option<Vec<String>>>) {
+/// For each range aggregation (in [`SampleExpr::range_aggregations`] order), `f` of it and of
+/// the vector aggregation directly above it, if any.
+fn per_range_aggregation<T>(
+    expr: &SampleExpr,
+    f: impl Fn(&RangeAggregation, Option<&VectorAggregation>) -> T,
+) -> Vec<T> {
+    fn walk<T>(
+        e: &SampleExpr,
+        parent: Option<&VectorAggregation>,
+        f: &impl Fn(&RangeAggregation, Option<&VectorAggregation>) -> T,
+        out: &mut Vec<T>,
+    ) {
         match e {
-            SampleExpr::RangeAggregation(ra) => {
-                out.push(
-                    parent_by
-                        .filter(|_| ra.grouping.is_none())
-                        .map(<[String]>::to_vec),
-                );
-            }
-            SampleExpr::VectorAggregation(v) => {
-                let keeps_groups_only = matches!(
-                    v.op,
-                    VectorOp::Sum
-                        | VectorOp::Avg
-                        | VectorOp::Min
-                        | VectorOp::Max
-                        | VectorOp::Count
-                        | VectorOp::Stddev
-                        | VectorOp::Stdvar
-                );
-                let by: Option<&[String]> = match &v.grouping {
-                    Some(g) if !g.without => Some(&g.labels),
-                    Some(_) => None,
-                    None => Some(&[]),
-                };
-                let by = by
-                    .filter(|_| keeps_groups_only)
-                    .filter(|by| !by.iter().any(|l| l == IDENTITY_LABEL));
-                walk(&v.expr, by, out);
-            }
+            SampleExpr::RangeAggregation(ra) => out.push(f(ra, parent)),
+            SampleExpr::VectorAggregation(v) => walk(&v.expr, Some(v), f, out),
             SampleExpr::BinOp(b) => {
-                walk(&b.lhs, None, out);
-                walk(&b.rhs, None, out);
+                walk(&b.lhs, None, f, out);
+                walk(&b.rhs, None, f, out);
             }
-            SampleExpr::LabelReplace(l) => walk(&l.expr, None, out),
+            SampleExpr::LabelReplace(l) => walk(&l.expr, None, f, out),
             SampleExpr::Literal(_) | SampleExpr::Vector(_) => {}
         }
     }
     let mut out = Vec::new();
-    walk(expr, None, &mut out);
+    walk(expr, None, &f, &mut out);
     out
 }
 
-/// For each range aggregation (in [`SampleExpr::range_aggregations`] order), the `by` labels
-/// of a `sum` directly above it when summing per-series results equals aggregating per group.
-fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
-    fn walk(e: &SampleExpr, parent_sum_by: Option<&[String]>, out: &mut Vec<Option<Vec<String>>>) {
-        match e {
-            SampleExpr::RangeAggregation(ra) => {
-                // `op(...) by (g)` merges the samples of every series in a group before the
-                // function runs, so projecting each row onto `g` in the scan is exact for
-                // every function.
-                if let Some(g) = ra.grouping.as_ref().filter(|g| !g.without) {
-                    out.push(Some(g.labels.clone()));
-                    return;
-                }
-                let foldable = matches!(
-                    ra.op,
-                    RangeOp::CountOverTime
-                        | RangeOp::Rate
-                        | RangeOp::BytesOverTime
-                        | RangeOp::BytesRate
-                        | RangeOp::SumOverTime
-                ) && ra.grouping.is_none();
-                out.push(parent_sum_by.filter(|_| foldable).map(<[String]>::to_vec));
-            }
-            SampleExpr::VectorAggregation(v) => {
-                let by: Option<&[String]> = match (&v.op, &v.grouping) {
-                    (VectorOp::Sum, Some(g)) if !g.without => Some(&g.labels),
-                    (VectorOp::Sum, None) => Some(&[]),
-                    _ => None,
-                };
-                walk(&v.expr, by, out);
-            }
-            SampleExpr::BinOp(b) => {
-                walk(&b.lhs, None, out);
-                walk(&b.rhs, None, out);
-            }
-            SampleExpr::LabelReplace(l) => walk(&l.expr, None, out),
-            SampleExpr::Literal(_) | SampleExpr::Vector(_) => {}
-        }
+/// The `by` labels of `v`, or none for an aggregation without grouping; `None` for `without`.
+fn by_labels(v: &VectorAggregation) -> Option<&[String]> {
+    match &v.grouping {
+        Some(g) if !g.without => Some(&g.labels),
+        Some(_) => None,
+        None => Some(&[]),
     }
-    let mut out = Vec::new();
-    walk(expr, None, &mut out);
-    out
+}
+
+/// For each range aggregation without a grouping of its own, the `by` labels of an
+/// aggregation directly above it whose answer keeps only those labels and the values of its
+/// series: the scan may then keep each series as those labels plus an identity. `topk`,
+/// `bottomk` and the sorts answer with their series' own labels and `without` keeps all but
+/// some, so none of them collapses.
+fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
+    per_range_aggregation(expr, |ra, parent| {
+        let v = parent.filter(|_| ra.grouping.is_none())?;
+        let keeps_groups_only = matches!(
+            v.op,
+            VectorOp::Sum
+                | VectorOp::Avg
+                | VectorOp::Min
+                | VectorOp::Max
+                | VectorOp::Count
+                | VectorOp::Stddev
+                | VectorOp::Stdvar
+        );
+        by_labels(v)
+            .filter(|_| keeps_groups_only)
+            .filter(|by| !by.iter().any(|l| l == IDENTITY_LABEL))
+            .map(<[String]>::to_vec)
+    })
+}
+
+/// For each range aggregation, the `by` labels of a `sum` directly above it when summing
+/// per-series results equals aggregating per group.
+fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
+    per_range_aggregation(expr, |ra, parent| {
+        // `op(...) by (g)` merges the samples of every series in a group before the function
+        // runs, so projecting each row onto `g` in the scan is exact for every function.
+        if let Some(g) = ra.grouping.as_ref().filter(|g| !g.without) {
+            return Some(g.labels.clone());
+        }
+        let foldable = matches!(
+            ra.op,
+            RangeOp::CountOverTime
+                | RangeOp::Rate
+                | RangeOp::BytesOverTime
+                | RangeOp::BytesRate
+                | RangeOp::SumOverTime
+        ) && ra.grouping.is_none();
+        let v = parent.filter(|v| v.op == VectorOp::Sum && foldable)?;
+        by_labels(v).map(<[String]>::to_vec)
+    })
 }
 
 #[cfg(test)]
