@@ -362,14 +362,9 @@ async fn parser_queries_answer_the_same_on_one_partition_and_on_many() {
         r#"sum(rate({env="scale"} |= "status=5" [1m]))"#,
     ];
     for q in queries {
-        let params = vec![
-            ("query", q.to_string()),
-            ("start", (end - 1_800 * NS_PER_S).to_string()),
-            ("end", end.to_string()),
-            ("step", "60".to_string()),
-        ];
-        let (c1, a) = one.get_json("/loki/api/v1/query_range", &params).await;
-        let (c2, b) = many.get_json("/loki/api/v1/query_range", &params).await;
+        let start = end - 1_800 * NS_PER_S;
+        let (c1, a) = metric_range(&one, q.to_string(), start, end).await;
+        let (c2, b) = metric_range(&many, q.to_string(), start, end).await;
         assert_eq!((c1, c2), (200, 200), "{q}: {a} {b}");
         let (sa, sb) = (metric_samples(&a), metric_samples(&b));
         assert!(!sa.is_empty(), "{q}: no series");

@@ -61,12 +61,12 @@ pub use error::EvalError;
 pub use range::StepCells;
 
 use intern::Interner;
+use range::Grid;
 
 /// Hash maps of the evaluator: keyed by label sets and ids, one lookup per series and step.
 /// foldhash (randomly seeded per process) instead of SipHash: interning 1.6 M per-line label
 /// sets spent most of its time hashing.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
-use range::Grid;
 
 /// Loki's cap on points per series: `(end - start) / step` may not exceed it.
 pub const MAX_POINTS: i64 = 11_000;

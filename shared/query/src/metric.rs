@@ -80,26 +80,32 @@ impl MetricQuery {
             .collect()
     }
 
-    /// The time range its scans read, `[start, end)`: the union of every range
-    /// aggregation's windows `(t - range - offset, t - offset]` over the evaluation times
-    /// (an offset may be negative).
-    pub(crate) fn scan_range(&self) -> (i64, i64) {
-        let ranges = self.expr.range_aggregations();
-        let lo = ranges
-            .iter()
-            .map(|ra| {
-                self.start
-                    .saturating_sub(ra.range.range)
-                    .saturating_sub(ra.range.offset)
-            })
-            .min()
-            .unwrap_or(self.start);
-        let hi = ranges
-            .iter()
-            .map(|ra| self.end.saturating_sub(ra.range.offset))
-            .max()
-            .unwrap_or(self.end);
+    /// The time range `ra`'s scan reads, `[start, end)`: the union of its windows
+    /// `(t - range - offset, t - offset]` over the evaluation times (an offset may be
+    /// negative).
+    pub(crate) fn window_range(&self, ra: &RangeAggregation) -> (i64, i64) {
+        let lo = self
+            .start
+            .saturating_sub(ra.range.range)
+            .saturating_sub(ra.range.offset);
+        let hi = self.end.saturating_sub(ra.range.offset);
         (lo.saturating_add(1), hi.saturating_add(1))
+    }
+
+    /// The time range all its scans read: the union of [`MetricQuery::window_range`].
+    pub(crate) fn scan_range(&self) -> (i64, i64) {
+        let windows: Vec<(i64, i64)> = self
+            .expr
+            .range_aggregations()
+            .into_iter()
+            .map(|ra| self.window_range(ra))
+            .collect();
+        let start = windows.iter().map(|w| w.0).min();
+        let end = windows.iter().map(|w| w.1).max();
+        (
+            start.unwrap_or(self.start.saturating_add(1)),
+            end.unwrap_or(self.end.saturating_add(1)),
+        )
     }
 }
 
@@ -180,22 +186,20 @@ impl QueryEngine {
         grouping: &SampleGrouping,
         stats: &mut QueryStats,
     ) -> Result<Vec<SampleSeries>> {
-        // Windows are (t - range - offset, t - offset] for t in [start, end].
-        let lo = q.start - ra.range.range - ra.range.offset;
-        let hi = q.end - ra.range.offset;
+        let (start, end) = q.window_range(ra);
         let log = &ra.range.log;
         let selection = trace::stage(
             Stage::Plan,
             self.select(
                 &q.tenant,
                 std::slice::from_ref(&log.selector),
-                lo + 1,
-                hi + 1,
+                start,
+                end,
                 stats,
             ),
         )
         .await?;
-        account_selection(&selection, lo + 1, hi + 1, stats);
+        account_selection(&selection, start, end, stats);
         if selection.objects.is_empty() {
             return Ok(Vec::new());
         }
@@ -264,8 +268,8 @@ impl QueryEngine {
         let fps: Vec<Expr> = selection.fingerprints().into_iter().map(lit).collect();
         let mut predicate = and(
             and(
-                col(COL_TIMESTAMP).gt(ts_lit(lo)),
-                col(COL_TIMESTAMP).lt_eq(ts_lit(hi)),
+                col(COL_TIMESTAMP).gt_eq(ts_lit(start)),
+                col(COL_TIMESTAMP).lt(ts_lit(end)),
             ),
             col(COL_STREAM).in_list(fps, false),
         );

@@ -478,16 +478,7 @@ impl Store {
             match catalog {
                 Ok(c) => ok.push((object, c)),
                 Err(e) => match e.unreadable_object() {
-                    Some(u) => {
-                        tracing::error!(
-                            object = %u.path,
-                            reason = %u.reason,
-                            "object cannot be decoded; left out of reads until it is repaired or removed"
-                        );
-                        self.unreadable
-                            .insert((object.path.clone(), object.size), u.clone());
-                        bad.push(u)
-                    }
+                    Some(u) => bad.push(self.mark_unreadable(&object, u)),
                     None => return Err(e),
                 },
             }
@@ -533,17 +524,23 @@ impl Store {
                     path: o.path.to_string(),
                     reason,
                 };
-                tracing::error!(
-                    object = %u.path,
-                    reason = %u.reason,
-                    "object has pages that cannot be decoded; left out of reads until it is repaired or removed"
-                );
-                self.unreadable.insert((o.path.clone(), o.size), u.clone());
                 crate::UNREADABLE_SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                found.push(u);
+                found.push(self.mark_unreadable(&o, u));
             }
         }
         Ok(found)
+    }
+
+    /// Remembers `object` as unreadable (left out of reads from now on) and says so once.
+    fn mark_unreadable(&self, object: &DataObject, u: Unreadable) -> Unreadable {
+        tracing::error!(
+            object = %u.path,
+            reason = %u.reason,
+            "object cannot be decoded; left out of reads until it is repaired or removed"
+        );
+        self.unreadable
+            .insert((object.path.clone(), object.size), u.clone());
+        u
     }
 
     /// Catalogs of many objects, read concurrently.

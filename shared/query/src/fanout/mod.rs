@@ -146,18 +146,17 @@ pub(crate) async fn plan_metric(engine: &QueryEngine, q: &MetricQuery) -> Result
     let mut bytes = HashMap::new();
     for ra in q.expr.range_aggregations() {
         // The same windows `range_samples` selects.
-        let lo = q.start - ra.range.range - ra.range.offset;
-        let hi = q.end - ra.range.offset;
+        let (start, end) = q.window_range(ra);
         let selection = engine
             .select(
                 &q.tenant,
                 std::slice::from_ref(&ra.range.log.selector),
-                lo + 1,
-                hi + 1,
+                start,
+                end,
                 &mut scratch,
             )
             .await?;
-        plan::add_stream_bytes(&selection, lo + 1, hi + 1, &mut bytes);
+        plan::add_stream_bytes(&selection, start, end, &mut bytes);
     }
     Ok(Plan::split(&engine.fanout, bytes))
 }
