@@ -16,6 +16,10 @@
 //!   such as many-to-many matching surface exactly when Loki's would. Label sets are interned
 //!   once; per-series results of grouping and matching are cached, so the per-step work is
 //!   hashing small integers.
+//! - **An aggregation right above a range aggregation** (`sum`, `avg`, `min`, `max`, `count`,
+//!   `stddev`, `stdvar`) is computed while the range aggregation walks its series, in the
+//!   same order, so values are bit for bit the step-by-step ones while the inner series (one
+//!   per line in a parser query with unique ids) are never interned. See `vector.rs`.
 //! - **Limits** follow Loki: [`check_points`] (11,000 points), and `max_series` counted over
 //!   distinct output series as steps are evaluated.
 //!

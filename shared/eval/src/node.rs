@@ -12,10 +12,12 @@ use crate::binop::{VectorBinOp, scalar_binop};
 use crate::error::EvalError;
 use crate::intern::{Id, Interner, filter_labels};
 use crate::range::{ERROR_LABEL, Grid, RangeOutput, evaluate_range};
-use crate::vector::VectorAgg;
+use crate::vector::{FoldedAgg, VectorAgg};
 
 pub(crate) enum Node {
     Range(RangeOutput),
+    /// A vector aggregation computed with the range aggregation under it (see [`FoldedAgg`]).
+    Folded(FoldedAgg),
     /// `vector(N)`, or a literal where a vector is expected: one sample with no labels.
     Constant(f64),
     VectorAgg(VectorAgg, Box<Node>),
@@ -44,6 +46,10 @@ pub(crate) fn compile(
             Node::Range(evaluate_range(ra, input, grid, interner))
         }
         SampleExpr::Literal(v) | SampleExpr::Vector(v) => Node::Constant(*v),
+        SampleExpr::VectorAggregation(va) if let Some(ra) = FoldedAgg::folds(va) => {
+            let input = inputs.next().unwrap_or_default();
+            Node::Folded(FoldedAgg::new(va, ra, input, grid, interner))
+        }
         SampleExpr::VectorAggregation(va) => {
             let child = compile(&va.expr, inputs, grid, interner)?;
             Node::VectorAgg(
@@ -92,14 +98,12 @@ impl Node {
     ) -> Result<Vec<(Id, f64)>, EvalError> {
         match self {
             Node::Range(out) => {
-                if let Some((ek, id)) = out.first_error
-                    && ek <= k
-                {
-                    let labels = interner.get(id).clone();
-                    let err_type = labels.get(ERROR_LABEL).unwrap_or_default().to_string();
-                    return Err(EvalError::PipelineError { err_type, labels });
-                }
+                failed_by(out.first_error, k, interner)?;
                 Ok(out.step(k).to_vec())
+            }
+            Node::Folded(agg) => {
+                failed_by(agg.first_error, k, interner)?;
+                Ok(agg.step(k))
             }
             Node::Constant(v) => Ok(vec![(interner.intern(Default::default()), *v)]),
             Node::VectorAgg(agg, child) => {
@@ -133,6 +137,23 @@ impl Node {
                     .collect())
             }
         }
+    }
+}
+
+/// Loki fails a metric query once evaluation reaches the first step of a series that
+/// carries a pipeline error.
+fn failed_by(
+    first_error: Option<(usize, Id)>,
+    k: usize,
+    interner: &Interner,
+) -> Result<(), EvalError> {
+    match first_error {
+        Some((ek, id)) if ek <= k => {
+            let labels = interner.get(id).clone();
+            let err_type = labels.get(ERROR_LABEL).unwrap_or_default().to_string();
+            Err(EvalError::PipelineError { err_type, labels })
+        }
+        _ => Ok(()),
     }
 }
 

@@ -745,6 +745,75 @@ fn sum_count_avg_min_max_with_groupings() {
     assert_eq!(agg(&format!("count by (nope) ({x})")), lv(&[("{}", 4.0)]));
 }
 
+/// Many series with fractional values, in several groups, some groups not at every step.
+fn noisy() -> Vec<SampleSeries> {
+    let mut out = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..60 {
+        let mut samples = Vec::new();
+        for j in 0..40 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x.is_multiple_of(3) {
+                continue;
+            }
+            let v = (x % 10_000) as f64 / 7.0 - 300.0;
+            samples.push((j * 7 - 10 + (i % 5), v));
+        }
+        let (app, id) = (format!("a{}", i % 4), format!("{i}"));
+        out.push(ser(&[("app", &app), ("id", &id), ("zone", "z")], &samples));
+    }
+    out
+}
+
+#[test]
+fn aggregations_folded_with_their_range_aggregation_match_the_step_by_step_answer() {
+    // A no-op label_replace in between keeps the step-by-step path: the folded one must give
+    // the same series and the same values to the last bit, for every grouping form.
+    for op in ["sum", "avg", "min", "max", "count", "stddev", "stdvar"] {
+        for grouping in ["by (app)", "without (id)", "", "by (nope)", "by (id)"] {
+            for inner in [
+                r#"avg_over_time({zone="z"} | unwrap v [30s])"#,
+                r#"rate({zone="z"}[20s] offset 5s)"#,
+                r#"quantile_over_time(0.9, {zone="z"} | unwrap v [1m])"#,
+            ] {
+                let folded = format!("{op} {grouping} ({inner})");
+                let stepwise = format!(
+                    r#"{op} {grouping} (label_replace({inner}, "none", "", "nothing", ""))"#
+                );
+                let a = range(&folded, (0, 300, 15), vec![noisy()]).unwrap();
+                let b = range(&stepwise, (0, 300, 15), vec![noisy()]).unwrap();
+                let bits = |m: &[Series]| -> Vec<(String, Vec<(i64, u64)>)> {
+                    m.iter()
+                        .map(|s| {
+                            let p = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                            (s.labels.to_string(), p)
+                        })
+                        .collect()
+                };
+                assert!(!a.is_empty(), "{folded}");
+                assert_eq!(bits(&a), bits(&b), "{folded}");
+                let a = instant(&folded, 100, vec![noisy()]).unwrap();
+                let b = instant(&stepwise, 100, vec![noisy()]).unwrap();
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "{folded}");
+            }
+        }
+    }
+    // A series that fails the query still fails it at the step it first has a point.
+    let mut input = noisy();
+    input.push(ones(
+        &[("__error__", "LogfmtParserErr"), ("zone", "z")],
+        &[203],
+    ));
+    let q = r#"sum by (app) (count_over_time({zone="z"}[10s]))"#;
+    assert!(matches!(
+        range(q, (0, 300, 15), vec![input.clone()]),
+        Err(EvalError::PipelineError { .. })
+    ));
+    assert!(range(q, (0, 195, 15), vec![input]).is_ok());
+}
+
 #[test]
 fn topk_bottomk_sort_keep_value_order_when_outermost() {
     let x = r#"last_over_time({app=~".+"} | unwrap x [1m])"#;

@@ -2,11 +2,14 @@
 
 use std::cmp::Ordering;
 
-use parquetry_logql::{Grouping, VectorOp};
+use parquetry_logql::{
+    Grouping, RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp,
+};
+use parquetry_model::{Labels, hash_pairs};
 
-use crate::FastMap;
 use crate::intern::{Id, Interner};
-use crate::range::reduce_labels;
+use crate::range::{Grid, reduce_labels, walk_range};
+use crate::{FastMap, SampleSeries};
 
 /// One vector aggregation with its label cache: the group of an input series is computed once
 /// per query, not once per step.
@@ -24,6 +27,68 @@ struct Acc {
     mean: f64,
     count: usize,
     members: Vec<(Id, f64)>,
+}
+
+impl Acc {
+    /// A group's state after its first sample in a step.
+    fn first(op: VectorOp, group: Id, v: f64, members: Vec<(Id, f64)>) -> Acc {
+        Acc {
+            group,
+            value: if matches!(op, VectorOp::Stddev | VectorOp::Stdvar) {
+                0.0
+            } else {
+                v
+            },
+            mean: v,
+            count: 1,
+            members,
+        }
+    }
+
+    /// Folds in the group's next sample of the step (not for the ranking operations).
+    fn add(&mut self, op: VectorOp, v: f64) {
+        match op {
+            VectorOp::Sum => self.value += v,
+            VectorOp::Avg => {
+                self.count += 1;
+                self.mean += (v - self.mean) / self.count as f64;
+            }
+            VectorOp::Max => {
+                if self.value < v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            VectorOp::Min => {
+                if self.value > v || self.value.is_nan() {
+                    self.value = v;
+                }
+            }
+            VectorOp::Count => self.count += 1,
+            VectorOp::Stddev | VectorOp::Stdvar => {
+                self.count += 1;
+                let delta = v - self.mean;
+                self.mean += delta / self.count as f64;
+                self.value += delta * (v - self.mean);
+            }
+            VectorOp::Topk
+            | VectorOp::Bottomk
+            | VectorOp::ApproxTopk
+            | VectorOp::Sort
+            | VectorOp::SortDesc => {}
+        }
+    }
+
+    /// The group's value for the step.
+    fn value(&self, op: VectorOp) -> f64 {
+        let n = self.count as f64;
+        match op {
+            VectorOp::Avg => self.mean,
+            VectorOp::Count => n,
+            VectorOp::Stddev => (self.value / n).sqrt(),
+            VectorOp::Stdvar => self.value / n,
+            _ => self.value,
+        }
+    }
 }
 
 impl VectorAgg {
@@ -76,48 +141,15 @@ impl VectorAgg {
             };
             let Some(&i) = index.get(&g) else {
                 index.insert(g, accs.len());
-                accs.push(Acc {
-                    group: g,
-                    value: if matches!(self.op, VectorOp::Stddev | VectorOp::Stdvar) {
-                        0.0
-                    } else {
-                        v
-                    },
-                    mean: v,
-                    count: 1,
-                    members: if ranks { vec![(id, v)] } else { Vec::new() },
-                });
+                let members = if ranks { vec![(id, v)] } else { Vec::new() };
+                accs.push(Acc::first(self.op, g, v, members));
                 continue;
             };
             let a = &mut accs[i];
-            match self.op {
-                VectorOp::Sum => a.value += v,
-                VectorOp::Avg => {
-                    a.count += 1;
-                    a.mean += (v - a.mean) / a.count as f64;
-                }
-                VectorOp::Max => {
-                    if a.value < v || a.value.is_nan() {
-                        a.value = v;
-                    }
-                }
-                VectorOp::Min => {
-                    if a.value > v || a.value.is_nan() {
-                        a.value = v;
-                    }
-                }
-                VectorOp::Count => a.count += 1,
-                VectorOp::Stddev | VectorOp::Stdvar => {
-                    a.count += 1;
-                    let delta = v - a.mean;
-                    a.mean += delta / a.count as f64;
-                    a.value += delta * (v - a.mean);
-                }
-                VectorOp::Topk
-                | VectorOp::Bottomk
-                | VectorOp::ApproxTopk
-                | VectorOp::Sort
-                | VectorOp::SortDesc => a.members.push((id, v)),
+            if ranks {
+                a.members.push((id, v));
+            } else {
+                a.add(self.op, v);
             }
         }
 
@@ -125,17 +157,7 @@ impl VectorAgg {
             return self.rank(accs, interner);
         }
         accs.into_iter()
-            .map(|a| {
-                let n = a.count as f64;
-                let v = match self.op {
-                    VectorOp::Avg => a.mean,
-                    VectorOp::Count => n,
-                    VectorOp::Stddev => (a.value / n).sqrt(),
-                    VectorOp::Stdvar => a.value / n,
-                    _ => a.value,
-                };
-                (a.group, v)
-            })
+            .map(|a| (a.group, a.value(self.op)))
             .collect()
     }
 
@@ -176,4 +198,135 @@ impl VectorAgg {
         }
         out
     }
+}
+
+/// Up to this many groups in a step, [`FoldedAgg`] finds a group's accumulator by a linear
+/// search rather than a map lookup.
+const FEW_GROUPS: usize = 8;
+
+/// A `sum`, `avg`, `min`, `max`, `count`, `stddev` or `stdvar` right above a range
+/// aggregation, computed while the range aggregation is: each input series' points go
+/// straight into the accumulators of their group at each step.
+///
+/// Series are walked in the order the step vectors would list them in, so every
+/// accumulator sees its values in the same order as the step-by-step path and the results are
+/// the same to the last bit. What it saves is what a parser query with a unique id per line
+/// spends most on: the input series are neither interned nor transposed into step vectors,
+/// and what stays after the walk is one accumulator per group and step, the size of the
+/// answer.
+pub(crate) struct FoldedAgg {
+    op: VectorOp,
+    /// Per step, the groups' accumulators in order of first appearance.
+    steps: Vec<Vec<Acc>>,
+    /// As [`crate::range::RangeOutput::first_error`].
+    pub(crate) first_error: Option<(usize, Id)>,
+}
+
+impl FoldedAgg {
+    /// The range aggregation `va` folds, when it is one of the above directly over one.
+    pub(crate) fn folds(va: &VectorAggregation) -> Option<&RangeAggregation> {
+        let additive = matches!(
+            va.op,
+            VectorOp::Sum
+                | VectorOp::Avg
+                | VectorOp::Min
+                | VectorOp::Max
+                | VectorOp::Count
+                | VectorOp::Stddev
+                | VectorOp::Stdvar
+        );
+        match &*va.expr {
+            // `absent_over_time` makes its one series from what the others did not cover.
+            SampleExpr::RangeAggregation(ra) if additive && ra.op != RangeOp::AbsentOverTime => {
+                Some(ra)
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn new(
+        va: &VectorAggregation,
+        ra: &RangeAggregation,
+        input: Vec<SampleSeries>,
+        grid: &Grid,
+        interner: &mut Interner,
+    ) -> FoldedAgg {
+        let op = va.op;
+        let grouping = va.grouping.clone().unwrap_or_default();
+        let mut steps: Vec<Vec<Acc>> = (0..grid.steps).map(|_| Vec::new()).collect();
+        let mut slot: FastMap<(u32, Id), u32> = FastMap::default();
+        let mut groups: FastMap<u64, Id> = FastMap::default();
+        let tag = |labels: &Labels, interner: &mut Interner| {
+            group_id(labels, &grouping, &mut groups, interner)
+        };
+        let first_error = walk_range(ra, input, grid, interner, tag, |_, g, points, _| {
+            for &(k, v) in points {
+                let Some(accs) = steps.get_mut(k as usize) else {
+                    continue;
+                };
+                // A step with a few groups (the usual answer) is searched in place; the map
+                // indexes only steps with more.
+                let found = if accs.len() <= FEW_GROUPS {
+                    accs.iter().position(|a| a.group == g)
+                } else {
+                    slot.get(&(k, g)).map(|&i| i as usize)
+                };
+                match found {
+                    Some(i) => accs[i].add(op, v),
+                    None => {
+                        if accs.len() >= FEW_GROUPS {
+                            if accs.len() == FEW_GROUPS {
+                                for (i, a) in accs.iter().enumerate() {
+                                    slot.insert((k, a.group), i as u32);
+                                }
+                            }
+                            slot.insert((k, g), accs.len() as u32);
+                        }
+                        accs.push(Acc::first(op, g, v, Vec::new()));
+                    }
+                }
+            }
+        });
+        FoldedAgg {
+            op,
+            steps,
+            first_error,
+        }
+    }
+
+    /// The aggregation's vector at step `k`.
+    pub(crate) fn step(&self, k: usize) -> Vec<(Id, f64)> {
+        self.steps.get(k).map_or_else(Vec::new, |accs| {
+            accs.iter().map(|a| (a.group, a.value(self.op))).collect()
+        })
+    }
+}
+
+/// The interned group of `labels` under `grouping`, found by a hash of the labels it keeps:
+/// most series fall into a group already seen, and then nothing is allocated.
+fn group_id(
+    labels: &Labels,
+    grouping: &Grouping,
+    seen: &mut FastMap<u64, Id>,
+    interner: &mut Interner,
+) -> Id {
+    let kept = || {
+        labels
+            .iter()
+            .filter(|l| grouping.labels.contains(&l.name) != grouping.without)
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+    };
+    let h = hash_pairs(kept(), 0);
+    if let Some(&id) = seen.get(&h) {
+        let known = interner
+            .get(id)
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()));
+        if known.eq(kept()) {
+            return id;
+        }
+    }
+    let id = interner.intern(reduce_labels(labels, grouping));
+    seen.entry(h).or_insert(id);
+    id
 }

@@ -96,14 +96,10 @@ impl Labels {
 
     /// xxHash64 of the set as [`Labels::fingerprint`] computes it, under another seed.
     pub fn hash_with_seed(&self, seed: u64) -> u64 {
-        let mut h = twox_hash::XxHash64::with_seed(seed);
-        for l in &self.0 {
-            h.write(l.name.as_bytes());
-            h.write(&[0xff]);
-            h.write(l.value.as_bytes());
-            h.write(&[0xff]);
-        }
-        h.finish()
+        hash_pairs(
+            self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())),
+            seed,
+        )
     }
 
     /// The labels, sorted by name.
@@ -152,6 +148,18 @@ pub fn write_quoted(f: &mut impl fmt::Write, s: &str) -> fmt::Result {
         }
     }
     f.write_char('"')
+}
+
+/// [`Labels::hash_with_seed`] of the set `pairs` lists in name order, without building it.
+pub fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, seed: u64) -> u64 {
+    let mut h = twox_hash::XxHash64::with_seed(seed);
+    for (name, value) in pairs {
+        h.write(name.as_bytes());
+        h.write(&[0xff]);
+        h.write(value.as_bytes());
+        h.write(&[0xff]);
+    }
+    h.finish()
 }
 
 #[cfg(test)]

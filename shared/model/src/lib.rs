@@ -18,7 +18,7 @@ pub mod ruler_config;
 pub mod tenant;
 
 pub use config::{Config, Limits};
-pub use labels::{Label, Labels};
+pub use labels::{Label, Labels, hash_pairs};
 pub use matcher::{MatchOp, Matcher, MatcherError};
 pub use tenant::{TenantError, validate_tenant_id};
 

@@ -149,7 +149,7 @@ impl EntryLabels {
 
     /// Reinitialises the labels for the next entry, reusing allocations. The engine calls
     /// this once per entry, so it must not allocate when the shapes repeat.
-    pub fn reset(&mut self, stream: &Labels, structured_metadata: &[(String, String)]) {
+    pub fn reset<S: AsRef<str>>(&mut self, stream: &Labels, structured_metadata: &[(S, S)]) {
         self.stream
             .assign(stream.iter().map(|l| (l.name.as_str(), l.value.as_str())));
         let mut n = 0;
@@ -166,11 +166,14 @@ impl EntryLabels {
         self.original_stream.sort();
         if structured_metadata
             .iter()
-            .any(|(n, _)| self.stream.contains(n))
+            .any(|(n, _)| self.stream.contains(n.as_ref()))
         {
             let renamed: Vec<(String, String)> = structured_metadata
                 .iter()
-                .map(|(n, v)| (metadata_name(stream, n).into_owned(), v.clone()))
+                .map(|(n, v)| {
+                    let name = metadata_name(stream, n.as_ref()).into_owned();
+                    (name, v.as_ref().to_string())
+                })
                 .collect();
             self.metadata
                 .assign(renamed.iter().map(|(n, v)| (n.as_str(), v.as_str())));
@@ -178,7 +181,7 @@ impl EntryLabels {
             self.metadata.assign(
                 structured_metadata
                     .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str())),
+                    .map(|(n, v)| (n.as_ref(), v.as_ref())),
             );
         }
         self.pool.append(&mut self.parsed.0);
@@ -414,7 +417,7 @@ mod tests {
         // Still renamed after the stream label went away.
         e.add_parsed("app", "z");
         assert_eq!(e.get("app"), None);
-        e.reset(&stream, &[]);
+        e.reset(&stream, &[] as &[(&str, &str)]);
         assert_eq!(e.all(), stream);
     }
 }

@@ -488,6 +488,8 @@ struct PipelineJob {
 impl PipelineJob {
     fn run(&self, rows: Vec<Row>) -> Result<Vec<KeyedEntry>> {
         let mut out = Vec::with_capacity(rows.len());
+        // Reset per row rather than made anew: the entry's label strings are reused.
+        let mut entry = EntryLabels::default();
         for (i, r) in rows.into_iter().enumerate() {
             if i % 256 == 0 {
                 self.cancelled.check()?;
@@ -518,7 +520,7 @@ impl PipelineJob {
                 ));
                 continue;
             };
-            let mut entry = EntryLabels::new(stream, &r.metadata);
+            entry.reset(stream, &r.metadata);
             let Some(line) = p.process(r.ts, &r.line, &mut entry) else {
                 continue;
             };

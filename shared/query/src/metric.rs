@@ -434,6 +434,11 @@ impl Acc {
             }
         };
         let before = samples.capacity();
+        if before == 0 {
+            // A series' first sample gets room for itself alone, not the four a `Vec` starts
+            // with: a parser query with a unique id per line makes a series per line.
+            samples.reserve_exact(1);
+        }
         samples.push((t, v));
         let grown = samples.capacity() - before;
         self.bytes += grown * size_of::<(i64, f64)>();
@@ -460,8 +465,9 @@ impl Acc {
     fn row_slot(&mut self, labels: Labels, collapse: Option<&[String]>) -> usize {
         match collapse {
             Some(by) if !fails_query(&labels) => {
-                let id = identity(&labels);
-                self.identity_slot(id, || collapsed(&labels, by, id))
+                let pairs: Vec<(&str, &str)> = labels.iter().map(pair).collect();
+                let id = identity(&pairs, &mut Vec::new());
+                self.identity_slot(id, || collapsed(&pairs, by, id))
             }
             _ => self.slot(labels),
         }
@@ -479,6 +485,10 @@ impl Acc {
     /// Appends `other`'s samples: a series' samples stay in scan order, unsorted, since
     /// evaluation sorts each series once after grouping anyway ([`SampleSeries::samples`]).
     fn merge(&mut self, other: Acc) {
+        // Room for all of them at once: growing a map of a million series step by step
+        // rehashes it (and faults its fresh pages in) again and again.
+        self.series.reserve(other.series.len());
+        self.by_identity.reserve(other.by_identity.len());
         let mut ids: Vec<Option<u128>> = vec![None; other.series.len()];
         for (&id, &i) in &other.by_identity {
             ids[i] = Some(id);
@@ -526,7 +536,11 @@ impl Fold {
 
         // No pipeline and no unwrap: a row's labels are its stream's plus its metadata.
         let simple = self.pipeline.is_none() && self.unwrapper.is_none();
-        let mut sm: Vec<(String, String)> = Vec::new();
+        // One entry for the batch, reset per row: its label strings are reused, not
+        // allocated again for every line.
+        let mut entry = EntryLabels::default();
+        let mut sm: Vec<(&str, &str)> = Vec::new();
+        let mut scratch = Vec::new();
         for row in 0..batch.num_rows() {
             let t = ts.value(row);
             let f = fp.value(row);
@@ -571,8 +585,8 @@ impl Fold {
             }
 
             sm.clear();
-            sm.extend(meta.pairs(row).map(|(k, v)| (k.to_string(), v.to_string())));
-            let mut entry = EntryLabels::new(stream, &sm);
+            sm.extend(meta.pairs(row));
+            entry.reset(stream, &sm);
             let bytes = match &self.pipeline {
                 Some(p) => match p.process(t, text, &mut entry) {
                     Some(l) => l.len(),
@@ -593,15 +607,24 @@ impl Fold {
                 (None, SampleValue::LineBytes) => bytes as f64,
                 (None, _) => 1.0,
             };
-            let labels = entry.all();
-            let labels = match &self.group_by {
-                // A sample that fails the query keeps all its labels: Loki's pipeline error
-                // names the whole series, not its group.
-                Some(by) if !fails_query(&labels) => project(labels.iter().map(pair), by),
-                _ => labels,
-            };
             let made = acc.series.len();
-            let slot = acc.row_slot(labels, self.collapse.as_deref());
+            // A sample that fails the query keeps all its labels: Loki's pipeline error names
+            // the whole series, not its group.
+            let fails = entry.get(ERROR_LABEL).is_some_and(|e| !e.is_empty())
+                && entry.get(PRESERVE_ERROR_LABEL) != Some("true");
+            let pairs = || entry.iter().map(|(_, n, v)| (n, v));
+            let slot = match (&self.group_by, &self.collapse) {
+                (Some(by), _) if !fails => acc.slot(project(pairs(), by)),
+                (None, Some(by)) if !fails => {
+                    // The identity of the whole set without building it: most such rows
+                    // belong to a series already made (or are its only row).
+                    let mut sorted: Vec<(&str, &str)> = pairs().collect();
+                    sorted.sort_by(|a, b| a.0.cmp(b.0));
+                    let id = identity(&sorted, &mut scratch);
+                    acc.identity_slot(id, || collapsed(&sorted, by, id))
+                }
+                _ => acc.slot(entry.all()),
+            };
             // Collapsed series never reach the answer (the aggregation above keeps only its
             // groups); their memory is the pool's to bound.
             if acc.series.len() > made && self.collapse.is_none() {
@@ -627,20 +650,30 @@ struct SeriesShape<'a> {
 /// other labels outside `by` first.
 const IDENTITY_LABEL: &str = "__parquetry_series__";
 
-/// A collapsed series' identity: 128 bits of its whole label set (two xxHash64 seeds), so
-/// equal sets meet in one series and different ones, for any practical count, never do.
-fn identity(labels: &Labels) -> u128 {
-    (u128::from(labels.fingerprint()) << 64) | u128::from(labels.hash_with_seed(1))
+/// A collapsed series' identity: 128 bits of its whole label set (xxHash64 under two seeds, as
+/// [`Labels::hash_with_seed`] hashes it), so equal sets meet in one series and different
+/// ones, for any practical count, never do. `pairs` lists the set in name order, as
+/// [`Labels`] holds it; `scratch` is a buffer to reuse, so both passes read it from cache.
+fn identity(pairs: &[(&str, &str)], scratch: &mut Vec<u8>) -> u128 {
+    scratch.clear();
+    for (name, value) in pairs {
+        scratch.extend_from_slice(name.as_bytes());
+        scratch.push(0xff);
+        scratch.extend_from_slice(value.as_bytes());
+        scratch.push(0xff);
+    }
+    let h = |seed| u128::from(twox_hash::XxHash64::oneshot(seed, scratch));
+    (h(0) << 64) | h(1)
 }
 
 /// A series as an aggregation `by (by)` right above it sees it: its `by` labels (and error
 /// labels, as [`project`] keeps them) plus its identity, so that series the aggregation
 /// tells apart stay apart while their other labels (a per-line id parsed out of each line)
 /// are not held for the whole query.
-fn collapsed(labels: &Labels, by: &[String], id: u128) -> Labels {
+fn collapsed(pairs: &[(&str, &str)], by: &[String], id: u128) -> Labels {
     let id = format!("{id:032x}");
-    let kept = project(labels.iter().map(pair), by);
-    Labels::from_pairs(kept.iter().map(pair).chain([(IDENTITY_LABEL, id.as_str())]))
+    let kept = pairs.iter().filter(|(k, v)| projected(k, v, by));
+    Labels::from_pairs(kept.copied().chain([(IDENTITY_LABEL, id.as_str())]))
 }
 
 fn label_bytes(l: &Labels) -> usize {
@@ -673,13 +706,16 @@ fn fails_query(labels: &Labels) -> bool {
 /// The labels a pre-grouped series keeps: the `by` labels, plus the error labels so a
 /// pipeline error still fails the query exactly as it would without pre-grouping.
 fn project<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, by: &[String]) -> Labels {
-    Labels::from_pairs(pairs.filter(|(k, v)| {
-        !v.is_empty()
-            && (by.iter().any(|b| b == k)
-                || *k == ERROR_LABEL
-                || *k == ERROR_DETAILS_LABEL
-                || *k == PRESERVE_ERROR_LABEL)
-    }))
+    Labels::from_pairs(pairs.filter(|(k, v)| projected(k, v, by)))
+}
+
+/// Whether [`project`] keeps the label `k="v"`.
+fn projected(k: &str, v: &str, by: &[String]) -> bool {
+    !v.is_empty()
+        && (by.iter().any(|b| b == k)
+            || k == ERROR_LABEL
+            || k == ERROR_DETAILS_LABEL
+            || k == PRESERVE_ERROR_LABEL)
 }
 
 /// The structured-metadata column of one batch, read without copying strings.
@@ -958,15 +994,30 @@ mod tests {
         let a = Labels::from_pairs([("svc", "api"), ("id", "1"), ("pod", "p")]);
         let b = Labels::from_pairs([("svc", "api"), ("id", "2"), ("pod", "p")]);
         let by = ["svc".to_string()];
+        let pa: Vec<(&str, &str)> = a.iter().map(pair).collect();
+        let pb: Vec<(&str, &str)> = b.iter().map(pair).collect();
         let (ca, cb) = (
-            collapsed(&a, &by, identity(&a)),
-            collapsed(&b, &by, identity(&b)),
+            collapsed(&pa, &by, identity(&pa, &mut Vec::new())),
+            collapsed(&pb, &by, identity(&pb, &mut Vec::new())),
         );
         assert_ne!(ca, cb);
         assert_eq!(ca.get("svc"), Some("api"));
         assert_eq!(ca.get("id"), None);
         assert_eq!(ca.iter().count(), 2);
-        assert_eq!(identity(&a), identity(&a.clone()));
+        // The pipeline path hashes sorted pairs it never turns into a label set: the same
+        // identity as the set's.
+        let mut parsed = EntryLabels::new(&Labels::from_pairs([("svc", "api")]), &[]);
+        parsed.set(parquetry_pipeline::Category::Parsed, "pod", "p");
+        parsed.set(parquetry_pipeline::Category::Parsed, "id", "1");
+        let mut sorted: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();
+        sorted.sort_by(|a, b| a.0.cmp(b.0));
+        assert_eq!(
+            identity(&sorted, &mut Vec::new()),
+            identity(&pa, &mut Vec::new())
+        );
+        let id = identity(&pa, &mut Vec::new());
+        assert_eq!((id >> 64) as u64, a.fingerprint());
+        assert_eq!(id as u64, a.hash_with_seed(1));
         let mut acc = Acc::default();
         let one = acc.row_slot(a.clone(), Some(&by));
         assert_eq!(acc.row_slot(a, Some(&by)), one);

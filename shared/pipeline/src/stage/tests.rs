@@ -263,7 +263,7 @@ fn entry_reuse_and_timestamp() {
     let p = pipe(r#"| logfmt | line_format "{{ __timestamp__ | unixEpochMillis }} {{ .k }}""#);
     let mut e = EntryLabels::default();
     for (i, k) in ["x", "y"].iter().enumerate() {
-        e.reset(&stream(), &[]);
+        e.reset(&stream(), &[] as &[(&str, &str)]);
         let out = p
             .process(i as i64 * 1_000_000, &format!("k={k}"), &mut e)
             .unwrap()
@@ -285,7 +285,7 @@ fn json_numeric_filter_is_fast() {
     let start = std::time::Instant::now();
     let mut kept = 0;
     for _ in 0..20_000 {
-        e.reset(&s, &[]);
+        e.reset(&s, &[] as &[(&str, &str)]);
         if p.process(0, line, &mut e).is_some() {
             kept += 1;
         }
