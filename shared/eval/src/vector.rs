@@ -225,19 +225,11 @@ pub(crate) struct FoldedAgg {
 impl FoldedAgg {
     /// The range aggregation `va` folds, when it is one of the above directly over one.
     pub(crate) fn folds(va: &VectorAggregation) -> Option<&RangeAggregation> {
-        let additive = matches!(
-            va.op,
-            VectorOp::Sum
-                | VectorOp::Avg
-                | VectorOp::Min
-                | VectorOp::Max
-                | VectorOp::Count
-                | VectorOp::Stddev
-                | VectorOp::Stdvar
-        );
         match &*va.expr {
             // `absent_over_time` makes its one series from what the others did not cover.
-            SampleExpr::RangeAggregation(ra) if additive && ra.op != RangeOp::AbsentOverTime => {
+            SampleExpr::RangeAggregation(ra)
+                if va.op.reduces_groups() && ra.op != RangeOp::AbsentOverTime =>
+            {
                 Some(ra)
             }
             _ => None,

@@ -586,6 +586,22 @@ impl VectorOp {
             VectorOp::Topk | VectorOp::Bottomk | VectorOp::ApproxTopk
         )
     }
+
+    /// True for the functions that reduce each group to one value labelled with the group
+    /// alone (`sum`, `avg`, `min`, `max`, `count`, `stddev`, `stdvar`), as opposed to those
+    /// that answer with some of their input series.
+    pub fn reduces_groups(self) -> bool {
+        matches!(
+            self,
+            VectorOp::Sum
+                | VectorOp::Avg
+                | VectorOp::Min
+                | VectorOp::Max
+                | VectorOp::Count
+                | VectorOp::Stddev
+                | VectorOp::Stdvar
+        )
+    }
 }
 
 /// Binary operators.

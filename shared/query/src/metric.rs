@@ -837,16 +837,7 @@ fn by_labels(v: &VectorAggregation) -> Option<&[String]> {
 fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
     per_range_aggregation(expr, |ra, parent| {
         let v = parent.filter(|_| ra.grouping.is_none())?;
-        let keeps_groups_only = matches!(
-            v.op,
-            VectorOp::Sum
-                | VectorOp::Avg
-                | VectorOp::Min
-                | VectorOp::Max
-                | VectorOp::Count
-                | VectorOp::Stddev
-                | VectorOp::Stdvar
-        );
+        let keeps_groups_only = v.op.reduces_groups();
         by_labels(v)
             .filter(|_| keeps_groups_only)
             .filter(|by| !by.iter().any(|l| l == IDENTITY_LABEL))
