@@ -170,6 +170,8 @@ pub(crate) fn evaluate_range(
     grid: &Grid,
     interner: &mut Interner,
 ) -> RangeOutput {
+    // Every series is interned: room for as many as came in, not a rehash per doubling.
+    interner.reserve(input.len());
     let mut per_series: Vec<(Id, Vec<(u32, f64)>)> = Vec::new();
     let first_error = walk_range(
         ra,
@@ -218,7 +220,6 @@ pub(crate) fn walk_range(
     mut emit: impl FnMut(Labels, Id, &[(u32, f64)], &mut Interner),
 ) -> Option<(usize, Id)> {
     let groups = group_series(ra, input, |labels| tag(labels, interner));
-    interner.reserve(groups.len());
     let window = Window {
         op: ra.op,
         param: ra.param.unwrap_or(f64::NAN),
@@ -318,30 +319,21 @@ fn group_series(
 /// that an end always sorts before a continuation. Two sets whose keys differ are ordered by
 /// their keys; equal keys say nothing, and the sets are compared.
 fn order_key(labels: &Labels) -> (u128, u128) {
+    let encoded = labels
+        .iter()
+        .flat_map(|l| [l.name.as_bytes(), l.value.as_bytes()])
+        .flat_map(|part| {
+            let escaped = part.iter().flat_map(|b| match b {
+                0 => &[1, 1][..],
+                1 => &[1, 2][..],
+                _ => std::slice::from_ref(b),
+            });
+            // The end of a name or value.
+            escaped.copied().chain([0])
+        });
     let mut key = [0u8; 32];
-    let mut n = 0;
-    'fill: for l in labels.iter() {
-        for part in [l.name.as_bytes(), l.value.as_bytes()] {
-            for b in part {
-                let escaped: &[u8] = match b {
-                    0 => &[1, 1],
-                    1 => &[1, 2],
-                    _ => std::slice::from_ref(b),
-                };
-                for &e in escaped {
-                    let Some(slot) = key.get_mut(n) else {
-                        break 'fill;
-                    };
-                    *slot = e;
-                    n += 1;
-                }
-            }
-            // The end of a name or value: the 0 already there.
-            n += 1;
-            if n >= key.len() {
-                break 'fill;
-            }
-        }
+    for (slot, b) in key.iter_mut().zip(encoded) {
+        *slot = b;
     }
     let word = |b: &[u8]| u128::from_be_bytes(b.try_into().unwrap_or([0; 16]));
     (word(&key[..16]), word(&key[16..]))
@@ -349,12 +341,12 @@ fn order_key(labels: &Labels) -> (u128, u128) {
 
 /// Applies a `by`/`without` grouping to a label set.
 pub(crate) fn reduce_labels(labels: &Labels, g: &Grouping) -> Labels {
-    let listed = |n: &str| g.labels.iter().any(|l| l == n);
-    if g.without {
-        filter_labels(labels, |n| !listed(n))
-    } else {
-        filter_labels(labels, listed)
-    }
+    filter_labels(labels, |n| keeps(g, n))
+}
+
+/// Whether a `by`/`without` grouping keeps the label `name`.
+pub(crate) fn keeps(g: &Grouping, name: &str) -> bool {
+    g.labels.iter().any(|l| l == name) != g.without
 }
 
 /// The labels of `absent_over_time`: the selector's equality matchers, minus any name that is

@@ -1,6 +1,7 @@
 //! Vector aggregations (`sum by (…) (…)` and friends), one step at a time.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::Entry;
 
 use parquetry_logql::{
     Grouping, RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp,
@@ -8,7 +9,7 @@ use parquetry_logql::{
 use parquetry_model::{Labels, hash_pairs};
 
 use crate::intern::{Id, Interner};
-use crate::range::{Grid, reduce_labels, walk_range};
+use crate::range::{Grid, keeps, reduce_labels, walk_range};
 use crate::{FastMap, SampleSeries};
 
 /// One vector aggregation with its label cache: the group of an input series is computed once
@@ -200,10 +201,6 @@ impl VectorAgg {
     }
 }
 
-/// Up to this many groups in a step, [`FoldedAgg`] finds a group's accumulator by a linear
-/// search rather than a map lookup.
-const FEW_GROUPS: usize = 8;
-
 /// A `sum`, `avg`, `min`, `max`, `count`, `stddev` or `stdvar` right above a range
 /// aggregation, computed while the range aggregation is: each input series' points go
 /// straight into the accumulators of their group at each step.
@@ -256,24 +253,10 @@ impl FoldedAgg {
                 let Some(accs) = steps.get_mut(k as usize) else {
                     continue;
                 };
-                // A step with a few groups (the usual answer) is searched in place; the map
-                // indexes only steps with more.
-                let found = if accs.len() <= FEW_GROUPS {
-                    accs.iter().position(|a| a.group == g)
-                } else {
-                    slot.get(&(k, g)).map(|&i| i as usize)
-                };
-                match found {
-                    Some(i) => accs[i].add(op, v),
-                    None => {
-                        if accs.len() >= FEW_GROUPS {
-                            if accs.len() == FEW_GROUPS {
-                                for (i, a) in accs.iter().enumerate() {
-                                    slot.insert((k, a.group), i as u32);
-                                }
-                            }
-                            slot.insert((k, g), accs.len() as u32);
-                        }
+                match slot.entry((k, g)) {
+                    Entry::Occupied(i) => accs[*i.get() as usize].add(op, v),
+                    Entry::Vacant(e) => {
+                        e.insert(accs.len() as u32);
                         accs.push(Acc::first(op, g, v, Vec::new()));
                     }
                 }
@@ -305,7 +288,7 @@ fn group_id(
     let kept = || {
         labels
             .iter()
-            .filter(|l| grouping.labels.contains(&l.name) != grouping.without)
+            .filter(|l| keeps(grouping, &l.name))
             .map(|l| (l.name.as_str(), l.value.as_str()))
     };
     let h = hash_pairs(kept(), 0);

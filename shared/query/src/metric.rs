@@ -464,9 +464,9 @@ impl Acc {
     /// The slot for a row labelled `labels`, collapsed onto `by` when set.
     fn row_slot(&mut self, labels: Labels, collapse: Option<&[String]>) -> usize {
         match collapse {
-            Some(by) if !fails_query(&labels) => {
+            Some(by) if !fails_query(|name| labels.get(name)) => {
                 let pairs: Vec<(&str, &str)> = labels.iter().map(pair).collect();
-                let id = identity(&pairs, &mut Vec::new());
+                let id = identity(&pairs);
                 self.identity_slot(id, || collapsed(&pairs, by, id))
             }
             _ => self.slot(labels),
@@ -540,7 +540,6 @@ impl Fold {
         // allocated again for every line.
         let mut entry = EntryLabels::default();
         let mut sm: Vec<(&str, &str)> = Vec::new();
-        let mut scratch = Vec::new();
         for row in 0..batch.num_rows() {
             let t = ts.value(row);
             let f = fp.value(row);
@@ -610,8 +609,7 @@ impl Fold {
             let made = acc.series.len();
             // A sample that fails the query keeps all its labels: Loki's pipeline error names
             // the whole series, not its group.
-            let fails = entry.get(ERROR_LABEL).is_some_and(|e| !e.is_empty())
-                && entry.get(PRESERVE_ERROR_LABEL) != Some("true");
+            let fails = fails_query(|name| entry.get(name));
             let pairs = || entry.iter().map(|(_, n, v)| (n, v));
             let slot = match (&self.group_by, &self.collapse) {
                 (Some(by), _) if !fails => acc.slot(project(pairs(), by)),
@@ -620,7 +618,7 @@ impl Fold {
                     // belong to a series already made (or are its only row).
                     let mut sorted: Vec<(&str, &str)> = pairs().collect();
                     sorted.sort_by(|a, b| a.0.cmp(b.0));
-                    let id = identity(&sorted, &mut scratch);
+                    let id = identity(&sorted);
                     acc.identity_slot(id, || collapsed(&sorted, by, id))
                 }
                 _ => acc.slot(entry.all()),
@@ -653,16 +651,9 @@ const IDENTITY_LABEL: &str = "__parquetry_series__";
 /// A collapsed series' identity: 128 bits of its whole label set (xxHash64 under two seeds, as
 /// [`Labels::hash_with_seed`] hashes it), so equal sets meet in one series and different
 /// ones, for any practical count, never do. `pairs` lists the set in name order, as
-/// [`Labels`] holds it; `scratch` is a buffer to reuse, so both passes read it from cache.
-fn identity(pairs: &[(&str, &str)], scratch: &mut Vec<u8>) -> u128 {
-    scratch.clear();
-    for (name, value) in pairs {
-        scratch.extend_from_slice(name.as_bytes());
-        scratch.push(0xff);
-        scratch.extend_from_slice(value.as_bytes());
-        scratch.push(0xff);
-    }
-    let h = |seed| u128::from(twox_hash::XxHash64::oneshot(seed, scratch));
+/// [`Labels`] holds it.
+fn identity(pairs: &[(&str, &str)]) -> u128 {
+    let h = |seed| u128::from(parquetry_model::hash_pairs(pairs.iter().copied(), seed));
     (h(0) << 64) | h(1)
 }
 
@@ -697,10 +688,10 @@ fn merged<'a>(stream: &'a Labels, extra: impl Iterator<Item = (&'a str, &'a str)
     l
 }
 
-/// Whether a sample's labels carry an `__error__` that fails a metric query.
-fn fails_query(labels: &Labels) -> bool {
-    labels.get(ERROR_LABEL).is_some_and(|e| !e.is_empty())
-        && labels.get(PRESERVE_ERROR_LABEL) != Some("true")
+/// Whether a sample whose labels `get` looks up carries an `__error__` that fails a metric
+/// query.
+fn fails_query<'a>(get: impl Fn(&str) -> Option<&'a str>) -> bool {
+    get(ERROR_LABEL).is_some_and(|e| !e.is_empty()) && get(PRESERVE_ERROR_LABEL) != Some("true")
 }
 
 /// The labels a pre-grouped series keeps: the `by` labels, plus the error labels so a
@@ -988,8 +979,8 @@ mod tests {
         let pa: Vec<(&str, &str)> = a.iter().map(pair).collect();
         let pb: Vec<(&str, &str)> = b.iter().map(pair).collect();
         let (ca, cb) = (
-            collapsed(&pa, &by, identity(&pa, &mut Vec::new())),
-            collapsed(&pb, &by, identity(&pb, &mut Vec::new())),
+            collapsed(&pa, &by, identity(&pa)),
+            collapsed(&pb, &by, identity(&pb)),
         );
         assert_ne!(ca, cb);
         assert_eq!(ca.get("svc"), Some("api"));
@@ -1002,11 +993,8 @@ mod tests {
         parsed.set(parquetry_pipeline::Category::Parsed, "id", "1");
         let mut sorted: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
-        assert_eq!(
-            identity(&sorted, &mut Vec::new()),
-            identity(&pa, &mut Vec::new())
-        );
-        let id = identity(&pa, &mut Vec::new());
+        assert_eq!(identity(&sorted), identity(&pa));
+        let id = identity(&pa);
         assert_eq!((id >> 64) as u64, a.fingerprint());
         assert_eq!(id as u64, a.hash_with_seed(1));
         let mut acc = Acc::default();
