@@ -39,23 +39,10 @@ pub const LEVEL_FIELDS: [&str; 11] = [
 ];
 
 /// Sets `detected_level` in `metadata`: normalises an existing value in place, otherwise
-/// detects one from `labels`, `metadata` and `line` and appends it.
+/// detects one from `labels`, `metadata` and `line` and appends it. For many entries of one
+/// stream, [`StreamLevel`] looks at the labels once.
 pub fn apply_detected_level(labels: &Labels, metadata: &mut Vec<(String, String)>, line: &str) {
-    let mut had = false;
-    for (n, v) in metadata.iter_mut() {
-        if n == DETECTED_LEVEL {
-            had = true;
-            if let Some(k) = known_level(v)
-                && k != v
-            {
-                *v = k.to_string();
-            }
-        }
-    }
-    if !had {
-        let level = detect_level(labels, metadata, line).into_owned();
-        metadata.push((DETECTED_LEVEL.to_string(), level));
-    }
+    StreamLevel::new(labels).apply(metadata, line);
 }
 
 /// The level for an entry without `detected_level` metadata (see the module docs).
@@ -64,28 +51,72 @@ pub fn detect_level<'a>(
     metadata: &'a [(String, String)],
     line: &str,
 ) -> Cow<'a, str> {
-    if let Some(v) = LEVEL_FIELDS
-        .iter()
-        .find_map(|f| labels.get(f).filter(|v| !v.is_empty()))
-    {
-        return normalize_level(v);
+    StreamLevel::new(labels).detect(metadata, line)
+}
+
+/// Level detection for the entries of one stream. A stream label named like a level field
+/// wins over everything in the entry, and it is the same for every entry: it is looked up once
+/// (eleven label lookups per entry were 4 % of the push path's CPU).
+pub struct StreamLevel<'a> {
+    from_labels: Option<&'a str>,
+}
+
+impl<'a> StreamLevel<'a> {
+    /// Looks up the stream's level label, if any.
+    pub fn new(labels: &'a Labels) -> Self {
+        StreamLevel {
+            from_labels: LEVEL_FIELDS
+                .iter()
+                .find_map(|f| labels.get(f).filter(|v| !v.is_empty()))
+                .map(|v| known_level(v).unwrap_or(v)),
+        }
     }
-    if let Some(v) = LEVEL_FIELDS.iter().find_map(|f| {
-        metadata
+
+    /// Sets `detected_level` in `metadata`: normalises an existing value in place, otherwise
+    /// detects one and appends it.
+    pub fn apply(&self, metadata: &mut Vec<(String, String)>, line: &str) {
+        let mut had = false;
+        for (n, v) in metadata.iter_mut() {
+            if n == DETECTED_LEVEL {
+                had = true;
+                if let Some(k) = known_level(v)
+                    && k != v
+                {
+                    *v = k.to_string();
+                }
+            }
+        }
+        if !had {
+            let level = self.detect(metadata, line).into_owned();
+            metadata.push((DETECTED_LEVEL.to_string(), level));
+        }
+    }
+
+    /// The level for an entry without `detected_level` metadata.
+    pub fn detect<'m>(&self, metadata: &'m [(String, String)], line: &str) -> Cow<'m, str>
+    where
+        'a: 'm,
+    {
+        if let Some(v) = self.from_labels {
+            return Cow::Borrowed(v);
+        }
+        if let Some(v) = LEVEL_FIELDS.iter().find_map(|f| {
+            metadata
+                .iter()
+                .find(|(n, v)| n == f && !v.is_empty())
+                .map(|(_, v)| v.as_str())
+        }) {
+            return normalize_level(v);
+        }
+        // OTLP records carry their level as a number (OpenTelemetry's severity ranges).
+        if let Some((_, n)) = metadata
             .iter()
-            .find(|(n, v)| n == f && !v.is_empty())
-            .map(|(_, v)| v.as_str())
-    }) {
-        return normalize_level(v);
+            .find(|(n, v)| n == crate::otlp::SEVERITY_NUMBER && !v.is_empty())
+        {
+            return Cow::Borrowed(severity_number_level(n));
+        }
+        Cow::Borrowed(line_level(line))
     }
-    // OTLP records carry their level as a number (OpenTelemetry's severity ranges).
-    if let Some((_, n)) = metadata
-        .iter()
-        .find(|(n, v)| n == crate::otlp::SEVERITY_NUMBER && !v.is_empty())
-    {
-        return Cow::Borrowed(severity_number_level(n));
-    }
-    Cow::Borrowed(line_level(line))
 }
 
 /// Loki's level for an OTLP `severity_number`: 1-4 trace, 5-8 debug, 9-12 info, 13-16 warn,

@@ -13,7 +13,7 @@ use parquetry_model::{Labels, Limits};
 
 use crate::error::IngestError;
 use crate::labels::{is_valid_label_name, parse_stream_labels};
-use crate::level::apply_detected_level;
+use crate::level::StreamLevel;
 use crate::push::{Entry, InvalidUtf8, PushRequest};
 
 /// The label Loki adds to every stream that lacks it.
@@ -102,8 +102,10 @@ pub fn validate(req: PushRequest, limits: &Limits, now_ns: i64) -> Result<Valida
             out.dropped_entries += entries.len();
             continue;
         }
-        let discover_levels =
-            limits.discover_log_levels && limits.allow_structured_metadata && !is_internal(&labels);
+        let levels = (limits.discover_log_levels
+            && limits.allow_structured_metadata
+            && !is_internal(&labels))
+        .then(|| StreamLevel::new(&labels));
         entries.retain_mut(|e| {
             ctx.truncate(e);
             if let Some(msg) = ctx.entry_error(e, &labels, &mut text) {
@@ -112,8 +114,8 @@ pub fn validate(req: PushRequest, limits: &Limits, now_ns: i64) -> Result<Valida
                 return false;
             }
             out.sanitized_structured_metadata += sanitize_structured_metadata(e);
-            if discover_levels {
-                apply_detected_level(&labels, &mut e.structured_metadata, &e.line);
+            if let Some(levels) = &levels {
+                levels.apply(&mut e.structured_metadata, &e.line);
             }
             true
         });

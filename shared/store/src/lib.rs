@@ -19,6 +19,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod catalog;
+mod commit;
 pub mod compact;
 pub mod delegate;
 pub mod deletes;
@@ -109,6 +110,14 @@ pub enum StoreError {
     /// A concurrent writer won a race this call cannot retry further.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The failure of a write that stored several callers' entries together, as each of them
+    /// sees it.
+    #[error("{0}")]
+    Shared(std::sync::Arc<StoreError>),
+    /// The task storing a write ended before it did (see `commit`); nothing of it is
+    /// acknowledged.
+    #[error("the write's task ended before storing it")]
+    WriteAbandoned,
 }
 
 /// A data object that is stored but whose bytes do not decode as one: a torn copy, a file

@@ -11,6 +11,7 @@ use parquet::file::metadata::ParquetMetaDataReader;
 use parquetry_model::config::StorageConfig;
 
 use crate::catalog::StreamCatalog;
+use crate::commit::Commits;
 use crate::durable::DurableStore;
 use crate::layout::{DataObject, ObjectKey, PartValue, day_of, day_prefix};
 use crate::manifest::{self, Manifest};
@@ -27,6 +28,54 @@ pub struct WriteSummary {
     pub entries: u64,
     /// Bytes of the objects put.
     pub bytes_written: u64,
+}
+
+/// Writes of one tenant stored at once: half the cores, so combined writes keep the others
+/// for decoding and validating the pushes that queue up meanwhile.
+fn writes_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get() / 2)
+}
+
+/// Encodes `streams` into one object per (day, partition) on a blocking thread and puts them
+/// all (see [`Store::write`]).
+async fn write_objects(
+    store: Arc<dyn ObjectStore>,
+    tenant: String,
+    streams: Vec<StreamEntries>,
+    labels: Arc<[String]>,
+    max_partitions: usize,
+) -> Result<WriteSummary> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let objects = tokio::task::spawn_blocking(move || {
+        encode_objects(&tenant, streams, &labels, max_partitions, &id)
+    })
+    .await
+    .map_err(StoreError::Join)??;
+
+    let mut summary = WriteSummary {
+        objects: objects.len(),
+        ..Default::default()
+    };
+    let puts = objects.into_iter().map(|o| {
+        summary.entries += o.entries;
+        summary.bytes_written += o.data.len() as u64;
+        let path = o.key.to_path();
+        let store = store.clone();
+        async move {
+            // Create-only: keys are unique per write, so an existing key means a bug or a
+            // collision, and overwriting acknowledged data is never right.
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            store
+                .put_opts(&path, PutPayload::from_bytes(o.data), opts)
+                .await
+                .at(&path)
+        }
+    });
+    futures::future::try_join_all(puts).await?;
+    Ok(summary)
 }
 
 /// Objects are immutable once written, so a footer read once is good forever; the cache
@@ -84,6 +133,8 @@ pub struct Store {
     pub(crate) local: Option<Arc<DurableStore>>,
     /// Delete requests as queries see them (see `deletes`).
     pub(crate) deletes: crate::deletes::RequestCache,
+    /// Pushes waiting to be stored together (see `commit`).
+    commits: Arc<Commits>,
 }
 
 impl std::fmt::Debug for Store {
@@ -166,6 +217,7 @@ impl Store {
             unreadable: quick_cache::sync::Cache::new(UNREADABLE_CACHE_OBJECTS),
             local: None,
             deletes: Default::default(),
+            commits: Arc::new(Commits::new(writes_in_flight())),
         }
     }
 
@@ -243,45 +295,26 @@ impl Store {
     /// then puts them all. Returns only when every object is durable (S3: its PUT answered; a
     /// local directory: `DurableStore` fsynced the file and its directories; the puts run
     /// concurrently so their flushes overlap). A failure part-way leaves whole objects only,
-    /// and a retried push is deduplicated at query time.
+    /// and a retried push is deduplicated at query time. Writes of one tenant that arrive
+    /// while others are being stored are stored together (see `commit`).
     pub async fn write(&self, tenant: &str, streams: Vec<StreamEntries>) -> Result<WriteSummary> {
         if streams.iter().all(|s| s.entries.is_empty()) {
             return Ok(WriteSummary::default());
         }
-        let tenant_owned = tenant.to_string();
-        let labels = self.partition_labels.clone();
+        let store = self.store.clone();
+        let labels: Arc<[String]> = self.partition_labels.clone().into();
         let max_partitions = self.max_partitions_per_push;
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let objects = tokio::task::spawn_blocking(move || {
-            encode_objects(&tenant_owned, streams, &labels, max_partitions, &id)
-        })
-        .await
-        .map_err(StoreError::Join)??;
-
-        let mut summary = WriteSummary {
-            objects: objects.len(),
-            ..Default::default()
-        };
-        let puts = objects.into_iter().map(|o| {
-            summary.entries += o.entries;
-            summary.bytes_written += o.data.len() as u64;
-            let path = o.key.to_path();
-            let store = self.store.clone();
-            async move {
-                // Create-only: keys are unique per write, so an existing key means a bug or a
-                // collision, and overwriting acknowledged data is never right.
-                let opts = PutOptions {
-                    mode: PutMode::Create,
-                    ..Default::default()
-                };
-                store
-                    .put_opts(&path, PutPayload::from_bytes(o.data), opts)
-                    .await
-                    .at(&path)
-            }
-        });
-        futures::future::try_join_all(puts).await?;
-        Ok(summary)
+        self.commits
+            .write(tenant, streams, move |tenant, streams| {
+                write_objects(
+                    store.clone(),
+                    tenant,
+                    streams,
+                    labels.clone(),
+                    max_partitions,
+                )
+            })
+            .await
     }
 
     /// The live objects of `tenant` that may hold entries in `[start, end)`, pruned by the key
