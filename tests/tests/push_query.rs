@@ -543,3 +543,45 @@ async fn limit_boundary_keeps_ties_on_both_directions() {
     }
     s.stop().await;
 }
+
+/// Many clients pushing at once (group commit): every push is acknowledged, every entry reads
+/// back, and pushes that queued behind one another were stored together, in fewer objects
+/// than there were pushes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_are_all_stored_and_share_objects() {
+    let s = TestServer::start("").await;
+    let t0 = now_ns() - 5_000_000_000;
+    let pushes = 48;
+    let bodies: Vec<Value> = (0..pushes)
+        .map(|i| {
+            json!({"streams": [{
+                "stream": {"app": "fan", "client": format!("c{}", i % 8)},
+                "values": [[(t0 + i).to_string(), format!("line {i}")]]
+            }]})
+        })
+        .collect();
+    let codes = futures::future::join_all(bodies.iter().map(|b| s.push_json(None, b))).await;
+    assert!(codes.iter().all(|(code, _)| *code == 204), "{codes:?}");
+
+    let v = query_range(&s, r#"{app="fan"}"#, &[("limit", "1000".into())], t0).await;
+    let mut got = lines(&v);
+    got.sort();
+    let mut want: Vec<String> = (0..pushes).map(|i| format!("line {i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+
+    let mut p = range(t0);
+    p.push(("query", r#"{app="fan"}"#.into()));
+    let (code, body) = s.get("/loki/api/v1/index/stats", &p).await;
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["streams"].as_u64(), v["entries"].as_u64()),
+        (Some(8), Some(pushes as u64))
+    );
+    let objects = v["chunks"].as_u64().unwrap();
+    assert!(
+        objects < pushes as u64,
+        "{objects} objects for {pushes} pushes"
+    );
+}

@@ -7,8 +7,9 @@
 //! PARQUETRY_BENCH_PUSH=otlp pushes the same entries as OTLP/HTTP protobuf, gzip, to
 //! `/otlp/v1/logs` instead, each stream a resource whose labels are resource attributes).
 //!
-//! Reports raw line MB/s, entries/s, MB/s per core of server CPU actually used, bytes stored
-//! per raw byte, the server's peak RSS, and metadata/query latencies.
+//! Reports raw line MB/s, entries/s, MB/s per core of server CPU actually used (and with the
+//! compactor's CPU added), bytes stored per raw byte, the server's peak RSS, and
+//! metadata/query latencies.
 //!
 //! Repeated query measurements need not ingest again: with `PARQUETRY_BENCH_DATA=<dir>` the
 //! compacted data is kept in `<dir>` (with `bench.json` describing it) and a later run with the
@@ -385,6 +386,7 @@ async fn main() {
 
         // What the server's compactor timer does every 10 minutes, run now on everything.
         let t_compact = Instant::now();
+        let children0 = Proc::This.children_cpu_seconds();
         let out = Command::new(env!("CARGO_BIN_EXE_parquetry"))
             .args(["compact", "--once", "--data"])
             .arg(&dir)
@@ -394,6 +396,7 @@ async fn main() {
             .expect("run compactor");
         assert!(out.status.success(), "compactor failed");
         let compact_wall = t_compact.elapsed().as_secs_f64();
+        let compact_cpu = Proc::This.children_cpu_seconds() - children0;
         // The objects queries now see, as the server counts them (`chunks` = live objects).
         let mut sq = range.clone();
         sq.push(("query", r#"{namespace="shop"}"#.to_string()));
@@ -404,6 +407,14 @@ async fn main() {
             "compaction            {compact_wall:.1} s wall, {:.1} MB/s raw; objects {files} -> {} live",
             mb / compact_wall,
             stats["chunks"],
+        );
+        println!(
+            "compaction CPU        {compact_cpu:.2} s = {:.1} MB/s raw per core-second",
+            mb / compact_cpu.max(1e-9)
+        );
+        println!(
+            "push + compaction     {:.1} MB/s raw per core-second (server push CPU + compactor CPU)",
+            mb / (cpu + compact_cpu).max(1e-9)
         );
         // Absorbed hot objects stay until their grace period ends: the growth is the new objects.
         let cold = total.saturating_sub(stored);

@@ -32,12 +32,24 @@ impl Proc {
 
     /// utime + stime, in seconds (0 where `/proc` is missing).
     pub fn cpu_seconds(self) -> f64 {
+        self.stat_seconds(11)
+    }
+
+    /// cutime + cstime: the CPU of the process's children that have exited and been waited
+    /// for (a `Command::output()` child, once it returns), in seconds.
+    pub fn children_cpu_seconds(self) -> f64 {
+        self.stat_seconds(13)
+    }
+
+    /// The sum of the `stat` fields `at` and `at + 1` (counted after the command name), in
+    /// seconds.
+    fn stat_seconds(self, at: usize) -> f64 {
         let stat = self.file("stat");
         // The command name may hold spaces: fields are counted after its closing parenthesis.
         let after = stat.rsplit(')').next().unwrap_or("");
         let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        let ticks: f64 = f.get(at).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+            + f.get(at + 1).and_then(|v| v.parse().ok()).unwrap_or(0.0);
         ticks / 100.0
     }
 
