@@ -272,48 +272,24 @@ fn by_day(entries: Vec<LogEntry>) -> Vec<(i64, Vec<LogEntry>)> {
     days.into_iter().collect()
 }
 
+/// Arrow rows handed to the Parquet writer at once: the `labels` column repeats each row's
+/// label text, so one batch for a whole push with long label sets and many short lines would
+/// hold (label bytes × rows) — past 2 GiB, more than an Arrow string column can. Bounded
+/// batches keep a push's Arrow copy near this size, whatever the push holds; the Parquet
+/// output is the same (row groups and pages are cut by the writer, not by batches).
+const BATCH_BYTES: usize = 16 << 20;
+
 fn encode_group(
     tenant: &str,
     partition: Partition,
     group: BTreeMap<u64, (Labels, Vec<LogEntry>)>,
     id: &str,
 ) -> Result<EncodedObject> {
-    // Every buffer sized from the data up front: grown by doubling, they were copied several
-    // times per object and their fresh pages faulted in each time (~3 % of the push path).
+    // The catalog (in the footer, so known before the first row is written) and the sizes.
     let label_texts: Vec<String> = group.values().map(|(l, _)| l.to_string()).collect();
-    let (mut rows, mut line_bytes, mut label_bytes) = (0, 0, 0);
-    let (mut pairs, mut key_bytes, mut value_bytes) = (0, 0, 0);
-    for ((_, entries), text) in group.values().zip(&label_texts) {
-        rows += entries.len();
-        label_bytes += text.len() * entries.len();
-        for e in entries {
-            line_bytes += e.line.len();
-            pairs += e.structured_metadata.len();
-            for (k, v) in &e.structured_metadata {
-                key_bytes += k.len();
-                value_bytes += v.len();
-            }
-        }
-    }
-    let mut ts = Vec::with_capacity(rows);
-    let mut fps = Vec::with_capacity(rows);
-    let mut labels_col = StringBuilder::with_capacity(rows, label_bytes);
-    let mut lines = StringBuilder::with_capacity(rows, line_bytes);
-    let names = MapFieldNames {
-        entry: "key_value".into(),
-        key: "key".into(),
-        value: "value".into(),
-    };
-    let mut meta = MapBuilder::with_capacity(
-        Some(names),
-        StringBuilder::with_capacity(pairs, key_bytes),
-        StringBuilder::with_capacity(pairs, value_bytes),
-        rows,
-    );
     let mut catalog = StreamCatalog::default();
-    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-
-    for ((fp, (labels, entries)), label_text) in group.iter().zip(&label_texts) {
+    let (mut rows, mut row_bytes, mut stored_bytes) = (0, 0, 0);
+    for ((fp, (labels, entries)), text) in group.iter().zip(&label_texts) {
         let mut info = StreamInfo {
             fingerprint: *fp,
             labels: labels
@@ -326,38 +302,48 @@ fn encode_group(
             max_ts: i64::MIN,
         };
         for e in entries {
-            ts.push(e.ts_ns);
-            fps.push(*fp);
-            labels_col.append_value(label_text);
-            lines.append_value(&e.line);
-            for (k, v) in &e.structured_metadata {
-                meta.keys().append_value(k);
-                meta.values().append_value(v);
-            }
-            meta.append(true)?;
+            let meta: usize = e
+                .structured_metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum();
+            row_bytes += text.len() + e.line.len() + meta;
+            stored_bytes += e.line.len() + meta;
             info.bytes += e.line.len() as u64;
             info.min_ts = info.min_ts.min(e.ts_ns);
             info.max_ts = info.max_ts.max(e.ts_ns);
         }
-        min_ts = min_ts.min(info.min_ts);
-        max_ts = max_ts.max(info.max_ts);
+        rows += entries.len();
         catalog.streams.push(info);
     }
+    let min_ts = catalog.streams.iter().map(|s| s.min_ts).min().unwrap_or(0);
+    let max_ts = catalog.streams.iter().map(|s| s.max_ts).max().unwrap_or(0);
 
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(TimestampNanosecondArray::from(ts).with_timezone("UTC")),
-        Arc::new(UInt64Array::from(fps)),
-        Arc::new(labels_col.finish()),
-        Arc::new(lines.finish()),
-        Arc::new(meta.finish()),
-    ];
-    let batch = RecordBatch::try_new(log_schema(), columns)?;
     let props = writer_properties(&catalog, true, Tier::Hot)?;
     // Pushed objects hold ~0.5–0.7 bytes per byte of line and metadata (docs/benchmarks.md):
-    // room for 3/4 is rarely outgrown, and pages never written are never touched.
-    let mut buf = Vec::with_capacity((line_bytes + key_bytes + value_bytes) * 3 / 4 + (64 << 10));
+    // room for 3/4 is rarely outgrown, and pages never written are never touched. Sized
+    // once, like the batch below: grown by doubling, the buffers were copied several times
+    // per object and their fresh pages faulted in each time (~3 % of the push path).
+    let mut buf = Vec::with_capacity(stored_bytes * 3 / 4 + (64 << 10));
     let mut writer = ArrowWriter::try_new(&mut buf, log_schema(), Some(props))?;
-    writer.write(&batch)?;
+    // Rows per batch: as many as fit in `BATCH_BYTES` at this group's average row size.
+    let per_batch = if row_bytes <= BATCH_BYTES {
+        rows
+    } else {
+        (rows as u128 * BATCH_BYTES as u128 / row_bytes as u128).max(1) as usize
+    };
+    let mut batch = RowBatch::with_capacity(per_batch.min(rows), BATCH_BYTES.min(row_bytes));
+    for ((fp, (_, entries)), text) in group.iter().zip(&label_texts) {
+        for e in entries {
+            batch.push(*fp, text, e)?;
+            if batch.rows == per_batch {
+                writer.write(&batch.finish()?)?;
+            }
+        }
+    }
+    if batch.rows > 0 {
+        writer.write(&batch.finish()?)?;
+    }
     writer.close()?;
 
     let key = ObjectKey {
@@ -373,6 +359,71 @@ fn encode_group(
         data: Bytes::from(buf),
         entries: rows as u64,
     })
+}
+
+/// The Arrow columns of a pushed object's rows, a batch at a time (see [`BATCH_BYTES`]).
+struct RowBatch {
+    rows: usize,
+    ts: Vec<i64>,
+    fps: Vec<u64>,
+    labels: StringBuilder,
+    lines: StringBuilder,
+    meta: MapBuilder<StringBuilder, StringBuilder>,
+}
+
+impl RowBatch {
+    /// Room for `rows` rows and `bytes` of label text, lines and metadata together, split by
+    /// the usual proportions of pushed data; a builder that needs more grows.
+    fn with_capacity(rows: usize, bytes: usize) -> RowBatch {
+        let names = MapFieldNames {
+            entry: "key_value".into(),
+            key: "key".into(),
+            value: "value".into(),
+        };
+        RowBatch {
+            rows: 0,
+            ts: Vec::with_capacity(rows),
+            fps: Vec::with_capacity(rows),
+            labels: StringBuilder::with_capacity(rows, bytes / 3),
+            lines: StringBuilder::with_capacity(rows, bytes / 2),
+            meta: MapBuilder::with_capacity(
+                Some(names),
+                StringBuilder::with_capacity(rows * 2, bytes / 32),
+                StringBuilder::with_capacity(rows * 2, bytes / 8),
+                rows,
+            ),
+        }
+    }
+
+    fn push(&mut self, fp: u64, label_text: &str, e: &LogEntry) -> Result<()> {
+        self.ts.push(e.ts_ns);
+        self.fps.push(fp);
+        self.labels.append_value(label_text);
+        self.lines.append_value(&e.line);
+        for (k, v) in &e.structured_metadata {
+            self.meta.keys().append_value(k);
+            self.meta.values().append_value(v);
+        }
+        self.meta.append(true)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// The rows so far as a record batch; the builders start over (empty: only a push larger
+    /// than one batch writes a second).
+    fn finish(&mut self) -> Result<RecordBatch> {
+        self.rows = 0;
+        let ts = std::mem::take(&mut self.ts);
+        let fps = std::mem::take(&mut self.fps);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampNanosecondArray::from(ts).with_timezone("UTC")),
+            Arc::new(UInt64Array::from(fps)),
+            Arc::new(self.labels.finish()),
+            Arc::new(self.lines.finish()),
+            Arc::new(self.meta.finish()),
+        ];
+        Ok(RecordBatch::try_new(log_schema(), columns)?)
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +483,63 @@ mod tests {
         });
         let out = encode_objects("t", vec![s], &["service_name".to_string()], 0, "id").unwrap();
         assert_eq!(out[0].entries, 4);
+    }
+
+    #[test]
+    fn a_push_larger_than_one_arrow_batch_is_written_whole_and_in_order() {
+        // 2 KB of label text on each of 10,000 rows: 20 MB of `labels` column, over one batch.
+        let long = "v".repeat(2_000);
+        let n = 10_000;
+        let s = StreamEntries {
+            labels: Labels::from_pairs([("service_name", "api"), ("long", long.as_str())]),
+            entries: (0..n)
+                .map(|i| LogEntry {
+                    ts_ns: 1_700_000_000_000_000_000 + i as i64,
+                    line: format!("line {i}"),
+                    structured_metadata: vec![("trace_id".into(), format!("t{i}"))],
+                })
+                .collect(),
+        };
+        let label_text = s.labels.to_string();
+        assert!(label_text.len() * n > BATCH_BYTES);
+        let out = encode_objects("t", vec![s], &["service_name".to_string()], 0, "id").unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].entries, n as u64);
+        let batches: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                out[0].data.clone(),
+            )
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect();
+        let all = arrow::compute::concat_batches(&log_schema(), &batches).unwrap();
+        assert_eq!(all.num_rows(), n);
+        let col = |i: usize| {
+            all.column(i)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap()
+                .clone()
+        };
+        let (labels, lines) = (col(2), col(3));
+        let meta = all
+            .column(4)
+            .as_any()
+            .downcast_ref::<arrow::array::MapArray>()
+            .unwrap();
+        for i in 0..n {
+            assert_eq!(labels.value(i), label_text);
+            assert_eq!(lines.value(i), format!("line {i}"));
+            let pair = meta.value(i);
+            let values = pair
+                .column(1)
+                .as_any()
+                .downcast_ref::<arrow::array::StringArray>()
+                .unwrap();
+            assert_eq!(values.value(0), format!("t{i}"));
+        }
     }
 
     #[test]
