@@ -336,13 +336,14 @@ fn encode_group(
     for ((fp, (_, entries)), text) in group.iter().zip(&label_texts) {
         for e in entries {
             batch.push(*fp, text, e)?;
-            if batch.rows == per_batch {
-                writer.write(&batch.finish()?)?;
+            // (A group that fits in one batch is written whole below.)
+            if batch.rows == per_batch && per_batch < rows {
+                writer.write(&batch.take()?)?;
             }
         }
     }
     if batch.rows > 0 {
-        writer.write(&batch.finish()?)?;
+        writer.write(&batch.into_batch()?)?;
     }
     writer.close()?;
 
@@ -364,6 +365,8 @@ fn encode_group(
 /// The Arrow columns of a pushed object's rows, a batch at a time (see [`BATCH_BYTES`]).
 struct RowBatch {
     rows: usize,
+    /// What the builders are sized for, again after each batch.
+    capacity: (usize, usize),
     ts: Vec<i64>,
     fps: Vec<u64>,
     labels: StringBuilder,
@@ -382,6 +385,7 @@ impl RowBatch {
         };
         RowBatch {
             rows: 0,
+            capacity: (rows, bytes),
             ts: Vec::with_capacity(rows),
             fps: Vec::with_capacity(rows),
             labels: StringBuilder::with_capacity(rows, bytes / 3),
@@ -409,15 +413,19 @@ impl RowBatch {
         Ok(())
     }
 
-    /// The rows so far as a record batch; the builders start over (empty: only a push larger
-    /// than one batch writes a second).
-    fn finish(&mut self) -> Result<RecordBatch> {
-        self.rows = 0;
-        let ts = std::mem::take(&mut self.ts);
-        let fps = std::mem::take(&mut self.fps);
+    /// The rows so far as a record batch, for a push larger than one; the builders start
+    /// over at their first size (a finished builder is empty, and growing it again by
+    /// doubling would copy each batch several times).
+    fn take(&mut self) -> Result<RecordBatch> {
+        let (rows, bytes) = self.capacity;
+        std::mem::replace(self, RowBatch::with_capacity(rows, bytes)).into_batch()
+    }
+
+    /// The rows as a record batch.
+    fn into_batch(mut self) -> Result<RecordBatch> {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampNanosecondArray::from(ts).with_timezone("UTC")),
-            Arc::new(UInt64Array::from(fps)),
+            Arc::new(TimestampNanosecondArray::from(self.ts).with_timezone("UTC")),
+            Arc::new(UInt64Array::from(self.fps)),
             Arc::new(self.labels.finish()),
             Arc::new(self.lines.finish()),
             Arc::new(self.meta.finish()),
