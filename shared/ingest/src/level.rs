@@ -250,11 +250,22 @@ fn logfmt_level(line: &str) -> Option<Cow<'_, str>> {
 /// a malformed part count, as they do for `| json`. The value is compared as written (see
 /// [`consider`]).
 fn json_level(line: &str) -> Option<Cow<'_, str>> {
+    /// Why a scan ended early: malformed JSON, or a field nothing can outrank.
+    struct Stop;
+    impl From<JErr> for Stop {
+        fn from(_: JErr) -> Stop {
+            Stop
+        }
+    }
     let mut best: Best<'_> = None;
-    // An error only ends the scan: what was found before it stands.
-    let _ = parquetry_json::object_each::<JErr>(line.as_bytes(), |key, value| {
+    // An error only ends the scan: what was found before it stands. A top-level field of
+    // the first rank (`level`) wins over anything after it, so the scan ends there too.
+    let _ = parquetry_json::object_each::<Stop>(line.as_bytes(), |key, value| {
         consider(&mut best, &key, value, 1, false);
-        Ok(())
+        match best {
+            Some((0, _)) => Err(Stop),
+            _ => Ok(()),
+        }
     });
     best.map(|(_, v)| v)
 }
