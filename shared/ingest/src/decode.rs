@@ -154,17 +154,28 @@ fn decode_uncompressed(
             let body = unsnappy_json(body, snappy_encoding, max)?;
             json::decode_slice(&body, version).map_err(|e| json::parse_error(&e, version))
         }
-        Format::Protobuf if !body.starts_with(SNAPPY_FRAMED_MAGIC) => SNAPPY_SCRATCH
-            .with_borrow_mut(|scratch| {
-                let out = unsnappy_block_into(body, max, scratch);
-                let decoded = out.and_then(|n| decode_protobuf(&scratch[..n]));
-                if scratch.capacity() > SNAPPY_SCRATCH_KEEP {
-                    *scratch = Vec::new();
-                }
-                decoded
-            }),
-        Format::Protobuf => decode_protobuf(&unsnappy(body, max)?),
+        Format::Protobuf => with_unsnappied(body, max, decode_protobuf),
     }
+}
+
+/// `f` over the snappy-decompressed `body` (held to `max` bytes). A block-format body, what
+/// every agent sends, decompresses into this thread's scratch buffer, which the next push
+/// reuses; a framed one into a buffer of its own.
+fn with_unsnappied<T>(
+    body: &[u8],
+    max: u64,
+    f: impl FnOnce(&[u8]) -> Result<T, IngestError>,
+) -> Result<T, IngestError> {
+    if body.starts_with(SNAPPY_FRAMED_MAGIC) {
+        return f(&unsnappy(body, max)?);
+    }
+    SNAPPY_SCRATCH.with_borrow_mut(|scratch| {
+        let out = unsnappy_block_into(body, max, scratch).and_then(|n| f(&scratch[..n]));
+        if scratch.capacity() > SNAPPY_SCRATCH_KEEP {
+            *scratch = Vec::new();
+        }
+        out
+    })
 }
 
 thread_local! {

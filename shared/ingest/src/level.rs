@@ -68,7 +68,7 @@ impl<'a> StreamLevel<'a> {
             from_labels: LEVEL_FIELDS
                 .iter()
                 .find_map(|f| labels.get(f).filter(|v| !v.is_empty()))
-                .map(|v| known_level(v).unwrap_or(v)),
+                .map(normalize_level),
         }
     }
 
@@ -106,7 +106,7 @@ impl<'a> StreamLevel<'a> {
                 .find(|(n, v)| n == f && !v.is_empty())
                 .map(|(_, v)| v.as_str())
         }) {
-            return normalize_level(v);
+            return Cow::Borrowed(normalize_level(v));
         }
         // OTLP records carry their level as a number (OpenTelemetry's severity ranges).
         if let Some((_, n)) = metadata
@@ -139,11 +139,8 @@ fn severity_number_level(n: &str) -> &'static str {
 
 /// Maps the usual spellings onto Loki's level names, case-insensitively; anything else is kept
 /// as given.
-pub fn normalize_level(v: &str) -> Cow<'_, str> {
-    match known_level(v) {
-        Some(k) => Cow::Borrowed(k),
-        None => Cow::Borrowed(v),
-    }
+pub fn normalize_level(v: &str) -> &str {
+    known_level(v).unwrap_or(v)
 }
 
 /// Loki's level name for a recognised spelling.

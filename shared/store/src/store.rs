@@ -118,7 +118,7 @@ fn byte_cache<T: Clone>(bytes: u64) -> ByteCache<T> {
 pub struct Store {
     pub(crate) store: Arc<dyn ObjectStore>,
     url: String,
-    partition_labels: Vec<String>,
+    partition_labels: Arc<[String]>,
     /// `storage.max_partitions_per_push` (see `writer::fold_partitions`).
     max_partitions_per_push: usize,
     catalogs: ByteCache<StreamCatalog>,
@@ -210,7 +210,7 @@ impl Store {
         Store {
             store,
             url: url.to_string(),
-            partition_labels,
+            partition_labels: partition_labels.into(),
             max_partitions_per_push: parquetry_model::config::DEFAULT_MAX_PARTITIONS_PER_PUSH,
             catalogs: byte_cache(CATALOG_CACHE_BYTES),
             manifests: byte_cache(MANIFEST_CACHE_BYTES),
@@ -302,7 +302,7 @@ impl Store {
             return Ok(WriteSummary::default());
         }
         let store = self.store.clone();
-        let labels: Arc<[String]> = self.partition_labels.clone().into();
+        let labels = self.partition_labels.clone();
         let max_partitions = self.max_partitions_per_push;
         self.commits
             .write(tenant, streams, move |tenant, streams| {
