@@ -119,3 +119,23 @@ async fn environment_overrides_and_bad_config_are_reported() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no_such_limit"), "{err}");
 }
+
+/// The server turns transparent huge pages off for itself (`alloc.rs`: they cost the push path
+/// page zeroing and doubled its memory), unless `MIMALLOC_ALLOW_THP` in the environment says
+/// otherwise. The kernel reports the process's switch in `/proc/<pid>/status`.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn transparent_huge_pages_are_off_unless_the_environment_allows_them() {
+    let thp = |p: &Proc| {
+        std::fs::read_to_string(format!("/proc/{}/status", p.0.id()))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_string()))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), free_port(), &[]).await;
+    assert_eq!(thp(&server).as_deref(), Some("0"));
+    drop(server);
+    let server = start(dir.path(), free_port(), &[("MIMALLOC_ALLOW_THP", "1")]).await;
+    assert_eq!(thp(&server).as_deref(), Some("1"));
+}
