@@ -506,6 +506,19 @@ async fn main() {
             r#"avg_over_time({service_name=~"inventory|auth"} | logfmt | unwrap duration(duration) | __error__="" [5m]) by (service_name)"#,
             vec![step.clone()],
         ),
+        // The same reduced by an aggregation above the range aggregation: each line's unique
+        // `id` makes it a series of its own until the `avg` (the costly intermediate series).
+        (
+            "logfmt | unwrap, series per line",
+            r#"avg by (service_name) (avg_over_time({service_name=~"inventory|auth"} | logfmt | unwrap duration(duration) | __error__="" [5m]))"#,
+            vec![step.clone()],
+        ),
+        // Each line's trace id (structured metadata) makes it a series of its own.
+        (
+            "count, series per line",
+            r#"max by (service_name) (count_over_time({service_name=~"inventory|auth"}[5m]))"#,
+            vec![step.clone()],
+        ),
     ];
     println!();
     println!(
@@ -520,6 +533,7 @@ async fn main() {
         let mut best = Duration::MAX;
         let mut best_cpu = 0.0;
         let mut body = String::new();
+        Proc::Pid(pid).reset_peak_rss();
         for _ in 0..runs {
             let cpu0 = Proc::Pid(pid).cpu_seconds();
             let (lat, b) = timed_get(&c, &qurl, &q).await;
@@ -547,8 +561,10 @@ async fn main() {
             processed / 1e6 / best_cpu.max(1e-9),
         );
         println!(
-            "{:<24} {best_cpu:.2} CPU-s; stats.parquetry {}",
-            "", v["data"]["stats"]["parquetry"]
+            "{:<24} {best_cpu:.2} CPU-s, server peak RSS {:.0} MiB; stats.parquetry {}",
+            "",
+            Proc::Pid(pid).peak_rss_mib(),
+            v["data"]["stats"]["parquetry"]
         );
     }
 

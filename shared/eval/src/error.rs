@@ -77,6 +77,16 @@ pub enum EvalError {
         got: usize,
     },
 
+    /// A collapsed series names a group its input does not list. A bug in the caller, but
+    /// still reported rather than panicking.
+    #[error("a collapsed sample series names group {group} of {groups}")]
+    UnknownGroup {
+        /// The index named.
+        group: u32,
+        /// Groups listed.
+        groups: usize,
+    },
+
     /// A tree the parser should have rejected (for example a literal operand of `and`).
     #[error("unsupported expression: {0}")]
     Unsupported(String),

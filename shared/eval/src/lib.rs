@@ -93,6 +93,87 @@ pub struct SampleSeries {
     pub samples: Vec<(i64, f64)>,
 }
 
+/// The label a collapsed series stands for besides its group's: its identity as 32 lowercase
+/// hex digits. No `by` list that lets the scan collapse series names it.
+pub const IDENTITY_LABEL: &str = "__parquetry_series__";
+
+/// The sample series of one range aggregation: series with label sets of their own, and
+/// series collapsed onto a group.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeInput {
+    /// Series with their whole label sets.
+    pub series: Vec<SampleSeries>,
+    /// Series kept as a group and an identity.
+    pub collapsed: Collapsed,
+}
+
+impl From<Vec<SampleSeries>> for RangeInput {
+    fn from(series: Vec<SampleSeries>) -> Self {
+        RangeInput {
+            series,
+            collapsed: Collapsed::default(),
+        }
+    }
+}
+
+impl RangeInput {
+    /// Every series with a label set of its own (collapsed ones as [`Collapsed::labels`]
+    /// names them): what a transport that knows only label sets carries. Evaluating the
+    /// result gives the same answer, to the last bit.
+    pub fn into_series(self) -> Vec<SampleSeries> {
+        let mut series = self.series;
+        let Collapsed { groups, series: c } = self.collapsed;
+        series.extend(c.into_iter().map(|s| SampleSeries {
+            labels: collapsed_labels(groups.get(s.group as usize), s.id),
+            samples: s.samples,
+        }));
+        series
+    }
+
+    /// Number of series, collapsed ones included.
+    pub fn len(&self) -> usize {
+        self.series.len() + self.collapsed.series.len()
+    }
+
+    /// No series at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Series that the aggregation right above the range aggregation tells apart only by some of
+/// their labels (a parser query with a unique id per line has one series per line, all
+/// reduced to a few groups): each is held as the index of its group's label set and a 128-bit
+/// identity of its whole label set instead of the set. A collapsed series stands for the
+/// label set `groups[group]` plus [`IDENTITY_LABEL`]`="<id, 32 hex digits>"`; evaluation
+/// orders and merges it as that set, so the answer is the one those sets give, while a series
+/// costs tens of bytes instead of a label set's strings.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Collapsed {
+    /// The groups' label sets ([`IDENTITY_LABEL`] never among them).
+    pub groups: Vec<Labels>,
+    /// The series, in any order; two with one group and identity are one series.
+    pub series: Vec<CollapsedSeries>,
+}
+
+/// One collapsed series (see [`Collapsed`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CollapsedSeries {
+    /// 128 bits of the series' whole label set.
+    pub id: u128,
+    /// Index into [`Collapsed::groups`].
+    pub group: u32,
+    /// As [`SampleSeries::samples`].
+    pub samples: Vec<(i64, f64)>,
+}
+
+/// The label set a collapsed series stands for.
+pub fn collapsed_labels(group: Option<&Labels>, id: u128) -> Labels {
+    let mut labels = group.cloned().unwrap_or_default();
+    labels.set(IDENTITY_LABEL, &format!("{id:032x}"));
+    labels
+}
+
 /// When and how to evaluate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EvalParams {
@@ -181,10 +262,10 @@ pub fn check_points(start: i64, end: i64, step: i64) -> Result<(), EvalError> {
 /// `inputs[i]` holds the sample series of the `i`-th range aggregation in
 /// [`SampleExpr::range_aggregations`] order. Range queries (`params.instant == false`) are
 /// checked with [`check_points`] first. See the crate docs for an example.
-pub fn evaluate(
+pub fn evaluate<I: Into<RangeInput>>(
     expr: &SampleExpr,
     params: &EvalParams,
-    inputs: Vec<Vec<SampleSeries>>,
+    inputs: Vec<I>,
 ) -> Result<Value, EvalError> {
     let expected = expr.range_aggregations().len();
     if inputs.len() != expected {
@@ -192,6 +273,15 @@ pub fn evaluate(
             expected,
             got: inputs.len(),
         });
+    }
+    let inputs: Vec<RangeInput> = inputs.into_iter().map(Into::into).collect();
+    for c in inputs.iter().map(|i| &i.collapsed) {
+        if let Some(s) = c.series.iter().find(|s| s.group as usize >= c.groups.len()) {
+            return Err(EvalError::UnknownGroup {
+                group: s.group,
+                groups: c.groups.len(),
+            });
+        }
     }
     let grid = Grid::of(params)?;
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use parquetry_logql::{BinOp, LabelReplace, SampleExpr, regexes::anchored_regex};
 use regex::Regex;
 
-use crate::SampleSeries;
+use crate::RangeInput;
 use crate::binop::{VectorBinOp, scalar_binop};
 use crate::error::EvalError;
 use crate::intern::{Id, Interner, filter_labels};
@@ -36,7 +36,7 @@ pub(crate) enum Node {
 /// in source order, the order of `SampleExpr::range_aggregations`).
 pub(crate) fn compile(
     expr: &SampleExpr,
-    inputs: &mut impl Iterator<Item = Vec<SampleSeries>>,
+    inputs: &mut impl Iterator<Item = RangeInput>,
     grid: &Grid,
     interner: &mut Interner,
 ) -> Result<Node, EvalError> {

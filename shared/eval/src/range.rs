@@ -14,8 +14,10 @@ use std::cmp::Ordering;
 use parquetry_logql::{Grouping, RangeAggregation, RangeOp};
 use parquetry_model::{Labels, MatchOp, Matcher};
 
-use crate::SampleSeries;
 use crate::intern::{Id, Interner, filter_labels};
+use crate::{
+    Collapsed, CollapsedSeries, FastMap, IDENTITY_LABEL, RangeInput, SampleSeries, collapsed_labels,
+};
 
 /// The label a failed pipeline stage sets.
 pub(crate) const ERROR_LABEL: &str = "__error__";
@@ -166,7 +168,7 @@ pub(crate) fn pipeline_error(labels: &Labels) -> Option<&str> {
 /// Evaluates one range aggregation over the grid.
 pub(crate) fn evaluate_range(
     ra: &RangeAggregation,
-    input: Vec<SampleSeries>,
+    input: RangeInput,
     grid: &Grid,
     interner: &mut Interner,
 ) -> RangeOutput {
@@ -178,9 +180,13 @@ pub(crate) fn evaluate_range(
         input,
         grid,
         interner,
-        |_, _| 0,
-        |labels, _, points, interner| {
-            per_series.push((interner.intern(labels), points.to_vec()));
+        Tags {
+            tag: |_: &Labels, _: &mut Interner| 0,
+            // Each output series is interned by its label set.
+            per_group: false,
+        },
+        |name, groups, _, points, interner| {
+            per_series.push((interner.intern(name.into_labels(groups)), points.to_vec()));
         },
     );
 
@@ -204,22 +210,34 @@ pub(crate) fn evaluate_range(
     out
 }
 
+/// How [`walk_range`] tags series: `tag(labels)` of each series' label set, or, with
+/// `per_group`, of a collapsed series' group alone (computed once per group), which the caller
+/// vouches gives the same tag as the whole set.
+pub(crate) struct Tags<F> {
+    pub tag: F,
+    pub per_group: bool,
+}
+
 /// Computes one range aggregation series by series, in [`group_series`] order, handing each
-/// series with at least one point to `emit` with its tag and its `(step, value)` points.
-/// `tag(labels)` is computed for every series in input order, where the series' label sets
+/// series with at least one point to `emit` with its name, its tag and its `(step, value)`
+/// points. Tags are computed for every series in input order, where the series' label sets
 /// still lie in memory in the order the scan made them (a million per-line label sets visited
 /// in sorted order miss the cache on each one). A series carrying a pipeline error is interned
 /// and not emitted: the returned first error (its step and series) fails the query from that
 /// step on, so its values are never read.
-pub(crate) fn walk_range(
+pub(crate) fn walk_range<F>(
     ra: &RangeAggregation,
-    input: Vec<SampleSeries>,
+    input: RangeInput,
     grid: &Grid,
     interner: &mut Interner,
-    mut tag: impl FnMut(&Labels, &mut Interner) -> Id,
-    mut emit: impl FnMut(Labels, Id, &[(u32, f64)], &mut Interner),
-) -> Option<(usize, Id)> {
-    let groups = group_series(ra, input, |labels| tag(labels, interner));
+    tags: Tags<F>,
+    mut emit: impl FnMut(Name, &[Labels], Id, &[(u32, f64)], &mut Interner),
+) -> Option<(usize, Id)>
+where
+    F: FnMut(&Labels, &mut Interner) -> Id,
+{
+    let mut tag = tags.tag;
+    let (sorted, groups) = group_series(ra, input, tags.per_group, |labels| tag(labels, interner));
     let window = Window {
         op: ra.op,
         param: ra.param.unwrap_or(f64::NAN),
@@ -228,32 +246,138 @@ pub(crate) fn walk_range(
     };
     let mut first_error: Option<(usize, Id)> = None;
     let mut points = Vec::new();
-    for g in groups {
+    let mut visit = |name: Name, samples: &[(i64, f64)], errored: bool, tag: Id| {
         points.clear();
-        window.points(&g.samples, grid, ra.range.offset, &mut points);
+        window.points(samples, grid, ra.range.offset, &mut points);
         let Some(&(k, _)) = points.first() else {
-            continue;
+            return;
         };
-        if g.errored {
+        if errored {
             let k = k as usize;
+            let labels = name.into_labels(&groups);
             // On a tie the smallest label set is reported.
-            if first_error
-                .is_none_or(|(fk, id)| k < fk || (k == fk && g.labels < *interner.get(id)))
+            if first_error.is_none_or(|(fk, id)| k < fk || (k == fk && labels < *interner.get(id)))
             {
-                first_error = Some((k, interner.intern(g.labels)));
+                first_error = Some((k, interner.intern(labels)));
             }
-            continue;
+            return;
         }
-        emit(g.labels, g.tag, &points, interner);
+        emit(name, &groups, tag, &points, interner);
+    };
+    match sorted {
+        Sorted::General(series) => {
+            for g in series {
+                visit(g.name, &g.samples, g.errored, g.tag);
+            }
+        }
+        Sorted::Collapsed { series, tags } => {
+            for s in series {
+                let tag = tags.get(s.group as usize).copied().unwrap_or(0);
+                let name = Name::Collapsed {
+                    group: s.group,
+                    id: s.id,
+                };
+                visit(name, &s.samples, false, tag);
+            }
+        }
     }
     first_error
 }
 
+/// Series in the order [`walk_range`] visits them.
+enum Sorted {
+    General(Vec<Grouped>),
+    /// Every series collapsed: sorted as they came, by ranks and identity (half the memory
+    /// of the general form, where a parser query may hold a series per line), with each
+    /// group's tag.
+    Collapsed {
+        series: Vec<CollapsedSeries>,
+        tags: Vec<Id>,
+    },
+}
+
+/// A series' label set while it is grouped: its own, or a collapsed series' group and
+/// identity (see [`crate::Collapsed`]).
+#[derive(Debug)]
+pub(crate) enum Name {
+    Full(Labels),
+    Collapsed { group: u32, id: u128 },
+}
+
+impl Name {
+    /// The label set it stands for.
+    pub(crate) fn into_labels(self, groups: &[Labels]) -> Labels {
+        match self {
+            Name::Full(labels) => labels,
+            Name::Collapsed { group, id } => collapsed_labels(groups.get(group as usize), id),
+        }
+    }
+
+    /// The `(name, value)` pairs of its label set in order, a collapsed series' identity
+    /// spelled into `hex`.
+    fn pairs<'a>(
+        &'a self,
+        groups: &'a [Labels],
+        hex: &'a mut [u8; 32],
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let (labels, identity) = match self {
+            Name::Full(labels) => (labels, None),
+            Name::Collapsed { group, id } => {
+                *hex = hex_id(*id);
+                let empty = const { &Labels::new() };
+                (groups.get(*group as usize).unwrap_or(empty), Some(&hex[..]))
+            }
+        };
+        // The identity goes where its name sorts among the group's labels.
+        let at = match identity {
+            Some(_) => labels
+                .iter()
+                .take_while(|l| l.name.as_str() < IDENTITY_LABEL)
+                .count(),
+            None => usize::MAX,
+        };
+        let bytes = |l: &'a parquetry_model::Label| (l.name.as_bytes(), l.value.as_bytes());
+        labels
+            .iter()
+            .take(at)
+            .map(bytes)
+            .chain(identity.map(|h| (IDENTITY_LABEL.as_bytes(), h)))
+            .chain(labels.iter().skip(at).map(bytes))
+    }
+
+    /// The order of the label sets `self` and `other` stand for.
+    fn cmp(&self, other: &Name, groups: &[Labels]) -> Ordering {
+        match (self, other) {
+            (Name::Full(a), Name::Full(b)) => a.cmp(b),
+            // One group: the identities, spelled in fixed-width hex, decide.
+            (Name::Collapsed { group: g, id: a }, Name::Collapsed { group: h, id: b })
+                if g == h =>
+            {
+                a.cmp(b)
+            }
+            _ => {
+                let (mut x, mut y) = ([0u8; 32], [0u8; 32]);
+                self.pairs(groups, &mut x).cmp(other.pairs(groups, &mut y))
+            }
+        }
+    }
+}
+
+/// An identity as the 32 lowercase hex digits [`collapsed_labels`] spells it with.
+fn hex_id(id: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
+
 /// One series of a range aggregation once grouped.
 struct Grouped {
-    /// The first sort key, see [`order_key`].
+    /// The first sort key: see [`group_series`].
     order: (u128, u128),
-    labels: Labels,
+    name: Name,
     samples: Points,
     /// It carries a pipeline error that fails the query.
     errored: bool,
@@ -264,73 +388,218 @@ struct Grouped {
 /// Merges the input series by their output label set: the range-level `by`/`without` where the
 /// function allows it, else the full label set (two inputs with equal labels are one series).
 /// Series carrying a pipeline error keep all their labels, as in Loki, so that the error is
-/// reported instead of being grouped away.
+/// reported instead of being grouped away. Returns the series and the groups their collapsed
+/// names index.
 ///
 /// The result is sorted by labels: that fixes the order in which the aggregations above add
-/// values up, independently of how the scan split its work, and it is the order whose sums
-/// match Loki's answers to the last bit in the conformance corpus. The sort compares a
-/// 32-byte prefix of each set's order-preserving encoding first ([`order_key`], computed in
-/// input order where the sets lie in memory as the scan made them) and the sets themselves
-/// only on a tie: with one series per line (a parser query with a unique id per line),
-/// comparing a million label sets directly took as long as the rest of the evaluation.
+/// values up, independently of how the scan split its work (and of whether it collapsed
+/// series: a collapsed series sorts as the label set it stands for), and it is the order whose
+/// sums match Loki's answers to the last bit in the conformance corpus. The sort compares a
+/// cheap key first and the label sets only on a tie: with one series per line (a parser query
+/// with a unique id per line), comparing a million label sets directly took as long as the
+/// rest of the evaluation. The key is a 32-byte prefix of each set's order-preserving encoding
+/// ([`order_key`], computed in input order where the sets lie in memory as the scan made
+/// them), or, when every series is collapsed, [`collapsed_ranks`] and the identity.
 fn group_series(
     ra: &RangeAggregation,
-    input: Vec<SampleSeries>,
+    input: RangeInput,
+    per_group: bool,
     mut tag: impl FnMut(&Labels) -> Id,
-) -> Vec<Grouped> {
+) -> (Sorted, Vec<Labels>) {
     let grouping = ra.grouping.as_ref().filter(|_| ra.op.allows_grouping());
-    let mut groups: Vec<Grouped> = input
-        .into_iter()
-        .map(|s| {
-            let errored = pipeline_error(&s.labels).is_some();
-            let labels = match grouping {
-                Some(g) if !errored => reduce_labels(&s.labels, g),
-                _ => s.labels,
-            };
-            Grouped {
-                order: order_key(&labels),
-                errored,
-                tag: if errored { 0 } else { tag(&labels) },
-                labels,
-                samples: s.samples,
-            }
-        })
+    let RangeInput {
+        series,
+        collapsed: Collapsed {
+            groups,
+            series: collapsed,
+        },
+    } = input;
+    // Equal groups listed twice are one group, so that equal names compare equal.
+    let mut first: FastMap<&Labels, u32> = FastMap::default();
+    let canonical: Vec<u32> = (0..groups.len())
+        .map(|i| *first.entry(&groups[i]).or_insert(i as u32))
         .collect();
+    drop(first);
+    let errored: Vec<bool> = groups.iter().map(|g| pipeline_error(g).is_some()).collect();
+    let mut group_tags: Vec<Option<Id>> = vec![None; groups.len()];
+    // A collapsed series' tag is its group's, computed once.
+    fn group_tag(
+        g: usize,
+        groups: &[Labels],
+        tags: &mut [Option<Id>],
+        tag: &mut impl FnMut(&Labels) -> Id,
+    ) -> Id {
+        match tags.get(g).copied().flatten() {
+            Some(t) => t,
+            None => {
+                let t = tag(groups.get(g).unwrap_or(const { &Labels::new() }));
+                if let Some(slot) = tags.get_mut(g) {
+                    *slot = Some(t);
+                }
+                t
+            }
+        }
+    }
+    // Series given their label sets below are ordered by their encoding, which ranks do not
+    // compare with: ranks only when every series stays collapsed.
+    let materialize = grouping.is_some() || !per_group;
+    if series.is_empty() && !materialize && !errored.contains(&true) {
+        let mut series = collapsed;
+        for s in &mut series {
+            s.group = canonical.get(s.group as usize).copied().unwrap_or(s.group);
+            group_tag(s.group as usize, &groups, &mut group_tags, &mut tag);
+        }
+        let tags = group_tags
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let ranks = collapsed_ranks(&groups);
+        let key = |s: &CollapsedSeries| {
+            let (before, after) = ranks.get(s.group as usize).copied().unwrap_or_default();
+            (before, s.id, after)
+        };
+        // Stable: equal series stay in input order, and so do their samples when merged.
+        series.sort_by(|a, b| key(a).cmp(&key(b)));
+        series.dedup_by(|next, kept| {
+            let same = (next.group, next.id) == (kept.group, kept.id);
+            if same {
+                kept.samples.append(&mut next.samples);
+            }
+            same
+        });
+        for s in &mut series {
+            if !s.samples.is_sorted_by_key(|s| s.0) {
+                s.samples.sort_by_key(|s| s.0);
+            }
+        }
+        return (Sorted::Collapsed { series, tags }, groups);
+    }
+
+    let full = |s: SampleSeries, tag: &mut dyn FnMut(&Labels) -> Id| {
+        let errored = pipeline_error(&s.labels).is_some();
+        let labels = match grouping {
+            Some(g) if !errored => reduce_labels(&s.labels, g),
+            _ => s.labels,
+        };
+        Grouped {
+            order: order_key(
+                labels
+                    .iter()
+                    .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+            ),
+            errored,
+            tag: if errored { 0 } else { tag(&labels) },
+            name: Name::Full(labels),
+            samples: s.samples,
+        }
+    };
+    let mut out: Vec<Grouped> = Vec::with_capacity(series.len() + collapsed.len());
+    out.extend(series.into_iter().map(|s| full(s, &mut tag)));
+    for s in collapsed {
+        let g = canonical.get(s.group as usize).copied().unwrap_or(s.group);
+        let gi = g as usize;
+        // A range grouping reduces the whole set, and a series that fails the query is
+        // reported by its set: both need the set itself.
+        if materialize || errored.get(gi).copied().unwrap_or(false) {
+            let labels = collapsed_labels(groups.get(gi), s.id);
+            out.push(full(
+                SampleSeries {
+                    labels,
+                    samples: s.samples,
+                },
+                &mut tag,
+            ));
+            continue;
+        }
+        let name = Name::Collapsed { group: g, id: s.id };
+        let mut hex = [0u8; 32];
+        let order = order_key(name.pairs(&groups, &mut hex));
+        let tag = group_tag(gi, &groups, &mut group_tags, &mut tag);
+        out.push(Grouped {
+            order,
+            name,
+            samples: s.samples,
+            errored: false,
+            tag,
+        });
+    }
     // Stable: equal label sets stay in input order, and so do their samples when merged.
-    groups.sort_by(|a, b| a.order.cmp(&b.order).then_with(|| a.labels.cmp(&b.labels)));
-    groups.dedup_by(|next, kept| {
-        let same = next.labels == kept.labels;
+    out.sort_by(|a, b| {
+        a.order
+            .cmp(&b.order)
+            .then_with(|| a.name.cmp(&b.name, &groups))
+    });
+    out.dedup_by(|next, kept| {
+        let same = next.name.cmp(&kept.name, &groups) == Ordering::Equal;
         if same {
             kept.samples.append(&mut next.samples);
         }
         same
     });
-    for g in &mut groups {
+    for g in &mut out {
         // Stable, so equal timestamps keep input order; cheap when already sorted.
         if !g.samples.is_sorted_by_key(|s| s.0) {
             g.samples.sort_by_key(|s| s.0);
         }
     }
-    groups
+    (Sorted::General(out), groups)
 }
 
-/// The first 32 bytes of an encoding of `labels` whose byte order is their order: each name
-/// and value followed by a 0 byte, with 0 and 1 inside them escaped as `1 1` and `1 2` so
-/// that an end always sorts before a continuation. Two sets whose keys differ are ordered by
-/// their keys; equal keys say nothing, and the sets are compared.
-fn order_key(labels: &Labels) -> (u128, u128) {
-    let encoded = labels
-        .iter()
-        .flat_map(|l| [l.name.as_bytes(), l.value.as_bytes()])
-        .flat_map(|part| {
-            let escaped = part.iter().flat_map(|b| match b {
-                0 => &[1, 1][..],
-                1 => &[1, 2][..],
-                _ => std::slice::from_ref(b),
-            });
-            // The end of a name or value.
-            escaped.copied().chain([0])
+/// For each group, its rank among the groups by the labels that sort before
+/// [`IDENTITY_LABEL`] (groups with equal such labels share a rank), and its rank by the
+/// labels after it. The label sets collapsed series stand for are ordered by the first rank,
+/// then the identity, then the second: up to the identity label, one set is a prefix of the
+/// other only if it lacks a label the other has there, and the identity's name then sorts
+/// after that label.
+fn collapsed_ranks(groups: &[Labels]) -> Vec<(u32, u32)> {
+    type Part<'a> = Vec<(&'a str, &'a str)>;
+    fn split(g: &Labels) -> (Part<'_>, Part<'_>) {
+        g.iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .partition(|(n, _)| *n < IDENTITY_LABEL)
+    }
+    let parts: Vec<(Part<'_>, Part<'_>)> = groups.iter().map(split).collect();
+    let rank = |cmp: &dyn Fn(usize, usize) -> Ordering| -> Vec<u32> {
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by(|&a, &b| cmp(a, b));
+        let mut ranks = vec![0u32; groups.len()];
+        let mut r = 0u32;
+        for (i, w) in order.iter().enumerate() {
+            if i > 0 && cmp(order[i - 1], *w) != Ordering::Equal {
+                r += 1;
+            }
+            ranks[*w] = r;
+        }
+        ranks
+    };
+    // A shorter run of labels before the identity is the greater one (see above).
+    let before = rank(&|a, b| {
+        let (x, y) = (&parts[a].0, &parts[b].0);
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| p.cmp(q))
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| y.len().cmp(&x.len()))
+    });
+    let after = rank(&|a, b| parts[a].1.cmp(&parts[b].1));
+    before.into_iter().zip(after).collect()
+}
+
+/// The first 32 bytes of an encoding of a label set (its `(name, value)` pairs in order)
+/// whose byte order is the sets' order: each name and value followed by a 0 byte, with 0 and
+/// 1 inside them escaped as `1 1` and `1 2` so that an end always sorts before a continuation.
+/// Two sets whose keys differ are ordered by their keys; equal keys say nothing, and the sets
+/// are compared.
+fn order_key<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> (u128, u128) {
+    let encoded = pairs.flat_map(|(n, v)| [n, v]).flat_map(|part| {
+        let escaped = part.iter().flat_map(|b| match b {
+            0 => &[1, 1][..],
+            1 => &[1, 2][..],
+            _ => std::slice::from_ref(b),
         });
+        // The end of a name or value.
+        escaped.copied().chain([0])
+    });
     let mut key = [0u8; 32];
     for (slot, b) in key.iter_mut().zip(encoded) {
         *slot = b;
@@ -688,12 +957,102 @@ mod tests {
         .into_iter()
         .map(Labels::from_pairs)
         .collect();
+        let key = |l: &Labels| order_key(l.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())));
         for a in &sets {
             for b in &sets {
-                if order_key(a) < order_key(b) {
+                if key(a) < key(b) {
                     assert!(a < b, "{a} / {b}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn collapsed_series_sort_and_merge_as_the_label_sets_they_stand_for() {
+        let groups: Vec<Labels> = [
+            vec![],
+            vec![("A", "1")],
+            vec![("A", "1"), ("b", "x")],
+            vec![("A", "2")],
+            vec![("A", "1"), ("B", "")],
+            vec![("b", "x")],
+            vec![("b", "y")],
+            vec![("__error__", "e"), ("__preserve_error__", "true")],
+            vec![("__a", "1"), ("b", "x")],
+        ]
+        .into_iter()
+        .map(Labels::from_pairs)
+        .collect();
+        let ids = [0u128, 1, 0xff, 1 << 100, u128::MAX];
+        let mut series = Vec::new();
+        for g in 0..groups.len() {
+            for (j, &id) in ids.iter().enumerate() {
+                // Every name twice, samples in reverse order of their entries.
+                for t in [2 * j as i64 + 1, 2 * j as i64] {
+                    series.push(CollapsedSeries {
+                        id,
+                        group: g as u32,
+                        samples: vec![(t, 1.0)],
+                    });
+                }
+            }
+        }
+        series.reverse();
+        let ra = match parquetry_logql::parse_expr(r#"count_over_time({a="b"}[1m])"#) {
+            Ok(parquetry_logql::Expr::Sample(parquetry_logql::SampleExpr::RangeAggregation(
+                ra,
+            ))) => ra,
+            other => panic!("{other:?}"),
+        };
+        let mut expected: Vec<Labels> = series
+            .iter()
+            .map(|s| collapsed_labels(groups.get(s.group as usize), s.id))
+            .collect();
+        expected.sort();
+        expected.dedup();
+        // All collapsed (ranks), and with a series of its own among them (encoded keys).
+        for own in [None, Some(Labels::from_pairs([("A", "1"), ("zz", "1")]))] {
+            let input = RangeInput {
+                series: own
+                    .iter()
+                    .map(|l| SampleSeries {
+                        labels: l.clone(),
+                        samples: vec![(0, 1.0)],
+                    })
+                    .collect(),
+                collapsed: Collapsed {
+                    groups: groups.clone(),
+                    series: series.clone(),
+                },
+            };
+            let (out, groups) = group_series(&ra, input, true, |_| 0);
+            let named: Vec<(Name, Points)> = match out {
+                Sorted::General(out) => out.into_iter().map(|g| (g.name, g.samples)).collect(),
+                Sorted::Collapsed { series, .. } => series
+                    .into_iter()
+                    .map(|s| {
+                        let name = Name::Collapsed {
+                            group: s.group,
+                            id: s.id,
+                        };
+                        (name, s.samples)
+                    })
+                    .collect(),
+            };
+            let got: Vec<Labels> = named
+                .into_iter()
+                .map(|(name, samples)| {
+                    assert!(samples.is_sorted_by_key(|s| s.0));
+                    if let Name::Collapsed { .. } = name {
+                        assert_eq!(samples.len(), 2);
+                    }
+                    name.into_labels(&groups)
+                })
+                .collect();
+            let mut want = expected.clone();
+            want.extend(own);
+            want.sort();
+            assert_eq!(got, want);
         }
     }
 

@@ -5,8 +5,8 @@ use parquetry_logql::{Expr, SampleExpr, parse_expr};
 use parquetry_model::Labels;
 
 use crate::{
-    EvalError, EvalParams, Sample, SampleSeries, Series, Value, check_points, default_step,
-    evaluate,
+    Collapsed, CollapsedSeries, EvalError, EvalParams, RangeInput, Sample, SampleSeries, Series,
+    Value, check_points, default_step, evaluate,
 };
 
 const S: i64 = 1_000_000_000;
@@ -814,6 +814,114 @@ fn aggregations_folded_with_their_range_aggregation_match_the_step_by_step_answe
     assert!(range(q, (0, 195, 15), vec![input]).is_ok());
 }
 
+/// `noisy()` with each series collapsed onto the labels `by` names (plus labels around the
+/// identity's place: `Zone` sorts before it, `app` and `zone` after), every fifth series kept
+/// whole when `mixed`, each group listed twice, and some series split in two entries.
+fn collapsed_noisy(by: &[&str], mixed: bool) -> RangeInput {
+    let mut input = RangeInput::default();
+    let Collapsed { groups, series } = &mut input.collapsed;
+    for (i, s) in noisy().into_iter().enumerate() {
+        let mut labels = s.labels.clone();
+        labels.set("Zone", "Z");
+        if mixed && i % 5 == 0 {
+            input.series.push(SampleSeries {
+                labels,
+                samples: s.samples,
+            });
+            continue;
+        }
+        let group = Labels::from_pairs(
+            labels
+                .iter()
+                .filter(|l| by.contains(&l.name.as_str()))
+                .map(|l| (l.name.as_str(), l.value.as_str())),
+        );
+        let g = match groups.iter().position(|x| *x == group) {
+            Some(g) => g,
+            None => {
+                groups.push(group.clone());
+                groups.push(group);
+                groups.len() - 2
+            }
+        };
+        // Identities in no particular order, and one group's index or its twin's.
+        let id = (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c834);
+        let group = (g + i % 2) as u32;
+        let (a, b) = s.samples.split_at(s.samples.len() / 3);
+        for samples in [a, b] {
+            series.push(CollapsedSeries {
+                id,
+                group,
+                samples: samples.to_vec(),
+            });
+        }
+    }
+    input
+}
+
+#[test]
+fn collapsed_series_give_the_answer_of_the_label_sets_they_stand_for() {
+    let bits = |m: &[Series]| -> Vec<(String, Vec<(i64, u64)>)> {
+        m.iter()
+            .map(|s| {
+                let p = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                (s.labels.to_string(), p)
+            })
+            .collect()
+    };
+    let groupings = [
+        ("by (app)", &["app"][..]),
+        ("by (Zone, app)", &["Zone", "app"][..]),
+        ("", &[][..]),
+        ("without (id)", &["app", "zone", "Zone"][..]),
+        ("by (__parquetry_series__)", &[][..]),
+    ];
+    for (grouping, by) in groupings {
+        for mixed in [false, true] {
+            let input = collapsed_noisy(by, mixed);
+            let labelled = input.clone().into_series();
+            for op in ["sum", "avg", "max", "stddev"] {
+                for inner in [
+                    r#"avg_over_time({zone="z"} | unwrap v [30s])"#,
+                    r#"rate({zone="z"}[20s] offset 5s)"#,
+                ] {
+                    // The outer sum adds the groups up in the order the walk met them.
+                    for query in [
+                        format!("{op} {grouping} ({inner})"),
+                        format!("sum({op} {grouping} ({inner}))"),
+                        inner.to_string(),
+                    ] {
+                        let params = range_params(0, 300, 15);
+                        let a = evaluate(&q(&query), &params, vec![input.clone()]);
+                        let b = evaluate(&q(&query), &params, vec![labelled.clone()]);
+                        let (Ok(Value::Matrix(a)), Ok(Value::Matrix(b))) = (a, b) else {
+                            panic!("{query}: not two matrices");
+                        };
+                        assert!(!a.is_empty(), "{query}");
+                        assert_eq!(bits(&a), bits(&b), "{query}, mixed: {mixed}");
+                    }
+                }
+            }
+        }
+    }
+    // A group carrying a pipeline error fails the query, naming the set the series stands for.
+    let mut input = collapsed_noisy(&["app"], false);
+    input.collapsed.groups[0].set("__error__", "LogfmtParserErr");
+    let query = q(r#"sum by (app) (count_over_time({zone="z"}[10s]))"#);
+    let err = evaluate(&query, &range_params(0, 300, 15), vec![input]).unwrap_err();
+    let EvalError::PipelineError { labels, .. } = err else {
+        panic!("{err:?}");
+    };
+    assert!(labels.get(crate::IDENTITY_LABEL).is_some(), "{labels}");
+    // A group index out of range is the caller's bug, reported rather than a panic.
+    let mut input = collapsed_noisy(&["app"], false);
+    input.collapsed.series[3].group = 99;
+    assert!(matches!(
+        evaluate(&query, &range_params(0, 300, 15), vec![input]),
+        Err(EvalError::UnknownGroup { group: 99, .. })
+    ));
+}
+
 #[test]
 fn topk_bottomk_sort_keep_value_order_when_outermost() {
     let x = r#"last_over_time({app=~".+"} | unwrap x [1m])"#;
@@ -1087,7 +1195,7 @@ fn vector_literal_matches_only_label_less_series() {
 
 #[test]
 fn literals_and_vector() {
-    let v = evaluate(&q("1 + 2"), &instant_params(0), vec![]).unwrap();
+    let v = evaluate(&q("1 + 2"), &instant_params(0), Vec::<RangeInput>::new()).unwrap();
     assert_eq!(v, Value::Scalar { t: T0, v: 3.0 });
     let m = range("2 * 3", (0, 10, 5), vec![]).unwrap();
     assert_eq!(m.len(), 1);

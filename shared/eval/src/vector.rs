@@ -9,8 +9,8 @@ use parquetry_logql::{
 use parquetry_model::{Labels, hash_pairs};
 
 use crate::intern::{Id, Interner};
-use crate::range::{Grid, keeps, reduce_labels, walk_range};
-use crate::{FastMap, SampleSeries};
+use crate::range::{Grid, Tags, keeps, reduce_labels, walk_range};
+use crate::{FastMap, IDENTITY_LABEL, RangeInput};
 
 /// One vector aggregation with its label cache: the group of an input series is computed once
 /// per query, not once per step.
@@ -236,7 +236,7 @@ impl FoldedAgg {
     pub(crate) fn new(
         va: &VectorAggregation,
         ra: &RangeAggregation,
-        input: Vec<SampleSeries>,
+        input: RangeInput,
         grid: &Grid,
         interner: &mut Interner,
     ) -> FoldedAgg {
@@ -245,10 +245,15 @@ impl FoldedAgg {
         let mut steps: Vec<Vec<Acc>> = (0..grid.steps).map(|_| Vec::new()).collect();
         let mut slot: FastMap<(u32, Id), u32> = FastMap::default();
         let mut groups: FastMap<u64, Id> = FastMap::default();
-        let tag = |labels: &Labels, interner: &mut Interner| {
-            group_id(labels, &grouping, &mut groups, interner)
+        let tags = Tags {
+            tag: |labels: &Labels, interner: &mut Interner| {
+                group_id(labels, &grouping, &mut groups, interner)
+            },
+            // A collapsed series' group holds every label the grouping keeps, unless it keeps
+            // the identity.
+            per_group: !keeps(&grouping, IDENTITY_LABEL),
         };
-        let first_error = walk_range(ra, input, grid, interner, tag, |_, g, points, _| {
+        let first_error = walk_range(ra, input, grid, interner, tags, |_, _, g, points, _| {
             for &(k, v) in points {
                 let Some(accs) = steps.get_mut(k as usize) else {
                     continue;

@@ -17,6 +17,11 @@ pub struct Label {
 pub struct Labels(Vec<Label>);
 
 impl Labels {
+    /// The empty set.
+    pub const fn new() -> Self {
+        Labels(Vec::new())
+    }
+
     /// Builds a set from pairs in any order. Later duplicates of a name are kept; callers that
     /// must reject duplicates check [`Labels::duplicate_name`] first.
     pub fn from_pairs<I, N, V>(pairs: I) -> Self

@@ -29,7 +29,10 @@ use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::execute_stream_partitioned;
 use futures::StreamExt;
-use parquetry_eval::{EvalParams, SampleSeries, StepCells, Value};
+use parquetry_eval::{
+    Collapsed, CollapsedSeries, EvalParams, IDENTITY_LABEL, RangeInput, SampleSeries, StepCells,
+    Value,
+};
 use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp};
 use parquetry_model::Labels;
 use parquetry_pipeline::{
@@ -137,7 +140,11 @@ impl QueryEngine {
                 .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         }
         let inputs = match crate::fanout::plan_metric(self, q).await? {
-            Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats).await?,
+            Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats)
+                .await?
+                .into_iter()
+                .map(RangeInput::from)
+                .collect(),
             None => self.metric_inputs(q, &mut stats).await?,
         };
         let params = eval_params(q);
@@ -159,7 +166,7 @@ impl QueryEngine {
         &self,
         q: &MetricQuery,
         stats: &mut QueryStats,
-    ) -> Result<Vec<Vec<SampleSeries>>> {
+    ) -> Result<Vec<RangeInput>> {
         let ranges = q.expr.range_aggregations();
         let hints = pregroup_hints(&q.expr);
         let collapse = collapse_hints(&q.expr);
@@ -185,7 +192,7 @@ impl QueryEngine {
         shape: SeriesShape<'_>,
         grouping: &SampleGrouping,
         stats: &mut QueryStats,
-    ) -> Result<Vec<SampleSeries>> {
+    ) -> Result<RangeInput> {
         let (start, end) = q.window_range(ra);
         let log = &ra.range.log;
         let selection = trace::stage(
@@ -201,7 +208,7 @@ impl QueryEngine {
         .await?;
         account_selection(&selection, start, end, stats);
         if selection.objects.is_empty() {
-            return Ok(Vec::new());
+            return Ok(RangeInput::default());
         }
 
         // Loki plans the stages of a metric query leaner than a log query's, and that shows
@@ -340,6 +347,18 @@ impl QueryEngine {
         // Partition order, so results never depend on which task finished first.
         done.sort_by_key(|(i, _, _, _)| *i);
         let mut total = Acc::default();
+        // Room for every partition's collapsed series at once (one per line in a parser
+        // query with a unique id per line): growing step by step would copy them again and
+        // again and, for a moment, hold twice their memory.
+        total
+            .collapsed
+            .series
+            .reserve_exact(done.iter().map(|d| d.1.collapsed.series.len()).sum());
+        for (_, acc, _, _) in &mut done {
+            // Lookups are over: the maps go before the merge needs its memory.
+            acc.by_identity = FastMap::default();
+            acc.index = FastMap::default();
+        }
         // The partitions' reservations are released only once their samples are merged.
         let mut held = Vec::with_capacity(done.len());
         for (_, acc, rows, reservation) in done {
@@ -353,7 +372,10 @@ impl QueryEngine {
         counters.add_row_groups(scanned.row_groups);
         stats.cost.add(&counters.snapshot());
         stats.objects_scanned += selection.objects.len() as u64;
-        Ok(total.series)
+        Ok(RangeInput {
+            series: total.series,
+            collapsed: total.collapsed,
+        })
     }
 }
 
@@ -387,23 +409,37 @@ struct Fold {
 type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 
 /// Sample series under construction, indexed by label set, with a per-stream shortcut for
-/// rows whose labels are their stream's alone.
+/// rows whose labels are their stream's alone, and collapsed series by identity.
 #[derive(Default)]
 struct Acc {
     index: FastMap<Labels, usize>,
     by_stream: FastMap<u64, usize>,
     by_group: FastMap<(u64, u64), usize>,
-    /// Collapsed series by identity (see [`collapsed`]).
-    by_identity: FastMap<u128, usize>,
     series: Vec<SampleSeries>,
+    /// Collapsed series (see [`parquetry_eval::Collapsed`]): a group index and an identity
+    /// each, no label set of their own.
+    collapsed: Collapsed,
+    /// Indexes of `collapsed.series` by identity.
+    by_identity: FastMap<u128, usize>,
+    /// Indexes of `collapsed.groups` by a hash of the group's labels.
+    group_index: FastMap<u64, u32>,
+    /// Where [`identity`] spells each pair it hashes.
+    scratch: Vec<u8>,
     /// About what the series hold on the heap (sample capacity and labels), for the pool.
     bytes: usize,
 }
 
+/// Where a row's sample goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Series(usize),
+    Collapsed(usize),
+}
+
 impl Acc {
-    fn slot(&mut self, labels: Labels) -> usize {
+    fn slot(&mut self, labels: Labels) -> Slot {
         if let Some(&i) = self.index.get(&labels) {
-            return i;
+            return Slot::Series(i);
         }
         let i = self.series.len();
         // The label set twice (index key and series) plus the map and vector slots.
@@ -413,13 +449,16 @@ impl Acc {
             labels,
             samples: Vec::new(),
         });
-        i
+        Slot::Series(i)
     }
 
     /// Appends a sample to series `slot`, counting what its vector grows by; with `cells`,
     /// adds it to the series' last sample instead when both lie in one cell.
-    fn push(&mut self, slot: usize, t: i64, v: f64, cells: Option<&StepCells>) {
-        let samples = &mut self.series[slot].samples;
+    fn push(&mut self, slot: Slot, t: i64, v: f64, cells: Option<&StepCells>) {
+        let samples = match slot {
+            Slot::Series(i) => &mut self.series[i].samples,
+            Slot::Collapsed(i) => &mut self.collapsed.series[i].samples,
+        };
         let t = match cells {
             None => t,
             Some(cells) => {
@@ -444,59 +483,83 @@ impl Acc {
         self.bytes += grown * size_of::<(i64, f64)>();
     }
 
-    /// The slot of the collapsed series `id`, made from `labels()` if new.
-    fn identity_slot(&mut self, id: u128, labels: impl FnOnce() -> Labels) -> usize {
+    /// The slot of the collapsed series `id`; a new one goes into the group labelled by the
+    /// pairs `group` lists (in name order).
+    fn identity_slot<'a, I>(&mut self, id: u128, group: impl FnOnce() -> I) -> Slot
+    where
+        I: Iterator<Item = (&'a str, &'a str)> + Clone,
+    {
         if let Some(&i) = self.by_identity.get(&id) {
-            return i;
+            return Slot::Collapsed(i);
         }
-        let i = self.series.len();
-        let labels = labels();
-        // The label set once, the map and vector slots.
-        self.bytes += label_bytes(&labels) + 96;
+        let group = self.group(group());
+        let i = self.collapsed.series.len();
+        // The series and its map slot.
+        self.bytes += size_of::<CollapsedSeries>() + 32;
         self.by_identity.insert(id, i);
-        self.series.push(SampleSeries {
-            labels,
+        self.collapsed.series.push(CollapsedSeries {
+            id,
+            group,
             samples: Vec::new(),
         });
-        i
+        Slot::Collapsed(i)
+    }
+
+    /// The index of the group labelled by `pairs` (in name order), added if new.
+    fn group<'a>(&mut self, pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone) -> u32 {
+        let groups = &mut self.collapsed.groups;
+        let h = parquetry_model::hash_pairs(pairs.clone(), 0);
+        let same = |g: &Labels| {
+            let mut p = pairs.clone();
+            g.iter().all(|l| p.next() == Some(pair(l))) && p.next().is_none()
+        };
+        if let Some(&g) = self.group_index.get(&h)
+            && groups.get(g as usize).is_some_and(same)
+        {
+            return g;
+        }
+        // Two groups whose hashes collide: found by looking, which is as rare as that.
+        if let Some(g) = groups.iter().position(same) {
+            return g as u32;
+        }
+        let g = groups.len() as u32;
+        let labels = Labels::from_pairs(pairs);
+        self.bytes += label_bytes(&labels) + 64;
+        groups.push(labels);
+        self.group_index.entry(h).or_insert(g);
+        g
     }
 
     /// The slot for a row labelled `labels`, collapsed onto `by` when set.
-    fn row_slot(&mut self, labels: Labels, collapse: Option<&[String]>) -> usize {
+    fn row_slot(&mut self, labels: Labels, collapse: Option<&[String]>) -> Slot {
         match collapse {
             Some(by) if !fails_query(|name| labels.get(name)) => {
-                let pairs: Vec<(&str, &str)> = labels.iter().map(pair).collect();
-                let id = identity(&pairs);
-                self.identity_slot(id, || collapsed(&pairs, by, id))
+                let id = identity(labels.iter().map(pair), &mut self.scratch);
+                self.identity_slot(id, || kept(labels.iter().map(pair), by))
             }
             _ => self.slot(labels),
         }
     }
 
-    fn stream_slot(&mut self, fp: u64, labels: impl FnOnce() -> Labels) -> usize {
+    fn stream_slot(&mut self, fp: u64, labels: impl FnOnce() -> Labels) -> Slot {
         if let Some(&i) = self.by_stream.get(&fp) {
-            return i;
+            return Slot::Series(i);
         }
-        let i = self.slot(labels());
-        self.by_stream.insert(fp, i);
-        i
+        let slot = self.slot(labels());
+        if let Slot::Series(i) = slot {
+            self.by_stream.insert(fp, i);
+        }
+        slot
     }
 
     /// Appends `other`'s samples: a series' samples stay in scan order, unsorted, since
     /// evaluation sorts each series once after grouping anyway ([`SampleSeries::samples`]).
+    /// Collapsed series are appended without looking their identity up: evaluation merges
+    /// equal ones as it sorts them, keeping this order.
     fn merge(&mut self, other: Acc) {
-        // Room for all of them at once: growing a map of a million series step by step
-        // rehashes it (and faults its fresh pages in) again and again.
-        self.series.reserve(other.series.len());
-        self.by_identity.reserve(other.by_identity.len());
-        let mut ids: Vec<Option<u128>> = vec![None; other.series.len()];
-        for (&id, &i) in &other.by_identity {
-            ids[i] = Some(id);
-        }
-        for (SampleSeries { labels, samples }, id) in other.series.into_iter().zip(ids) {
-            let i = match id {
-                Some(id) => self.identity_slot(id, || labels),
-                None => self.slot(labels),
+        for SampleSeries { labels, samples } in other.series {
+            let Slot::Series(i) = self.slot(labels) else {
+                continue;
             };
             let mine = &mut self.series[i].samples;
             // A series' first part is moved, not copied: that saves a copy (and the page
@@ -507,6 +570,21 @@ impl Acc {
                 mine.extend(samples);
             }
         }
+        let Collapsed { groups, series } = other.collapsed;
+        let mapped: Vec<u32> = groups
+            .iter()
+            .map(|g| {
+                let pairs: Vec<(&str, &str)> = g.iter().map(pair).collect();
+                self.group(pairs.iter().copied())
+            })
+            .collect();
+        self.collapsed.series.reserve(series.len());
+        self.collapsed
+            .series
+            .extend(series.into_iter().map(|mut s| {
+                s.group = mapped.get(s.group as usize).copied().unwrap_or(s.group);
+                s
+            }));
     }
 }
 
@@ -567,13 +645,15 @@ impl Fold {
                         // allocates nothing. 64-bit hashes, as stream fingerprints are.
                         let h = meta.hash_keys_in(row, by);
                         match acc.by_group.get(&(f, h)) {
-                            Some(&slot) => slot,
+                            Some(&slot) => Slot::Series(slot),
                             None => {
                                 let slot = acc.slot(project(
                                     stream.iter().map(pair).chain(meta.pairs(row)),
                                     by,
                                 ));
-                                acc.by_group.insert((f, h), slot);
+                                if let Slot::Series(i) = slot {
+                                    acc.by_group.insert((f, h), i);
+                                }
                                 slot
                             }
                         }
@@ -616,17 +696,17 @@ impl Fold {
                 (None, Some(by)) if !fails => {
                     // The identity of the whole set without building it: most such rows
                     // belong to a series already made (or are its only row).
-                    let mut sorted: Vec<(&str, &str)> = pairs().collect();
-                    sorted.sort_by(|a, b| a.0.cmp(b.0));
-                    let id = identity(&sorted);
-                    acc.identity_slot(id, || collapsed(&sorted, by, id))
+                    let id = identity(pairs(), &mut acc.scratch);
+                    acc.identity_slot(id, || kept(pairs(), by))
                 }
                 _ => acc.slot(entry.all()),
             };
             // Collapsed series never reach the answer (the aggregation above keeps only its
             // groups); their memory is the pool's to bound.
-            if acc.series.len() > made && self.collapse.is_none() {
-                self.budget.spend(label_bytes(&acc.series[slot].labels))?;
+            if let Slot::Series(i) = slot
+                && acc.series.len() > made
+            {
+                self.budget.spend(label_bytes(&acc.series[i].labels))?;
             }
             acc.push(slot, t, v, self.cells.as_ref());
         }
@@ -643,28 +723,33 @@ struct SeriesShape<'a> {
     collapse: Option<&'a [String]>,
 }
 
-/// The label carrying a collapsed series' identity. Never a `by` label (see
-/// [`collapse_hints`]), so a label of that name a pipeline extracted is dropped with the
-/// other labels outside `by` first.
-const IDENTITY_LABEL: &str = "__parquetry_series__";
-
-/// A collapsed series' identity: 128 bits of its whole label set (xxHash64 under two seeds, as
-/// [`Labels::hash_with_seed`] hashes it), so equal sets meet in one series and different
-/// ones, for any practical count, never do. `pairs` lists the set in name order, as
-/// [`Labels`] holds it.
-fn identity(pairs: &[(&str, &str)]) -> u128 {
-    let h = |seed| u128::from(parquetry_model::hash_pairs(pairs.iter().copied(), seed));
-    (h(0) << 64) | h(1)
+/// A collapsed series' identity: 128 bits of its whole label set, so equal sets meet in one
+/// series and different ones, for any practical count, never do. It is the sum of each
+/// pair's XXH3-128 (of `name 0xff value`, spelled in `scratch`), so `pairs` may list the set
+/// in any order: a parsed entry's labels are hashed as they lie, not sorted first. One
+/// short hash per pair costs a fraction of a streaming hash fed piece by piece.
+fn identity<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, scratch: &mut Vec<u8>) -> u128 {
+    pairs.fold(0u128, |sum, (name, value)| {
+        scratch.clear();
+        scratch.extend_from_slice(name.as_bytes());
+        scratch.push(0xff);
+        scratch.extend_from_slice(value.as_bytes());
+        sum.wrapping_add(twox_hash::XxHash3_128::oneshot(scratch))
+    })
 }
 
-/// A series as an aggregation `by (by)` right above it sees it: its `by` labels (and error
-/// labels, as [`project`] keeps them) plus its identity, so that series the aggregation
-/// tells apart stay apart while their other labels (a per-line id parsed out of each line)
-/// are not held for the whole query.
-fn collapsed(pairs: &[(&str, &str)], by: &[String], id: u128) -> Labels {
-    let id = format!("{id:032x}");
-    let kept = pairs.iter().filter(|(k, v)| projected(k, v, by));
-    Labels::from_pairs(kept.copied().chain([(IDENTITY_LABEL, id.as_str())]))
+/// The group of a series an aggregation `by (by)` right above it reduces: its `by` labels (and
+/// error labels, as [`project`] keeps them). With its identity that is all a collapsed series
+/// keeps, so that series the aggregation tells apart stay apart while their other labels (a
+/// per-line id parsed out of each line) are not held for the whole query.
+/// The pairs come in any order and go out in name order.
+fn kept<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+    by: &[String],
+) -> std::vec::IntoIter<(&'a str, &'a str)> {
+    let mut kept: Vec<(&str, &str)> = pairs.filter(|(k, v)| projected(k, v, by)).collect();
+    kept.sort_unstable();
+    kept.into_iter()
 }
 
 fn label_bytes(l: &Labels) -> usize {
@@ -976,35 +1061,49 @@ mod tests {
         let a = Labels::from_pairs([("svc", "api"), ("id", "1"), ("pod", "p")]);
         let b = Labels::from_pairs([("svc", "api"), ("id", "2"), ("pod", "p")]);
         let by = ["svc".to_string()];
-        let pa: Vec<(&str, &str)> = a.iter().map(pair).collect();
-        let pb: Vec<(&str, &str)> = b.iter().map(pair).collect();
-        let (ca, cb) = (
-            collapsed(&pa, &by, identity(&pa)),
-            collapsed(&pb, &by, identity(&pb)),
+        let scratch = &mut Vec::new();
+        let id = |l: &Labels, scratch: &mut Vec<u8>| identity(l.iter().map(pair), scratch);
+        assert_ne!(id(&a, scratch), id(&b, scratch));
+        // A name's bytes never run into its value's.
+        assert_ne!(
+            id(&Labels::from_pairs([("ab", "c")]), scratch),
+            id(&Labels::from_pairs([("a", "bc")]), scratch)
         );
-        assert_ne!(ca, cb);
-        assert_eq!(ca.get("svc"), Some("api"));
-        assert_eq!(ca.get("id"), None);
-        assert_eq!(ca.iter().count(), 2);
-        // The pipeline path hashes sorted pairs it never turns into a label set: the same
-        // identity as the set's.
+        let unsorted = [("pod", "p"), ("svc", "api"), ("id", "1")];
+        assert_eq!(
+            kept(unsorted.into_iter(), &by).collect::<Vec<_>>(),
+            [("svc", "api")]
+        );
+        // The pipeline path hashes the pairs of an entry it never turns into a label set, in
+        // the entry's order: the same identity as the set's.
         let mut parsed = EntryLabels::new(&Labels::from_pairs([("svc", "api")]), &[]);
         parsed.set(parquetry_pipeline::Category::Parsed, "pod", "p");
         parsed.set(parquetry_pipeline::Category::Parsed, "id", "1");
-        let mut sorted: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();
-        sorted.sort_by(|a, b| a.0.cmp(b.0));
-        assert_eq!(identity(&sorted), identity(&pa));
-        let id = identity(&pa);
-        assert_eq!((id >> 64) as u64, a.fingerprint());
-        assert_eq!(id as u64, a.hash_with_seed(1));
+        let entry_order: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();
+        assert!(!entry_order.is_sorted());
+        assert_eq!(identity(entry_order.into_iter(), scratch), id(&a, scratch));
         let mut acc = Acc::default();
         let one = acc.row_slot(a.clone(), Some(&by));
         assert_eq!(acc.row_slot(a, Some(&by)), one);
-        assert_ne!(acc.row_slot(b, Some(&by)), one);
+        assert_ne!(acc.row_slot(b.clone(), Some(&by)), one);
+        // Both in one group, which holds the `by` labels alone.
+        assert_eq!(acc.collapsed.groups, [Labels::from_pairs([("svc", "api")])]);
+        assert_eq!(acc.collapsed.series.len(), 2);
         // A series that fails the query keeps every label, so the error names it.
         let failed = Labels::from_pairs([("svc", "api"), ("id", "3"), (ERROR_LABEL, "x")]);
-        let slot = acc.row_slot(failed.clone(), Some(&by));
+        let Slot::Series(slot) = acc.row_slot(failed.clone(), Some(&by)) else {
+            panic!("a failing series is collapsed");
+        };
         assert_eq!(acc.series[slot].labels, failed);
+        // Partitions merged: groups are matched by labels, collapsed series appended.
+        let mut other = Acc::default();
+        let c = Labels::from_pairs([("svc", "web"), ("id", "1")]);
+        other.row_slot(c, Some(&by));
+        other.row_slot(b.clone(), Some(&by));
+        acc.merge(other);
+        assert_eq!(acc.collapsed.groups.len(), 2);
+        let groups: Vec<u32> = acc.collapsed.series.iter().map(|s| s.group).collect();
+        assert_eq!(groups, [0, 0, 1, 0]);
     }
 
     #[test]

@@ -53,6 +53,17 @@ impl Proc {
         ticks / 100.0
     }
 
+    /// Starts a new peak: the kernel sets VmHWM to the current resident memory (`5` written to
+    /// `clear_refs`), so [`Proc::peak_rss_mib`] then tells the peak of what ran since.
+    pub fn reset_peak_rss(self) {
+        let path = match self {
+            Proc::This => "/proc/self/clear_refs".to_string(),
+            Proc::Pid(pid) => format!("/proc/{pid}/clear_refs"),
+        };
+        // Not every kernel or container allows it; the peak then stays the process's own.
+        let _ = std::fs::write(path, "5");
+    }
+
     /// Peak resident memory (VmHWM), in MiB (0 where `/proc` is missing).
     pub fn peak_rss_mib(self) -> f64 {
         self.file("status")

@@ -167,7 +167,14 @@ impl LeafTask {
                     .await?;
                 wire::Partial {
                     stats,
-                    result: wire::PartialResult::Metric(inputs),
+                    // The wire carries label sets: collapsed series travel as the sets they
+                    // stand for, which evaluate to the same answer.
+                    result: wire::PartialResult::Metric(
+                        inputs
+                            .into_iter()
+                            .map(parquetry_eval::RangeInput::into_series)
+                            .collect(),
+                    ),
                 }
             }
             _ => {
