@@ -282,7 +282,7 @@ fn merge(a: &[u8], b: &[u8]) -> Result<Bytes> {
         }
         (PartialResult::Metric(mut x), PartialResult::Metric(y)) if x.len() == y.len() => {
             for (xs, ys) in x.iter_mut().zip(y) {
-                xs.extend(ys);
+                xs.append(ys);
             }
             PartialResult::Metric(x)
         }

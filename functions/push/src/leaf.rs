@@ -266,7 +266,7 @@ mod tests {
     #[test]
     fn packed_metric_partials_are_several_times_smaller() {
         let mut ts = 1_795_867_140_000_000_000i64;
-        let series = (0..4)
+        let series: Vec<parquetry_eval::SampleSeries> = (0..4)
             .map(|s| parquetry_eval::SampleSeries {
                 labels: Labels::from_pairs([("level", ["info", "warn", "error", "debug"][s])]),
                 samples: (0..50_000)
@@ -279,7 +279,7 @@ mod tests {
             .collect();
         let ipc = wire::encode(&Partial {
             stats: QueryStats::default(),
-            result: PartialResult::Metric(vec![series]),
+            result: PartialResult::Metric(vec![series.into()]),
         })
         .unwrap();
         let text = pack(&ipc).unwrap();

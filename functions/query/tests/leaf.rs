@@ -178,8 +178,10 @@ async fn recorded_leaf_events_are_answered_with_their_partial_results() {
     else {
         panic!("metric results expected")
     };
-    let totals = |series: &[parquetry_eval::SampleSeries]| {
-        let mut t: Vec<(String, f64, usize)> = series
+    let totals = |input: &parquetry_eval::RangeInput| {
+        let mut t: Vec<(String, f64, usize)> = input
+            .clone()
+            .into_series()
             .iter()
             .map(|s| {
                 let sum = s.samples.iter().map(|x| x.1).sum();
@@ -192,6 +194,8 @@ async fn recorded_leaf_events_are_answered_with_their_partial_results() {
     let (cells, lines) = (totals(&got[0]), totals(&per_line[0]));
     assert!(
         per_line[0]
+            .clone()
+            .into_series()
             .iter()
             .all(|s| s.samples.iter().all(|x| x.1 == 1.0))
     );

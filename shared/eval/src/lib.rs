@@ -130,6 +130,14 @@ impl RangeInput {
         series
     }
 
+    /// `other`'s series after these, its collapsed series moved into the groups here with
+    /// the same labels: what two scans of one range aggregation found together (equal series
+    /// are merged by evaluation, in this order).
+    pub fn append(&mut self, other: RangeInput) {
+        self.series.extend(other.series);
+        self.collapsed.append(other.collapsed);
+    }
+
     /// Number of series, collapsed ones included.
     pub fn len(&self) -> usize {
         self.series.len() + self.collapsed.series.len()
@@ -154,6 +162,38 @@ pub struct Collapsed {
     pub groups: Vec<Labels>,
     /// The series, in any order; two with one group and identity are one series.
     pub series: Vec<CollapsedSeries>,
+}
+
+impl Collapsed {
+    /// `other`'s series after these, each in the group here with its group's labels (added
+    /// if new). A series naming a group `other` does not list keeps naming none, which
+    /// [`evaluate`] reports.
+    pub fn append(&mut self, other: Collapsed) {
+        let mut index: std::collections::HashMap<Labels, u32> = self
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.clone(), i as u32))
+            .collect();
+        let mapped: Vec<u32> = other
+            .groups
+            .into_iter()
+            .map(|g| match index.get(&g) {
+                Some(&i) => i,
+                None => {
+                    let i = self.groups.len() as u32;
+                    index.insert(g.clone(), i);
+                    self.groups.push(g);
+                    i
+                }
+            })
+            .collect();
+        self.series.reserve(other.series.len());
+        self.series.extend(other.series.into_iter().map(|mut s| {
+            s.group = mapped.get(s.group as usize).copied().unwrap_or(u32::MAX);
+            s
+        }));
+    }
 }
 
 /// One collapsed series (see [`Collapsed`]).

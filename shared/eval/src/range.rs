@@ -459,7 +459,7 @@ fn group_series(
             (before, s.id, after)
         };
         // Stable: equal series stay in input order, and so do their samples when merged.
-        series.sort_by(|a, b| key(a).cmp(&key(b)));
+        series.sort_by_key(key);
         series.dedup_by(|next, kept| {
             let same = (next.group, next.id) == (kept.group, kept.id);
             if same {

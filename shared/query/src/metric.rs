@@ -140,11 +140,7 @@ impl QueryEngine {
                 .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         }
         let inputs = match crate::fanout::plan_metric(self, q).await? {
-            Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats)
-                .await?
-                .into_iter()
-                .map(RangeInput::from)
-                .collect(),
+            Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats).await?,
             None => self.metric_inputs(q, &mut stats).await?,
         };
         let params = eval_params(q);

@@ -23,8 +23,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use parquetry_eval::SampleSeries;
-use parquetry_model::Labels;
+use parquetry_eval::RangeInput;
 
 use crate::logs::{Direction, KeyedEntry, LogQuery};
 use crate::metric::MetricQuery;
@@ -238,17 +237,17 @@ pub(crate) async fn run_log(
     Ok((entries, stats))
 }
 
-/// Runs the range aggregations of a metric query as leaves and merges their series.
+/// Runs the range aggregations of a metric query as leaves and merges their series (equal
+/// ones are merged by evaluation, in leaf order).
 pub(crate) async fn run_metric(
     engine: &QueryEngine,
     q: &MetricQuery,
     plan: Plan,
     stats: &mut QueryStats,
-) -> Result<Vec<Vec<SampleSeries>>> {
+) -> Result<Vec<RangeInput>> {
     let inputs = q.expr.range_aggregations().len();
     let partials = run_leaves(engine, plan, |streams| LeafTask::metric(q, streams)).await?;
-    let mut merged: Vec<(HashMap<Labels, usize>, Vec<SampleSeries>)> =
-        (0..inputs).map(|_| Default::default()).collect();
+    let mut merged: Vec<RangeInput> = vec![RangeInput::default(); inputs];
     for p in partials {
         stats.add(&p.stats);
         let wire::PartialResult::Metric(leaf_inputs) = p.result else {
@@ -262,17 +261,9 @@ pub(crate) async fn run_metric(
                 leaf_inputs.len()
             )));
         }
-        for ((index, series), leaf) in merged.iter_mut().zip(leaf_inputs) {
-            for s in leaf {
-                match index.get(&s.labels) {
-                    Some(&i) => series[i].samples.extend(s.samples),
-                    None => {
-                        index.insert(s.labels.clone(), series.len());
-                        series.push(s);
-                    }
-                }
-            }
+        for (all, leaf) in merged.iter_mut().zip(leaf_inputs) {
+            all.append(leaf);
         }
     }
-    Ok(merged.into_iter().map(|(_, s)| s).collect())
+    Ok(merged)
 }

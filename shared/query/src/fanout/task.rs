@@ -167,14 +167,7 @@ impl LeafTask {
                     .await?;
                 wire::Partial {
                     stats,
-                    // The wire carries label sets: collapsed series travel as the sets they
-                    // stand for, which evaluate to the same answer.
-                    result: wire::PartialResult::Metric(
-                        inputs
-                            .into_iter()
-                            .map(parquetry_eval::RangeInput::into_series)
-                            .collect(),
-                    ),
+                    result: wire::PartialResult::Metric(inputs),
                 }
             }
             _ => {

@@ -4,7 +4,10 @@
 //! - Log entries: `stream` (fingerprint), `labels`, `ts`, `line`, `metadata`, `parsed`; label
 //!   sets and pairs as JSON arrays of `[name, value]`.
 //! - Metric samples: one row per sample, `input` (which range aggregation), `labels`
-//!   (dictionary-encoded, so a series' labels travel once), `ts`, `value`.
+//!   (dictionary-encoded, so a series' labels travel once), `ts`, `value`, and for a
+//!   collapsed series ([`parquetry_eval::Collapsed`]) its identity in `id_hi`/`id_lo`, its
+//!   `labels` then being its group's (a few groups for a million per-line series). A leaf
+//!   from before collapsed series sends no identity columns, and all its series are whole.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, UInt32Ty
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::StreamWriter;
 use bytes::Bytes;
-use parquetry_eval::SampleSeries;
+use parquetry_eval::{CollapsedSeries, RangeInput, SampleSeries};
 use parquetry_model::Labels;
 use serde_json::{Value, json};
 
@@ -45,7 +48,7 @@ pub enum PartialResult {
     /// The leaf's first `limit` entries in query order.
     Log(Vec<KeyedEntry>),
     /// Sample series per range aggregation.
-    Metric(Vec<Vec<SampleSeries>>),
+    Metric(Vec<RangeInput>),
 }
 
 fn bad(what: impl std::fmt::Display) -> QueryError {
@@ -97,7 +100,7 @@ pub fn decode(bytes: &[u8]) -> Result<Partial> {
                 .get(INPUTS)
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| bad("no input count"))?;
-            let mut inputs: Vec<Vec<SampleSeries>> = vec![Vec::new(); n];
+            let mut inputs: Vec<RangeInput> = vec![RangeInput::default(); n];
             for b in &batches {
                 read_metric(b, &mut inputs)?;
             }
@@ -199,20 +202,44 @@ fn read_log(b: &RecordBatch, out: &mut Vec<KeyedEntry>) -> Result<()> {
     Ok(())
 }
 
-fn metric_batch(inputs: &[Vec<SampleSeries>]) -> Result<RecordBatch> {
-    let rows: usize = inputs.iter().flatten().map(|s| s.samples.len()).sum();
+fn metric_batch(inputs: &[RangeInput]) -> Result<RecordBatch> {
+    let rows: usize = inputs
+        .iter()
+        .flat_map(|i| {
+            let whole = i.series.iter().map(|s| s.samples.len());
+            whole.chain(i.collapsed.series.iter().map(|s| s.samples.len()))
+        })
+        .sum();
     let mut input = Vec::with_capacity(rows);
     let mut labels = StringDictionaryBuilder::<UInt32Type>::new();
     let mut ts = Vec::with_capacity(rows);
     let mut value = Vec::with_capacity(rows);
-    for (i, series) in inputs.iter().enumerate() {
-        for s in series {
+    let mut id_hi: Vec<Option<u64>> = Vec::with_capacity(rows);
+    let mut id_lo: Vec<Option<u64>> = Vec::with_capacity(rows);
+    for (i, range) in inputs.iter().enumerate() {
+        for s in &range.series {
             let text = labels_json(&s.labels);
             for &(t, v) in &s.samples {
                 input.push(i as u32);
                 labels.append(&text)?;
                 ts.push(t);
                 value.push(v);
+                id_hi.push(None);
+                id_lo.push(None);
+            }
+        }
+        let groups: Vec<String> = range.collapsed.groups.iter().map(labels_json).collect();
+        for s in &range.collapsed.series {
+            let text = groups
+                .get(s.group as usize)
+                .ok_or_else(|| bad(format!("collapsed series of unknown group {}", s.group)))?;
+            for &(t, v) in &s.samples {
+                input.push(i as u32);
+                labels.append(text)?;
+                ts.push(t);
+                value.push(v);
+                id_hi.push(Some((s.id >> 64) as u64));
+                id_lo.push(Some(s.id as u64));
             }
         }
     }
@@ -221,6 +248,8 @@ fn metric_batch(inputs: &[Vec<SampleSeries>]) -> Result<RecordBatch> {
         Arc::new(labels.finish()),
         Arc::new(Int64Array::from(ts)),
         Arc::new(Float64Array::from(value)),
+        Arc::new(UInt64Array::from(id_hi)),
+        Arc::new(UInt64Array::from(id_lo)),
     ];
     let schema = Schema::new(vec![
         Field::new("input", DataType::UInt32, false),
@@ -231,11 +260,13 @@ fn metric_batch(inputs: &[Vec<SampleSeries>]) -> Result<RecordBatch> {
         ),
         Field::new("ts", DataType::Int64, false),
         Field::new("value", DataType::Float64, false),
+        Field::new("id_hi", DataType::UInt64, true),
+        Field::new("id_lo", DataType::UInt64, true),
     ]);
     Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
 }
 
-fn read_metric(b: &RecordBatch, inputs: &mut [Vec<SampleSeries>]) -> Result<()> {
+fn read_metric(b: &RecordBatch, inputs: &mut [RangeInput]) -> Result<()> {
     let column = |i: usize| {
         b.columns()
             .get(i)
@@ -257,38 +288,78 @@ fn read_metric(b: &RecordBatch, inputs: &mut [Vec<SampleSeries>]) -> Result<()> 
     let value = column(3)?
         .as_primitive_opt::<Float64Type>()
         .ok_or_else(|| bad("value"))?;
+    let identity = match (b.columns().get(4), b.columns().get(5)) {
+        (Some(hi), Some(lo)) => Some((
+            hi.as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| bad("id_hi"))?,
+            lo.as_primitive_opt::<UInt64Type>()
+                .ok_or_else(|| bad("id_lo"))?,
+        )),
+        _ => None,
+    };
     let mut parsed: Vec<Option<Labels>> = vec![None; label_text.len()];
+    let mut label_set = |key: u32| -> Result<Labels> {
+        let cached = parsed
+            .get_mut(key as usize)
+            .ok_or_else(|| bad("label key out of range"))?;
+        Ok(match cached {
+            Some(l) => l.clone(),
+            None => {
+                let l = Labels::from_pairs(pairs_from_json(label_text.value(key as usize))?);
+                *cached = Some(l.clone());
+                l
+            }
+        })
+    };
     let mut slots: HashMap<(u32, u32), usize> = HashMap::new();
+    let mut groups: HashMap<(u32, u32), u32> = HashMap::new();
     for row in 0..b.num_rows() {
         let i = input.value(row);
         let key = labels.keys().value(row);
-        let series = inputs
+        let range = inputs
             .get_mut(i as usize)
             .ok_or_else(|| bad(format!("input {i} out of range")))?;
+        let sample = (ts.value(row), value.value(row));
+        let id = identity.and_then(|(hi, lo)| {
+            (hi.is_valid(row) && lo.is_valid(row))
+                .then(|| (u128::from(hi.value(row)) << 64) | u128::from(lo.value(row)))
+        });
+        if let Some(id) = id {
+            let group = match groups.get(&(i, key)) {
+                Some(&g) => g,
+                None => {
+                    let g = range.collapsed.groups.len() as u32;
+                    range.collapsed.groups.push(label_set(key)?);
+                    groups.insert((i, key), g);
+                    g
+                }
+            };
+            // A series' samples are written together: a new series starts where the
+            // identity or group changes (a repeat would only be merged by evaluation).
+            let series = &mut range.collapsed.series;
+            match series.last_mut() {
+                Some(last) if (last.id, last.group) == (id, group) => last.samples.push(sample),
+                _ => series.push(CollapsedSeries {
+                    id,
+                    group,
+                    samples: vec![sample],
+                }),
+            }
+            continue;
+        }
+        let series = &mut range.series;
         let slot = match slots.get(&(i, key)) {
             Some(&s) => s,
             None => {
-                let cached = parsed
-                    .get_mut(key as usize)
-                    .ok_or_else(|| bad("label key out of range"))?;
-                let l = match cached {
-                    Some(l) => l.clone(),
-                    None => {
-                        let l =
-                            Labels::from_pairs(pairs_from_json(label_text.value(key as usize))?);
-                        *cached = Some(l.clone());
-                        l
-                    }
-                };
                 series.push(SampleSeries {
-                    labels: l,
+                    labels: label_set(key)?,
                     samples: Vec::new(),
                 });
                 slots.insert((i, key), series.len() - 1);
                 series.len() - 1
             }
         };
-        series[slot].samples.push((ts.value(row), value.value(row)));
+        series[slot].samples.push(sample);
     }
     Ok(())
 }
@@ -388,14 +459,29 @@ mod tests {
             labels: Labels::from_pairs([("l", l)]),
             samples,
         };
-        let inputs = vec![
+        let collapsed =
+            |group: u32, id: u128, samples: Vec<(i64, f64)>| CollapsedSeries { id, group, samples };
+        let mut inputs: Vec<RangeInput> = vec![
             vec![
                 s("a", vec![(1, 1.0), (2, f64::INFINITY)]),
                 s("b", vec![(3, 0.5)]),
-            ],
-            vec![],
-            vec![s("a", vec![(4, -1.0)])],
+            ]
+            .into(),
+            RangeInput::default(),
+            vec![s("a", vec![(4, -1.0)])].into(),
         ];
+        // Collapsed series, one of them in a group whose labels a whole series also has.
+        inputs[2].collapsed = parquetry_eval::Collapsed {
+            groups: vec![
+                Labels::from_pairs([("l", "a")]),
+                Labels::from_pairs([("l", "c")]),
+            ],
+            series: vec![
+                collapsed(0, u128::MAX, vec![(5, 2.0), (6, 3.0)]),
+                collapsed(1, 1 << 64, vec![(7, 4.0)]),
+                collapsed(0, 7, vec![(8, 5.0)]),
+            ],
+        };
         let p = Partial {
             stats: QueryStats::default(),
             result: PartialResult::Metric(inputs.clone()),
