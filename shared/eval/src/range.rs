@@ -460,18 +460,11 @@ fn group_series(
         };
         // Stable: equal series stay in input order, and so do their samples when merged.
         series.sort_by_key(key);
-        series.dedup_by(|next, kept| {
-            let same = (next.group, next.id) == (kept.group, kept.id);
-            if same {
-                kept.samples.append(&mut next.samples);
-            }
-            same
-        });
-        for s in &mut series {
-            if !s.samples.is_sorted_by_key(|s| s.0) {
-                s.samples.sort_by_key(|s| s.0);
-            }
-        }
+        merge_runs(
+            &mut series,
+            |a, b| (a.group, a.id) == (b.group, b.id),
+            |s| &mut s.samples,
+        );
         return (Sorted::Collapsed { series, tags }, groups);
     }
 
@@ -529,20 +522,35 @@ fn group_series(
             .cmp(&b.order)
             .then_with(|| a.name.cmp(&b.name, &groups))
     });
-    out.dedup_by(|next, kept| {
-        let same = next.name.cmp(&kept.name, &groups) == Ordering::Equal;
-        if same {
-            kept.samples.append(&mut next.samples);
+    merge_runs(
+        &mut out,
+        |a, b| a.name.cmp(&b.name, &groups) == Ordering::Equal,
+        |g| &mut g.samples,
+    );
+    (Sorted::General(out), groups)
+}
+
+/// Merges neighbours that `same` calls one series, appending their samples in order, then
+/// puts each series' samples in time order: stably, so equal timestamps keep input order, and
+/// cheaply when they already are.
+fn merge_runs<T>(
+    sorted: &mut Vec<T>,
+    same: impl Fn(&T, &T) -> bool,
+    samples: impl Fn(&mut T) -> &mut Points,
+) {
+    sorted.dedup_by(|next, kept| {
+        let one = same(next, kept);
+        if one {
+            let mut more = std::mem::take(samples(next));
+            samples(kept).append(&mut more);
         }
-        same
+        one
     });
-    for g in &mut out {
-        // Stable, so equal timestamps keep input order; cheap when already sorted.
-        if !g.samples.is_sorted_by_key(|s| s.0) {
-            g.samples.sort_by_key(|s| s.0);
+    for s in sorted.iter_mut().map(samples) {
+        if !s.is_sorted_by_key(|s| s.0) {
+            s.sort_by_key(|s| s.0);
         }
     }
-    (Sorted::General(out), groups)
 }
 
 /// For each group, its rank among the groups by the labels that sort before

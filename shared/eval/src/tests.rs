@@ -90,6 +90,16 @@ fn one(query: &str, at: i64, inputs: Vec<Vec<SampleSeries>>) -> f64 {
     v[0].v
 }
 
+/// A matrix with its values as bits: equal only if equal to the last bit.
+fn bits(m: &[Series]) -> Vec<(String, Vec<(i64, u64)>)> {
+    m.iter()
+        .map(|s| {
+            let p = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+            (s.labels.to_string(), p)
+        })
+        .collect()
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * b.abs().max(1.0)
 }
@@ -784,14 +794,6 @@ fn aggregations_folded_with_their_range_aggregation_match_the_step_by_step_answe
                 );
                 let a = range(&folded, (0, 300, 15), vec![noisy()]).unwrap();
                 let b = range(&stepwise, (0, 300, 15), vec![noisy()]).unwrap();
-                let bits = |m: &[Series]| -> Vec<(String, Vec<(i64, u64)>)> {
-                    m.iter()
-                        .map(|s| {
-                            let p = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
-                            (s.labels.to_string(), p)
-                        })
-                        .collect()
-                };
                 assert!(!a.is_empty(), "{folded}");
                 assert_eq!(bits(&a), bits(&b), "{folded}");
                 let a = instant(&folded, 100, vec![noisy()]).unwrap();
@@ -861,14 +863,6 @@ fn collapsed_noisy(by: &[&str], mixed: bool) -> RangeInput {
 
 #[test]
 fn collapsed_series_give_the_answer_of_the_label_sets_they_stand_for() {
-    let bits = |m: &[Series]| -> Vec<(String, Vec<(i64, u64)>)> {
-        m.iter()
-            .map(|s| {
-                let p = s.points.iter().map(|&(t, v)| (t, v.to_bits())).collect();
-                (s.labels.to_string(), p)
-            })
-            .collect()
-    };
     let groupings = [
         ("by (app)", &["app"][..]),
         ("by (Zone, app)", &["Zone", "app"][..]),
