@@ -210,8 +210,23 @@ pub struct CollapsedSeries {
 /// The label set a collapsed series stands for.
 pub fn collapsed_labels(group: Option<&Labels>, id: u128) -> Labels {
     let mut labels = group.cloned().unwrap_or_default();
-    labels.set(IDENTITY_LABEL, &format!("{id:032x}"));
+    let hex = hex_id(id);
+    labels.set(
+        IDENTITY_LABEL,
+        std::str::from_utf8(&hex).unwrap_or_default(),
+    );
     labels
+}
+
+/// An identity as 32 lowercase hex digits: fixed width, so their byte order is the
+/// identities' order.
+pub(crate) fn hex_id(id: u128) -> [u8; 32] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = DIGITS[((id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    out
 }
 
 /// When and how to evaluate.

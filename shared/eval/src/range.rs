@@ -16,7 +16,8 @@ use parquetry_model::{Labels, MatchOp, Matcher};
 
 use crate::intern::{Id, Interner, filter_labels};
 use crate::{
-    Collapsed, CollapsedSeries, FastMap, IDENTITY_LABEL, RangeInput, SampleSeries, collapsed_labels,
+    Collapsed, CollapsedSeries, FastMap, IDENTITY_LABEL, RangeInput, SampleSeries,
+    collapsed_labels, hex_id,
 };
 
 /// The label a failed pipeline stage sets.
@@ -363,16 +364,6 @@ impl Name {
     }
 }
 
-/// An identity as the 32 lowercase hex digits [`collapsed_labels`] spells it with.
-fn hex_id(id: u128) -> [u8; 32] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = DIGITS[((id >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    out
-}
-
 /// One series of a range aggregation once grouped.
 struct Grouped {
     /// The first sort key: see [`group_series`].
@@ -474,15 +465,13 @@ fn group_series(
             Some(g) if !errored => reduce_labels(&s.labels, g),
             _ => s.labels,
         };
+        let tag = if errored { 0 } else { tag(&labels) };
+        let name = Name::Full(labels);
         Grouped {
-            order: order_key(
-                labels
-                    .iter()
-                    .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-            ),
+            order: order_key(name.pairs(&[], &mut [0; 32])),
             errored,
-            tag: if errored { 0 } else { tag(&labels) },
-            name: Name::Full(labels),
+            tag,
+            name,
             samples: s.samples,
         }
     };

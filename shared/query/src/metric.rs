@@ -566,21 +566,8 @@ impl Acc {
                 mine.extend(samples);
             }
         }
-        let Collapsed { groups, series } = other.collapsed;
-        let mapped: Vec<u32> = groups
-            .iter()
-            .map(|g| {
-                let pairs: Vec<(&str, &str)> = g.iter().map(pair).collect();
-                self.group(pairs.iter().copied())
-            })
-            .collect();
-        self.collapsed.series.reserve(series.len());
-        self.collapsed
-            .series
-            .extend(series.into_iter().map(|mut s| {
-                s.group = mapped.get(s.group as usize).copied().unwrap_or(s.group);
-                s
-            }));
+        // The merged groups are not looked up by hash again: merging is the last step.
+        self.collapsed.append(other.collapsed);
     }
 }
 
