@@ -42,7 +42,7 @@ fn push(seq: i64, base: i64) -> Vec<StreamEntries> {
                 entries: (0..5)
                     .map(|i| LogEntry {
                         ts_ns: base + seq * 1_000_000 + i * 1_000,
-                        line: format!("{svc} p{pod} push {seq} line {i}"),
+                        line: format!("{svc} p{pod} push {seq} line {i}").into(),
                         structured_metadata: Vec::new(),
                     })
                     .collect(),

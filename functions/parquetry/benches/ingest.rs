@@ -18,6 +18,10 @@
 //! it; `PARQUETRY_BENCH_RUNS` sets how many times each is run (best kept, default 2). The
 //! server inherits the environment, so `PARQUETRY__…` variables configure it
 //! (`PARQUETRY__QUERY_RANGE__PARALLELISM=1` fixes the scan partitions, for example).
+//!
+//! Side by side with Loki: `PARQUETRY_BENCH_LOKI=<pid>@<base url>` (a running Loki, e.g. the
+//! reference build on loopback) pushes the same bodies to it afterwards, the same way, and
+//! prints its push CPU per raw MB next to the server's (protobuf pushes only).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -181,6 +185,38 @@ async fn timed_get(c: &reqwest::Client, url: &str, q: &[(&str, String)]) -> (Dur
     (t.elapsed(), text)
 }
 
+/// Pushes every body to `url`, four at a time, and insists on each one's success.
+async fn push_all(c: &reqwest::Client, url: &str, bodies: Vec<Vec<u8>>, otlp: bool) {
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let (c, url, queue) = (c.clone(), url.to_string(), queue.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().expect("queue").pop();
+                let Some(b) = next else { break };
+                let mut req = c
+                    .post(&url)
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(b);
+                if otlp {
+                    req = req.header("Content-Encoding", "gzip");
+                }
+                let r = req.send().await.expect("push");
+                assert_eq!(
+                    r.status().as_u16(),
+                    if otlp { 200 } else { 204 },
+                    "{}",
+                    r.text().await.unwrap_or_default()
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
 async fn main() {
     let target_mb = env_or("PARQUETRY_BENCH_MB", 256);
@@ -313,35 +349,22 @@ async fn main() {
         } else {
             format!("{base}/loki/api/v1/push")
         };
-        let concurrency = 4;
-        let queue = std::sync::Arc::new(std::sync::Mutex::new(bodies));
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let (c, url, queue) = (c.clone(), push_url.clone(), queue.clone());
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let next = queue.lock().expect("queue").pop();
-                    let Some(b) = next else { break };
-                    let mut req = c
-                        .post(&url)
-                        .header("Content-Type", "application/x-protobuf")
-                        .body(b);
-                    if otlp {
-                        req = req.header("Content-Encoding", "gzip");
-                    }
-                    let r = req.send().await.expect("push");
-                    assert_eq!(
-                        r.status().as_u16(),
-                        if otlp { 200 } else { 204 },
-                        "{}",
-                        r.text().await.unwrap_or_default()
-                    );
-                }
-            }));
-        }
-        for t in tasks {
-            t.await.expect("task");
-        }
+        let loki = std::env::var("PARQUETRY_BENCH_LOKI")
+            .ok()
+            .filter(|_| !otlp)
+            .and_then(|v| {
+                let (pid, url) = v.split_once('@')?;
+                Some((
+                    pid.parse::<u32>().ok()?,
+                    url.trim_end_matches('/').to_string(),
+                ))
+            });
+        // Oldest first: `push_all` takes bodies from the end, and Loki refuses a stream's
+        // entries more than an hour behind its newest.
+        let loki_bodies = loki
+            .as_ref()
+            .map(|_| bodies.iter().rev().cloned().collect::<Vec<_>>());
+        push_all(&c, &push_url, bodies, otlp).await;
         let wall = t0.elapsed().as_secs_f64();
         let cpu = Proc::Pid(pid).cpu_seconds() - cpu0;
         let (stored, files) = dir_size(&dir);
@@ -382,6 +405,18 @@ async fn main() {
             stored as f64 / raw_bytes as f64
         );
         println!("peak RSS (server)     {rss:.0} MiB");
+        if let (Some((loki_pid, loki_url)), Some(bodies)) = (loki, loki_bodies) {
+            let cpu0 = Proc::Pid(loki_pid).cpu_seconds();
+            let t0 = Instant::now();
+            push_all(&c, &format!("{loki_url}/loki/api/v1/push"), bodies, false).await;
+            let loki_wall = t0.elapsed().as_secs_f64();
+            let loki_cpu = Proc::Pid(loki_pid).cpu_seconds() - cpu0;
+            println!(
+                "Loki push             {loki_wall:.2} s wall, {loki_cpu:.2} CPU-s = {:.1} MB/s raw per core-second; Parquetry {:.2}x",
+                mb / loki_cpu.max(1e-9),
+                loki_cpu / cpu.max(1e-9)
+            );
+        }
         metadata("hot objects").await;
 
         // What the server's compactor timer does every 10 minutes, run now on everything.

@@ -144,8 +144,9 @@ struct ServeArgs {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    alloc::return_freed_memory();
     let cli = Cli::parse_from(loki_flags(std::env::args_os()));
+    // Only the server has pushes to serve between its memory-bound work.
+    alloc::return_freed_memory(!matches!(cli.command, Command::Serve(_)));
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Compact(args) => compact(args),
@@ -301,6 +302,7 @@ async fn maintenance_timer(pass: Maintenance) {
     loop {
         tokio::time::sleep(interval).await;
         // Failed steps are logged by the pass; the next tick finishes what this one left.
+        let _bounded = alloc::BoundedMemory::enter();
         if let Leased::Skipped { holder } = pass.run_leased(&lease, &NoProgress).await {
             tracing::debug!(%holder, "another process holds the compactor lease; skipping this pass");
         }
@@ -423,7 +425,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             );
         }
         let shutting_down = state.shutting_down.clone();
-        let app = router(state);
+        let app = router(state).layer(axum::middleware::from_fn(
+            async |req: axum::extract::Request, next: axum::middleware::Next| {
+                let _bounded =
+                    alloc::is_query_path(req.uri().path()).then(alloc::BoundedMemory::enter);
+                next.run(req).await
+            },
+        ));
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;

@@ -16,7 +16,7 @@ async fn write_pushes(dir: &std::path::Path, pushes: i64) {
             entries: (0..3)
                 .map(|i| LogEntry {
                     ts_ns: yesterday() + seq * 1_000_000 + i,
-                    line: format!("push {seq} line {i}"),
+                    line: format!("push {seq} line {i}").into(),
                     structured_metadata: Vec::new(),
                 })
                 .collect(),

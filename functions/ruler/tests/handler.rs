@@ -41,7 +41,7 @@ async fn scheduled_event_evaluates_rules_and_keeps_state_in_the_bucket() {
     let entries = (0..4)
         .map(|i| LogEntry {
             ts_ns: t + i * 1_000_000,
-            line: format!("level=error request {i} failed"),
+            line: format!("level=error request {i} failed").into(),
             structured_metadata: Vec::new(),
         })
         .chain(std::iter::once(LogEntry {

@@ -801,15 +801,15 @@ fn no_pipeline(stream: &StreamEntries) -> Vec<Processed> {
                 .structured_metadata
                 .iter()
                 .map(|(k, v)| match metadata_name(&stream.labels, k) {
-                    Cow::Owned(n) => (n, v.clone()),
-                    Cow::Borrowed(_) => (k.clone(), v.clone()),
+                    Cow::Owned(n) => (n, v.to_string()),
+                    Cow::Borrowed(_) => (k.to_string(), v.to_string()),
                 })
                 .collect();
             (
                 stream.labels.clone(),
                 ResultEntry {
                     ts: e.ts_ns,
-                    line: e.line.clone(),
+                    line: e.line.to_string(),
                     structured_metadata,
                     parsed: Vec::new(),
                 },

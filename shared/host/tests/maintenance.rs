@@ -48,7 +48,7 @@ fn push(seq: i64, base: i64) -> Vec<StreamEntries> {
             entries: (0..3)
                 .map(|i| LogEntry {
                     ts_ns: base + seq * 1_000_000 + i,
-                    line: format!("{svc} push {seq} line {i}"),
+                    line: format!("{svc} push {seq} line {i}").into(),
                     structured_metadata: Vec::new(),
                 })
                 .collect(),

@@ -19,6 +19,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, BufReader, Read};
 
+use bytes::Bytes;
+use parquetry_model::ByteString;
 use parquetry_model::config::DistributorConfig;
 use serde::de::IgnoredAny;
 
@@ -154,39 +156,9 @@ fn decode_uncompressed(
             let body = unsnappy_json(body, snappy_encoding, max)?;
             json::decode_slice(&body, version).map_err(|e| json::parse_error(&e, version))
         }
-        Format::Protobuf => with_unsnappied(body, max, decode_protobuf),
+        Format::Protobuf => decode_protobuf(unsnappy(body, max)?.into()),
     }
 }
-
-/// `f` over the snappy-decompressed `body` (held to `max` bytes). A block-format body, what
-/// every agent sends, decompresses into this thread's scratch buffer, which the next push
-/// reuses; a framed one into a buffer of its own.
-fn with_unsnappied<T>(
-    body: &[u8],
-    max: u64,
-    f: impl FnOnce(&[u8]) -> Result<T, IngestError>,
-) -> Result<T, IngestError> {
-    if body.starts_with(SNAPPY_FRAMED_MAGIC) {
-        return f(&unsnappy(body, max)?);
-    }
-    SNAPPY_SCRATCH.with_borrow_mut(|scratch| {
-        let out = unsnappy_block_into(body, max, scratch).and_then(|n| f(&scratch[..n]));
-        if scratch.capacity() > SNAPPY_SCRATCH_KEEP {
-            *scratch = Vec::new();
-        }
-        out
-    })
-}
-
-thread_local! {
-    /// The decompressed body of the last block-snappy push on this thread, reused by the next:
-    /// decoding copies every field out of it, and a fresh megabyte per push cost its
-    /// allocation and page faults (~4 % of the push path's CPU).
-    static SNAPPY_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// A scratch buffer grown past this by a large push is given back after it.
-const SNAPPY_SCRATCH_KEEP: usize = 8 << 20;
 
 /// Loki treats `Content-Encoding: snappy` as a no-op for JSON, so plain JSON must pass. A body
 /// that cannot be JSON but is snappy data is decompressed as a courtesy to misconfigured
@@ -344,7 +316,7 @@ fn decode_inflated(
                     IngestError::DecompressedTooLarge { size, max }
                 }));
             }
-            Ok(decode_protobuf(&unsnappy(&inflated, max)?)?)
+            Ok(decode_protobuf(unsnappy(&inflated, max)?.into())?)
         }
     }
 }
@@ -485,15 +457,11 @@ fn unsnappy(body: &[u8], max: u64) -> Result<Vec<u8>, IngestError> {
         }
         return Ok(out);
     }
-    let mut out = Vec::new();
-    let n = unsnappy_block_into(body, max, &mut out)?;
-    out.truncate(n);
-    Ok(out)
+    unsnappy_block(body, max)
 }
 
-/// Decompresses a block-format snappy `body` into `out` (grown as needed, never shrunk) and
-/// returns the decompressed length. The output is held to `max` bytes.
-fn unsnappy_block_into(body: &[u8], max: u64, out: &mut Vec<u8>) -> Result<usize, IngestError> {
+/// Decompresses a block-format snappy `body`, held to `max` bytes.
+fn unsnappy_block(body: &[u8], max: u64) -> Result<Vec<u8>, IngestError> {
     let len = snap::raw::decompress_len(body).map_err(|e| snappy_error(&e))? as u64;
     // Loki's check, reporting the declared size as Loki does.
     if len > max {
@@ -510,13 +478,12 @@ fn unsnappy_block_into(body: &[u8], max: u64, out: &mut Vec<u8>) -> Result<usize
             body.len()
         )));
     }
-    let len = len as usize;
-    if out.len() < len {
-        out.resize(len, 0);
-    }
-    snap::raw::Decoder::new()
-        .decompress(body, &mut out[..len])
-        .map_err(|e| snappy_error(&e))
+    let mut out = vec![0; len as usize];
+    let n = snap::raw::Decoder::new()
+        .decompress(body, &mut out)
+        .map_err(|e| snappy_error(&e))?;
+    out.truncate(n);
+    Ok(out)
 }
 
 fn snappy_error(e: impl fmt::Display) -> IngestError {
@@ -526,7 +493,10 @@ fn snappy_error(e: impl fmt::Display) -> IngestError {
     ))
 }
 
-fn decode_protobuf(raw: &[u8]) -> Result<PushRequest, IngestError> {
+/// Decodes a protobuf `PushRequest`. Lines and metadata come out as slices of `raw` (valid
+/// UTF-8 is checked, not copied): the entries of a push share its one buffer, where a `String`
+/// per field cost an allocation, a copy and a free on another thread for each.
+fn decode_protobuf(raw: Bytes) -> Result<PushRequest, IngestError> {
     let msg = <lenient::PushRequest as prost::Message>::decode(raw)
         .map_err(|e| IngestError::Decode(format!("failed to decode protobuf PushRequest: {e}")))?;
     let mut invalid = InvalidUtf8::default();
@@ -539,19 +509,19 @@ fn decode_protobuf(raw: &[u8]) -> Result<PushRequest, IngestError> {
         let mut entries = Vec::with_capacity(s.entries.len());
         for (ei, e) in s.entries.into_iter().enumerate() {
             let ts_ns = proto_ts_ns(e.timestamp, si, ei)?;
+            // One slot more than sent: validation appends `detected_level` to nearly every
+            // entry.
+            let mut structured_metadata = Vec::with_capacity(e.structured_metadata.len() + 1);
+            for p in e.structured_metadata {
+                structured_metadata.push((
+                    repair_text(p.name, &mut invalid.structured_metadata),
+                    repair_text(p.value, &mut invalid.structured_metadata),
+                ));
+            }
             entries.push(Entry {
                 ts_ns,
-                line: repair_utf8(e.line, &mut invalid.lines),
-                structured_metadata: e
-                    .structured_metadata
-                    .into_iter()
-                    .map(|p| {
-                        (
-                            repair_utf8(p.name, &mut invalid.structured_metadata),
-                            repair_utf8(p.value, &mut invalid.structured_metadata),
-                        )
-                    })
-                    .collect(),
+                line: repair_text(e.line, &mut invalid.lines),
+                structured_metadata,
             });
         }
         if first_invalid.is_none() && invalid.total() > before {
@@ -574,6 +544,18 @@ fn decode_protobuf(raw: &[u8]) -> Result<PushRequest, IngestError> {
     })
 }
 
+/// [`repair_utf8`] for a field that stays in the body's buffer when it is valid.
+fn repair_text(v: Bytes, count: &mut usize) -> ByteString {
+    // The clone is a reference count: the failed check consumes its argument.
+    match ByteString::try_from(v.clone()) {
+        Ok(s) => s,
+        Err(_) => {
+            *count += 1;
+            repair_lossy(&v).into()
+        }
+    }
+}
+
 /// Makes protobuf text valid UTF-8, counting the fields that needed it.
 ///
 /// Loki's gogo-proto structs take strings unchecked, so what it does with invalid bytes is seen
@@ -590,17 +572,21 @@ fn repair_utf8(v: Vec<u8>, count: &mut usize) -> String {
         Ok(s) => s,
         Err(e) => {
             *count += 1;
-            let b = e.as_bytes();
-            let mut out = String::with_capacity(b.len() + 8);
-            for chunk in b.utf8_chunks() {
-                out.push_str(chunk.valid());
-                for _ in chunk.invalid() {
-                    out.push(char::REPLACEMENT_CHARACTER);
-                }
-            }
-            out
+            repair_lossy(e.as_bytes())
         }
     }
+}
+
+/// `b` with each byte that does not start a valid UTF-8 sequence replaced by U+FFFD.
+fn repair_lossy(b: &[u8]) -> String {
+    let mut out = String::with_capacity(b.len() + 8);
+    for chunk in b.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for _ in chunk.invalid() {
+            out.push(char::REPLACEMENT_CHARACTER);
+        }
+    }
+    out
 }
 
 /// At most `max` bytes of `s`, cut at a character boundary, for log lines.
@@ -791,13 +777,12 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_reusing_its_snappy_buffer_decodes_each_body_alone() {
+    fn each_body_decodes_alone_and_its_fields_share_its_buffer() {
         let mut big = golden_struct();
         big.streams[0].entries[0].line = "x".repeat(100_000);
         big.streams[0].labels = "{a=\"a longer label set than the golden one\"}".into();
         let big_model = dec(&snappy(&big.encode_to_vec()), PB, None).unwrap();
         assert_eq!(big_model.streams[0].entries[0].line.len(), 100_000);
-        // Shorter than what the buffer holds now: nothing of the big body may show.
         assert_eq!(dec(&snappy(GOLDEN), PB, None).unwrap(), golden_model());
         // A body that fails leaves the next one unharmed.
         let mut broken = snappy(GOLDEN);
@@ -805,12 +790,18 @@ mod tests {
         broken[last] ^= 0xff;
         let _ = dec(&broken, PB, None);
         assert_eq!(dec(&snappy(GOLDEN), PB, None).unwrap(), golden_model());
-        // Past the kept size, the buffer is given back.
-        let mut huge = golden_struct();
-        huge.streams[0].entries[0].line = "y".repeat(SNAPPY_SCRATCH_KEEP + 1);
-        dec(&snappy(&huge.encode_to_vec()), PB, None).unwrap();
-        assert_eq!(SNAPPY_SCRATCH.with_borrow(|s| s.capacity()), 0);
-        assert_eq!(dec(&snappy(GOLDEN), PB, None).unwrap(), golden_model());
+        // Lines and metadata are slices of the decompressed body, not copies of their own.
+        let decoded = dec(&snappy(GOLDEN), PB, None).unwrap();
+        let entries = decoded.streams.iter().flat_map(|s| &s.entries);
+        let mut fields = 0;
+        for e in entries {
+            let metadata = e.structured_metadata.iter().flat_map(|(n, v)| [n, v]);
+            for f in std::iter::once(&e.line).chain(metadata) {
+                assert!(!f.as_bytes().is_unique(), "{f:?} was copied");
+                fields += 1;
+            }
+        }
+        assert!(fields > 2);
     }
 
     const V1: &str =
@@ -864,7 +855,7 @@ mod tests {
         assert_eq!(r.streams[0].labels, r#"{app="web", env="prod"}"#);
         let e = &r.streams[0].entries;
         assert_eq!(e.len(), 3);
-        assert_eq!((e[0].ts_ns, e[0].line.as_str()), (1, "a"));
+        assert_eq!((e[0].ts_ns, &*e[0].line), (1, "a"));
         assert_eq!(e[1].structured_metadata, vec![("t".into(), "x".into())]);
         assert!(e[2].structured_metadata.is_empty());
         assert_eq!(r.streams[1].labels, "{}");
@@ -952,10 +943,7 @@ mod tests {
         assert_eq!(r.streams[0].labels, r#"{app="web"}"#);
         let e = &r.streams[0].entries;
         assert_eq!(e.len(), 2);
-        assert_eq!(
-            (e[0].ts_ns, e[0].line.as_str()),
-            (1_700_000_000_000_000_001, "a")
-        );
+        assert_eq!((e[0].ts_ns, &*e[0].line), (1_700_000_000_000_000_001, "a"));
         assert_eq!(e[1].ts_ns, 1_700_000_000_000_000_000);
 
         let bad = r#"{"streams":[{"labels":"{}","entries":[{"ts":"yesterday","line":"a"}]}]}"#;
@@ -1400,7 +1388,7 @@ mod tests {
                 labels: b"{a=\"b\"}".to_vec(),
                 entries: vec![lenient::EntryAdapter {
                     timestamp: ts,
-                    line: line.to_vec(),
+                    line: line.to_vec().into(),
                     structured_metadata: vec![],
                 }],
             }],
@@ -1476,10 +1464,10 @@ mod tests {
                     labels: labels.to_vec(),
                     entries: vec![lenient::EntryAdapter {
                         timestamp: Some(proto::Timestamp::from_unix_nanos(now)),
-                        line: b"line \xff".to_vec(),
+                        line: b"line \xff".to_vec().into(),
                         structured_metadata: vec![lenient::LabelPairAdapter {
-                            name: name.to_vec(),
-                            value: value.to_vec(),
+                            name: name.to_vec().into(),
+                            value: value.to_vec().into(),
                         }],
                     }],
                 }],

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::error::IngestError;
 use crate::labels::render_labels;
-use crate::push::{Entry, PushRequest, PushStream};
+use crate::push::{Entry, PushRequest, PushStream, text_pairs};
 
 /// Which JSON push format a body is in: v1 on `/loki/api/v1/push`, v0 on `/api/prom/push`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +73,7 @@ fn v0_model(req: V0Request) -> PushRequest {
                     .flatten()
                     .map(|e| Entry {
                         ts_ns: e.ts.0,
-                        line: e.line.unwrap_or_default(),
+                        line: e.line.unwrap_or_default().into(),
                         structured_metadata: Vec::new(),
                     })
                     .collect(),
@@ -202,8 +202,8 @@ impl<'de> Deserialize<'de> for V1Entry {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(V1Entry(Entry {
                     ts_ns: ts.0,
-                    line,
-                    structured_metadata,
+                    line: line.into(),
+                    structured_metadata: text_pairs(structured_metadata),
                 }))
             }
         }

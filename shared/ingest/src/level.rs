@@ -15,7 +15,7 @@
 use std::borrow::Cow;
 
 use parquetry_json::{JErr, Kind, Val};
-use parquetry_model::Labels;
+use parquetry_model::{ByteString, Labels};
 
 /// The structured-metadata name the level is stored under.
 pub const DETECTED_LEVEL: &str = "detected_level";
@@ -41,14 +41,18 @@ pub const LEVEL_FIELDS: [&str; 11] = [
 /// Sets `detected_level` in `metadata`: normalises an existing value in place, otherwise
 /// detects one from `labels`, `metadata` and `line` and appends it. For many entries of one
 /// stream, [`StreamLevel`] looks at the labels once.
-pub fn apply_detected_level(labels: &Labels, metadata: &mut Vec<(String, String)>, line: &str) {
+pub fn apply_detected_level(
+    labels: &Labels,
+    metadata: &mut Vec<(ByteString, ByteString)>,
+    line: &str,
+) {
     StreamLevel::new(labels).apply(metadata, line);
 }
 
 /// The level for an entry without `detected_level` metadata (see the module docs).
-pub fn detect_level<'a>(
+pub fn detect_level<'a, S: AsRef<str>>(
     labels: &'a Labels,
-    metadata: &'a [(String, String)],
+    metadata: &'a [(S, S)],
     line: &str,
 ) -> Cow<'a, str> {
     StreamLevel::new(labels).detect(metadata, line)
@@ -74,26 +78,33 @@ impl<'a> StreamLevel<'a> {
 
     /// Sets `detected_level` in `metadata`: normalises an existing value in place, otherwise
     /// detects one and appends it.
-    pub fn apply(&self, metadata: &mut Vec<(String, String)>, line: &str) {
+    pub fn apply(&self, metadata: &mut Vec<(ByteString, ByteString)>, line: &str) {
         let mut had = false;
         for (n, v) in metadata.iter_mut() {
             if n == DETECTED_LEVEL {
                 had = true;
                 if let Some(k) = known_level(v)
-                    && k != v
+                    && *v != k
                 {
-                    *v = k.to_string();
+                    *v = ByteString::from_static(k);
                 }
             }
         }
         if !had {
-            let level = self.detect(metadata, line).into_owned();
-            metadata.push((DETECTED_LEVEL.to_string(), level));
+            // Nearly every level is one of Loki's names: those cost no allocation.
+            let level = match self.detect(metadata, line) {
+                Cow::Borrowed(l) => known_level(l)
+                    .filter(|k| *k == l)
+                    .or_else(|| (l == UNKNOWN_LEVEL).then_some(UNKNOWN_LEVEL))
+                    .map_or_else(|| ByteString::from(l), ByteString::from_static),
+                Cow::Owned(l) => ByteString::from(l),
+            };
+            metadata.push((ByteString::from_static(DETECTED_LEVEL), level));
         }
     }
 
     /// The level for an entry without `detected_level` metadata.
-    pub fn detect<'m>(&self, metadata: &'m [(String, String)], line: &str) -> Cow<'m, str>
+    pub fn detect<'m, S: AsRef<str>>(&self, metadata: &'m [(S, S)], line: &str) -> Cow<'m, str>
     where
         'a: 'm,
     {
@@ -103,17 +114,17 @@ impl<'a> StreamLevel<'a> {
         if let Some(v) = LEVEL_FIELDS.iter().find_map(|f| {
             metadata
                 .iter()
-                .find(|(n, v)| n == f && !v.is_empty())
-                .map(|(_, v)| v.as_str())
+                .find(|(n, v)| n.as_ref() == *f && !v.as_ref().is_empty())
+                .map(|(_, v)| v.as_ref())
         }) {
             return Cow::Borrowed(normalize_level(v));
         }
         // OTLP records carry their level as a number (OpenTelemetry's severity ranges).
         if let Some((_, n)) = metadata
             .iter()
-            .find(|(n, v)| n == crate::otlp::SEVERITY_NUMBER && !v.is_empty())
+            .find(|(n, v)| n.as_ref() == crate::otlp::SEVERITY_NUMBER && !v.as_ref().is_empty())
         {
-            return Cow::Borrowed(severity_number_level(n));
+            return Cow::Borrowed(severity_number_level(n.as_ref()));
         }
         Cow::Borrowed(line_level(line))
     }
@@ -311,8 +322,10 @@ fn consider<'a>(
 mod tests {
     use super::*;
 
+    const NO_METADATA: &[(&str, &str)] = &[];
+
     fn line(l: &str) -> String {
-        detect_level(&Labels::default(), &[], l).into_owned()
+        detect_level(&Labels::default(), NO_METADATA, l).into_owned()
     }
 
     #[test]
@@ -341,7 +354,7 @@ mod tests {
     #[test]
     fn labels_then_metadata_then_line() {
         let labels = Labels::from_pairs([("app", "x"), ("lvl", "WRN")]);
-        assert_eq!(detect_level(&labels, &[], "error here"), "warn");
+        assert_eq!(detect_level(&labels, NO_METADATA, "error here"), "warn");
         let md = vec![("severity".to_string(), "Critical".to_string())];
         assert_eq!(
             detect_level(&Labels::default(), &md, "error here"),
@@ -418,15 +431,18 @@ mod tests {
 
     #[test]
     fn apply_normalises_or_appends() {
-        let mut md = vec![("detected_level".to_string(), "WRN".to_string())];
+        let pair = |n: &str, v: &str| (ByteString::from(n), ByteString::from(v));
+        let mut md = vec![pair("detected_level", "WRN")];
         apply_detected_level(&Labels::default(), &mut md, "error");
-        assert_eq!(md, vec![("detected_level".to_string(), "warn".to_string())]);
+        assert_eq!(md, vec![pair("detected_level", "warn")]);
         let mut md = vec![];
         apply_detected_level(&Labels::default(), &mut md, "nothing");
-        assert_eq!(
-            md,
-            vec![("detected_level".to_string(), "unknown".to_string())]
-        );
+        assert_eq!(md, vec![pair("detected_level", "unknown")]);
+        // A label value that is no level name is kept as written.
+        let labels = Labels::from_pairs([("level", "Custom")]);
+        let mut md = vec![];
+        apply_detected_level(&labels, &mut md, "error");
+        assert_eq!(md, vec![pair("detected_level", "Custom")]);
     }
 
     #[test]

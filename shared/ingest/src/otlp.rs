@@ -45,7 +45,7 @@ use serde_json::Value as Json;
 
 use crate::decode::DecodeLimits;
 use crate::error::IngestError;
-use crate::push::{Entry, PushRequest, PushStream};
+use crate::push::{Entry, PushRequest, PushStream, text_pairs};
 use crate::validate::{SERVICE_NAME_LABEL, UNKNOWN_SERVICE};
 
 /// The OTLP message types (prost), for clients, tests and benchmarks that encode requests.
@@ -171,13 +171,14 @@ pub fn otlp_to_push(
         let resource = resource.unwrap_or_default();
         let (stream_labels, resource_metadata) =
             resource_labels(&resource, config, discover_service_name)?;
+        let resource_metadata = text_pairs(resource_metadata);
         // Most records add no labels of their own: their stream is the resource's.
         let resource_text = labels_text(&stream_labels);
         for sl in scope_logs {
             let ScopeLogs {
                 scope, log_records, ..
             } = sl;
-            let scope_metadata = scope_metadata(scope.as_ref(), config)?;
+            let scope_metadata = text_pairs(scope_metadata(scope.as_ref(), config)?);
             for record in log_records {
                 let (record_labels, entry) = record_entry(record, config, now_ns)?;
                 let mut entry = entry;
@@ -360,8 +361,8 @@ fn record_entry(
         labels,
         Entry {
             ts_ns,
-            line: as_string(r.body.as_ref()),
-            structured_metadata: md,
+            line: as_string(r.body.as_ref()).into(),
+            structured_metadata: text_pairs(md),
         },
     ))
 }

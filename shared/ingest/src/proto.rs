@@ -107,17 +107,17 @@ pub(crate) mod lenient {
     pub(crate) struct EntryAdapter {
         #[prost(message, optional, tag = "1")]
         pub timestamp: Option<Timestamp>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub line: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub line: bytes::Bytes,
         #[prost(message, repeated, tag = "3")]
         pub structured_metadata: Vec<LabelPairAdapter>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub(crate) struct LabelPairAdapter {
-        #[prost(bytes = "vec", tag = "1")]
-        pub name: Vec<u8>,
-        #[prost(bytes = "vec", tag = "2")]
-        pub value: Vec<u8>,
+        #[prost(bytes = "bytes", tag = "1")]
+        pub name: bytes::Bytes,
+        #[prost(bytes = "bytes", tag = "2")]
+        pub value: bytes::Bytes,
     }
 }

@@ -4,6 +4,8 @@
 //! Labels stay as raw text here because every format carries them as text in the end (v1 JSON
 //! maps are rendered to it) and Loki reports label parse failures against that text.
 
+use parquetry_model::ByteString;
+
 /// One push request after body decoding, before validation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PushRequest {
@@ -50,10 +52,18 @@ pub struct Entry {
     /// Unix nanoseconds. Protobuf timestamps outside the `i64` nanosecond range (before 1677 or
     /// after 2262) are clamped to its ends; validation then rejects them as too old or too new.
     pub ts_ns: i64,
-    /// The log line.
-    pub line: String,
+    /// The log line (a slice of the decoded body where the format allows).
+    pub line: ByteString,
     /// Structured metadata pairs in the order sent.
-    pub structured_metadata: Vec<(String, String)>,
+    pub structured_metadata: Vec<(ByteString, ByteString)>,
+}
+
+/// Metadata pairs as [`Entry`] holds them (the strings are moved, not copied).
+pub(crate) fn text_pairs(pairs: Vec<(String, String)>) -> Vec<(ByteString, ByteString)> {
+    pairs
+        .into_iter()
+        .map(|(n, v)| (n.into(), v.into()))
+        .collect()
 }
 
 impl Entry {

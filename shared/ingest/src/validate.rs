@@ -262,7 +262,7 @@ impl<'a> EntryRules<'a> {
             while !e.line.is_char_boundary(cut) {
                 cut -= 1;
             }
-            e.line.truncate(cut);
+            e.line = e.line.slice_ref(&e.line[..cut]);
         }
     }
 
@@ -339,7 +339,7 @@ fn sanitize_structured_metadata(e: &mut Entry) -> usize {
     let mut changed = 0;
     for (_, v) in &mut e.structured_metadata {
         if v.contains(char::REPLACEMENT_CHARACTER) {
-            *v = v.replace(char::REPLACEMENT_CHARACTER, " ");
+            *v = v.replace(char::REPLACEMENT_CHARACTER, " ").into();
             changed += 1;
         }
     }
@@ -374,7 +374,7 @@ fn drop_duplicates(entries: &mut Vec<Entry>) {
             // Hashing keeps a batch that stamps everything with one timestamp linear.
             let mut seen: HashSet<&str> = HashSet::with_capacity(run.len());
             for &i in run {
-                if !seen.insert(entries[i].line.as_str()) {
+                if !seen.insert(&*entries[i].line) {
                     duplicate[i] = true;
                     any = true;
                 }
@@ -430,6 +430,7 @@ impl GroupedErrors {
 mod tests {
     use super::*;
     use crate::push::PushStream;
+    use parquetry_model::ByteString;
     use parquetry_model::config::{ByteSize, LokiDuration};
 
     /// 2023-11-14T22:13:20Z.
@@ -671,7 +672,7 @@ mod tests {
         assert_eq!(one(entry(NOW, &"x".repeat(262_144)), &l), "");
 
         let mut e = entry(NOW, "x");
-        e.structured_metadata = vec![("k".into(), "v".repeat(65_536))];
+        e.structured_metadata = vec![("k".into(), "v".repeat(65_536).into())];
         assert_eq!(
             one(e.clone(), &l),
             format!(
@@ -689,7 +690,9 @@ mod tests {
             )
         );
         let mut e = entry(NOW, "x");
-        e.structured_metadata = (0..129).map(|i| (format!("k{i}"), "v".into())).collect();
+        e.structured_metadata = (0..129)
+            .map(|i| (format!("k{i}").into(), "v".into()))
+            .collect();
         assert_eq!(
             one(e, &l),
             format!(
@@ -713,11 +716,7 @@ mod tests {
             &l,
         );
         assert_eq!(v.dropped, None);
-        let lines: Vec<&str> = v.streams[0]
-            .entries
-            .iter()
-            .map(|e| e.line.as_str())
-            .collect();
+        let lines: Vec<&str> = v.streams[0].entries.iter().map(|e| &*e.line).collect();
         // "abcdé" is 6 bytes; the cut backs off to the character boundary.
         assert_eq!(lines, ["abcde", "abcd"]);
     }
@@ -804,7 +803,7 @@ mod tests {
         let got: Vec<(i64, &str)> = s
             .entries
             .iter()
-            .map(|e| (e.ts_ns - NOW, e.line.as_str()))
+            .map(|e| (e.ts_ns - NOW, &*e.line))
             .collect();
         // Out of order is kept as sent; the same (ts, line) is dropped; same ts with another
         // line is kept.
@@ -855,7 +854,7 @@ mod tests {
                 e.structured_metadata
                     .iter()
                     .find(|(n, _)| n == "detected_level")
-                    .map(|(_, v)| v.as_str())
+                    .map(|(_, v)| &**v)
                     .unwrap_or("-")
             })
             .collect();
@@ -873,7 +872,7 @@ mod tests {
         );
         assert_eq!(
             v.streams[0].entries[0].structured_metadata,
-            vec![("detected_level".to_string(), "warn".to_string())]
+            vec![(ByteString::from("detected_level"), ByteString::from("warn"))]
         );
         for limits in [
             plain(),
@@ -918,8 +917,8 @@ mod tests {
         assert_eq!(
             v.streams[0].entries[0].structured_metadata,
             vec![
-                ("k\u{fffd}".to_string(), "a b ".to_string()),
-                ("ok".to_string(), "fine".to_string())
+                (ByteString::from("k\u{fffd}"), ByteString::from("a b ")),
+                (ByteString::from("ok"), ByteString::from("fine"))
             ]
         );
         assert_eq!(v.sanitized_structured_metadata, 1);
@@ -962,7 +961,7 @@ mod tests {
         );
         assert_eq!(
             s.entries[0].structured_metadata,
-            vec![("detected_level".to_string(), "warn".to_string())]
+            vec![(ByteString::from("detected_level"), ByteString::from("warn"))]
         );
     }
 }

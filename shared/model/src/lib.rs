@@ -17,6 +17,10 @@ pub mod otlp;
 pub mod ruler_config;
 pub mod tenant;
 
+/// Immutable UTF-8 text that may share one buffer with others: a pushed line or metadata
+/// field is a slice of the decompressed request body, not a copy of its own, so decoding a push
+/// allocates per request rather than per field (and the entries free as one buffer).
+pub use bytestring::ByteString;
 pub use config::{Config, Limits};
 pub use labels::{Label, Labels, hash_pairs};
 pub use matcher::{MatchOp, Matcher, MatcherError};

@@ -346,7 +346,7 @@ mod tests {
         let h = ParserHints::for_range(&stages, r.range.unwrap.as_ref(), &g[0]);
         let p = crate::Pipeline::new(&stages).unwrap().with_hints(h);
         let stream = parquetry_model::Labels::from_pairs([("app", "a")]);
-        let mut entry = EntryLabels::new(&stream, &[]);
+        let mut entry = EntryLabels::of_stream(&stream);
         p.process(0, line, &mut entry)
             .map(|_| entry.parsed().to_string())
     }

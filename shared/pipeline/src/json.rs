@@ -413,7 +413,7 @@ mod tests {
     use parquetry_model::Labels;
 
     fn run_all(line: &str, stream: &[(&str, &str)]) -> EntryLabels {
-        let mut e = EntryLabels::new(&Labels::from_pairs(stream.iter().copied()), &[]);
+        let mut e = EntryLabels::of_stream(&Labels::from_pairs(stream.iter().copied()));
         parse_all(line, &mut e, None);
         e
     }
@@ -627,7 +627,7 @@ mod tests {
 
     #[test]
     fn unpack_entry() {
-        let mut e = EntryLabels::new(&Labels::from_pairs([("job", "j")]), &[]);
+        let mut e = EntryLabels::of_stream(&Labels::from_pairs([("job", "j")]));
         let out = unpack(
             r#"{"_entry":"the line","job":"x","n":5,"c":"v"}"#,
             &mut e,

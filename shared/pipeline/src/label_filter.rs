@@ -291,7 +291,7 @@ mod tests {
     use parquetry_model::{Labels, MatchOp};
 
     fn entry(pairs: &[(&str, &str)]) -> EntryLabels {
-        EntryLabels::new(&Labels::from_pairs(pairs.iter().copied()), &[])
+        EntryLabels::of_stream(&Labels::from_pairs(pairs.iter().copied()))
     }
 
     fn num(name: &str, op: CmpOp, value: f64) -> LabelFilter {

@@ -117,7 +117,7 @@ pub fn metadata_name<'a>(stream: &Labels, name: &'a str) -> std::borrow::Cow<'a,
 /// use parquetry_pipeline::{Category, EntryLabels};
 ///
 /// let stream = Labels::from_pairs([("app", "api")]);
-/// let mut e = EntryLabels::new(&stream, &[("trace_id".into(), "abc".into())]);
+/// let mut e = EntryLabels::new(&stream, &[("trace_id", "abc")]);
 /// e.set(Category::Parsed, "status", "500");
 /// assert_eq!(e.get("trace_id"), Some("abc"));
 /// assert_eq!(e.all().to_string(), r#"{app="api", status="500", trace_id="abc"}"#);
@@ -141,10 +141,15 @@ pub struct EntryLabels {
 impl EntryLabels {
     /// Starts an entry from its stream labels and structured metadata. Metadata named like a
     /// stream label is kept as `<name>_extracted`, as Loki shows it.
-    pub fn new(stream: &Labels, structured_metadata: &[(String, String)]) -> Self {
+    pub fn new<S: AsRef<str>>(stream: &Labels, structured_metadata: &[(S, S)]) -> Self {
         let mut e = EntryLabels::default();
         e.reset(stream, structured_metadata);
         e
+    }
+
+    /// The labels of an entry without structured metadata.
+    pub fn of_stream(stream: &Labels) -> Self {
+        EntryLabels::new::<&str>(stream, &[])
     }
 
     /// Reinitialises the labels for the next entry, reusing allocations. The engine calls

@@ -16,7 +16,7 @@
 //! let pipeline = Pipeline::new(&log.pipeline).unwrap();
 //!
 //! let stream = Labels::from_pairs([("app", "a")]);
-//! let mut entry = EntryLabels::new(&stream, &[]);
+//! let mut entry = EntryLabels::of_stream(&stream);
 //! let line = pipeline.process(0, r#"{"status":503}"#, &mut entry);
 //! assert!(line.is_some());
 //! assert_eq!(entry.get("status"), Some("503"));

@@ -175,7 +175,7 @@ mod tests {
     use parquetry_model::Labels;
 
     fn run(p: LogfmtParser, line: &str) -> EntryLabels {
-        let mut e = EntryLabels::new(&Labels::from_pairs([("level", "x")]), &[]);
+        let mut e = EntryLabels::of_stream(&Labels::from_pairs([("level", "x")]));
         Logfmt::new(&p).process(line, &mut e, None);
         e
     }
@@ -271,7 +271,7 @@ mod tests {
             (r#"not logfmt at all "unterminated"#, r#"{a="", q=""}"#),
         ];
         for (line, want) in cases {
-            let mut e = EntryLabels::new(&Labels::from_pairs([("env", "test")]), &[]);
+            let mut e = EntryLabels::of_stream(&Labels::from_pairs([("env", "test")]));
             Logfmt::new(&p).process(line, &mut e, None);
             assert_eq!(e.parsed().to_string(), want, "{line}");
         }
@@ -283,7 +283,7 @@ mod tests {
             ),
             ("level=info attempt=1", r#"{queue=""}"#),
         ] {
-            let mut e = EntryLabels::new(&Labels::from_pairs([("env", "test")]), &[]);
+            let mut e = EntryLabels::of_stream(&Labels::from_pairs([("env", "test")]));
             Logfmt::new(&p).process(line, &mut e, None);
             assert_eq!(e.parsed().to_string(), want, "{line}");
         }

@@ -25,7 +25,7 @@ pub const SAMPLE_EXTRACTION_ERR: &str = "SampleExtractionErr";
 /// })
 /// .unwrap();
 /// let stream = Labels::from_pairs([("latency", "250ms")]);
-/// let mut e = EntryLabels::new(&stream, &[]);
+/// let mut e = EntryLabels::of_stream(&stream);
 /// assert_eq!(u.extract(&mut e), Some(0.25));
 /// u.remove_unwrapped_label(&mut e);
 /// assert!(e.all().is_empty());
@@ -108,7 +108,7 @@ mod tests {
     use parquetry_model::{Labels, MatchOp, Matcher};
 
     fn entry(pairs: &[(&str, &str)]) -> EntryLabels {
-        EntryLabels::new(&Labels::from_pairs(pairs.iter().copied()), &[])
+        EntryLabels::of_stream(&Labels::from_pairs(pairs.iter().copied()))
     }
 
     fn unwrapper(conv: Option<UnwrapConversion>, post: Vec<LabelFilter>) -> Unwrapper {

@@ -308,7 +308,7 @@ impl LineParsers {
     /// labels, named as they would be next to `stream` (`_extracted` on a clash).
     fn parse(&self, stream: &Labels, line: &str) -> Option<(&'static str, Labels)> {
         for (name, p) in [("json", &self.json), ("logfmt", &self.logfmt)] {
-            let mut entry = EntryLabels::new(stream, &[]);
+            let mut entry = EntryLabels::of_stream(stream);
             if p.process(0, line, &mut entry).is_some() && !entry.has_error() {
                 return Some((name, entry.parsed()));
             }

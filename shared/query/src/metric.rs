@@ -1059,7 +1059,7 @@ mod tests {
         );
         // The pipeline path hashes the pairs of an entry it never turns into a label set, in
         // the entry's order: the same identity as the set's.
-        let mut parsed = EntryLabels::new(&Labels::from_pairs([("svc", "api")]), &[]);
+        let mut parsed = EntryLabels::of_stream(&Labels::from_pairs([("svc", "api")]));
         parsed.set(parquetry_pipeline::Category::Parsed, "pod", "p");
         parsed.set(parquetry_pipeline::Category::Parsed, "id", "1");
         let entry_order: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();

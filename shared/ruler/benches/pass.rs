@@ -46,7 +46,8 @@ async fn run() {
                             "level={} msg=\"request {n} handled\" duration_ms={}",
                             if n % 50 == 0 { "error" } else { "info" },
                             n % 997
-                        ),
+                        )
+                        .into(),
                         structured_metadata: Vec::new(),
                     }
                 })

@@ -65,9 +65,9 @@ async fn main() {
                         text.push(b'\n');
                         LogEntry {
                             ts_ns: e.ts_ns,
-                            line: e.line,
+                            line: e.line.into(),
                             structured_metadata: if with_metadata {
-                                vec![("trace_id".into(), e.trace_id)]
+                                vec![("trace_id".into(), e.trace_id.into())]
                             } else {
                                 Vec::new()
                             },

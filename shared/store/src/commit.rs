@@ -225,7 +225,7 @@ mod tests {
             entries: (0..n)
                 .map(|i| LogEntry {
                     ts_ns: 1_700_000_000_000_000_000 + i as i64,
-                    line: format!("{pod} {i:0line_len$}"),
+                    line: format!("{pod} {i:0line_len$}").into(),
                     structured_metadata: vec![],
                 })
                 .collect(),

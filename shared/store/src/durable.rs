@@ -455,7 +455,7 @@ mod tests {
             entries: (0..n)
                 .map(|i| LogEntry {
                     ts_ns: T0 + i * 1_000,
-                    line: format!("line {i}"),
+                    line: format!("line {i}").into(),
                     structured_metadata: Vec::new(),
                 })
                 .collect(),
@@ -722,8 +722,11 @@ mod tests {
                                     raw += e.line.len() as u64;
                                     LogEntry {
                                         ts_ns: e.ts_ns,
-                                        line: e.line,
-                                        structured_metadata: vec![("trace_id".into(), e.trace_id)],
+                                        line: e.line.into(),
+                                        structured_metadata: vec![(
+                                            "trace_id".into(),
+                                            e.trace_id.into(),
+                                        )],
                                     }
                                 })
                                 .collect(),

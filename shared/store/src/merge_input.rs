@@ -239,9 +239,10 @@ mod tests {
                     ]),
                     entries: vec![LogEntry {
                         ts_ns: t0 + p * 1_000_000 + s,
-                        line: format!("push {p} stream {s} {}", "x".repeat((s * 7) as usize)),
+                        line: format!("push {p} stream {s} {}", "x".repeat((s * 7) as usize))
+                            .into(),
                         structured_metadata: if s % 3 == 0 {
-                            vec![("trace_id".into(), format!("t{p}{s}"))]
+                            vec![("trace_id".into(), format!("t{p}{s}").into())]
                         } else {
                             Vec::new()
                         },

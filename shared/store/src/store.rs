@@ -635,8 +635,8 @@ mod tests {
             entries: (0..n)
                 .map(|i| LogEntry {
                     ts_ns: T0 + day_offset * DAY_NS + (n - i) * 1_000,
-                    line: format!("line {i} of {svc}"),
-                    structured_metadata: vec![("trace_id".into(), format!("t{i}"))],
+                    line: format!("line {i} of {svc}").into(),
+                    structured_metadata: vec![("trace_id".into(), format!("t{i}").into())],
                 })
                 .collect(),
         }

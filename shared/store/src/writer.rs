@@ -15,7 +15,7 @@ use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use parquetry_model::Labels;
+use parquetry_model::{ByteString, Labels};
 
 use crate::catalog::{StreamCatalog, StreamInfo};
 use crate::layout::{ObjectKey, PartValue, day_of};
@@ -28,9 +28,9 @@ pub struct LogEntry {
     /// Entry time (Unix ns).
     pub ts_ns: i64,
     /// The log line.
-    pub line: String,
+    pub line: ByteString,
     /// Structured metadata, `(name, value)`.
-    pub structured_metadata: Vec<(String, String)>,
+    pub structured_metadata: Vec<(ByteString, ByteString)>,
 }
 
 /// A validated stream and its entries, ready to store.
@@ -444,7 +444,7 @@ mod tests {
             entries: (0..n)
                 .map(|i| LogEntry {
                     ts_ns: 1_700_000_000_000_000_000 + i as i64,
-                    line: format!("{svc} {i}"),
+                    line: format!("{svc} {i}").into(),
                     structured_metadata: vec![],
                 })
                 .collect(),
@@ -503,8 +503,8 @@ mod tests {
             entries: (0..n)
                 .map(|i| LogEntry {
                     ts_ns: 1_700_000_000_000_000_000 + i as i64,
-                    line: format!("line {i}"),
-                    structured_metadata: vec![("trace_id".into(), format!("t{i}"))],
+                    line: format!("line {i}").into(),
+                    structured_metadata: vec![("trace_id".into(), format!("t{i}").into())],
                 })
                 .collect(),
         };
@@ -555,7 +555,7 @@ mod tests {
         let midnight = 19_675 * DAY_NS;
         let entry = |ts_ns: i64| LogEntry {
             ts_ns,
-            line: format!("at {ts_ns}"),
+            line: format!("at {ts_ns}").into(),
             structured_metadata: vec![],
         };
         // Days interleaved and out of order, in two streams of one partition.
@@ -636,10 +636,10 @@ mod layout_tests {
                 entries: (0..500)
                     .map(|i| LogEntry {
                         ts_ns: 1_700_000_000_000_000_000 + i * 1_000_003,
-                        line: format!("level=info msg=\"request {i}\" pod=p{s}"),
+                        line: format!("level=info msg=\"request {i}\" pod=p{s}").into(),
                         structured_metadata: vec![(
                             "trace_id".into(),
-                            format!("{:032x}", i * 7919),
+                            format!("{:032x}", i * 7919).into(),
                         )],
                     })
                     .collect(),

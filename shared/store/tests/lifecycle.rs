@@ -111,8 +111,11 @@ fn push(seq: i64, base: i64, n: i64) -> Vec<StreamEntries> {
                 entries: (0..n)
                     .map(|i| LogEntry {
                         ts_ns: base + seq * 1_000_000 + i * 1_000,
-                        line: format!("{svc} p{pod} push {seq} line {i}"),
-                        structured_metadata: vec![("trace_id".into(), format!("t{seq}-{i}"))],
+                        line: format!("{svc} p{pod} push {seq} line {i}").into(),
+                        structured_metadata: vec![(
+                            "trace_id".into(),
+                            format!("t{seq}-{i}").into(),
+                        )],
                     })
                     .collect(),
             })

@@ -18,11 +18,11 @@ pub(crate) fn stream_entries(s: GenStream, raw: &mut u64, entries: &mut u64) -> 
         .map(|e| {
             *raw += e.line.len() as u64;
             *entries += 1;
-            let mut structured_metadata = vec![("trace_id".into(), e.trace_id)];
+            let mut structured_metadata = vec![("trace_id".into(), e.trace_id.into())];
             apply_detected_level(&labels, &mut structured_metadata, &e.line);
             LogEntry {
                 ts_ns: e.ts_ns,
-                line: e.line,
+                line: e.line.into(),
                 structured_metadata,
             }
         })

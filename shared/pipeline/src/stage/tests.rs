@@ -20,7 +20,7 @@ fn stream() -> Labels {
 /// Runs `line` through `q`; returns the output line and the merged labels.
 fn run(q: &str, line: &str) -> Option<(String, EntryLabels)> {
     let p = pipe(q);
-    let mut e = EntryLabels::new(&stream(), &[("trace".into(), "t1".into())]);
+    let mut e = EntryLabels::new(&stream(), &[("trace", "t1")]);
     p.process(1_000_000_000, line, &mut e)
         .map(|l| (l.into_owned(), e))
 }
@@ -281,7 +281,7 @@ fn json_numeric_filter_is_fast() {
     let line = r#"{"ts":"2024-02-29T13:04:05.123Z","level":"error","status":503,"method":"GET","path":"/api/v1/users/12345/orders","duration_ms":123.4,"user":{"id":42,"name":"someone"},"tags":["a","b"],"msg":"upstream timed out"}"#;
     assert!((180..260).contains(&line.len()), "{}", line.len());
     let s = stream();
-    let mut e = EntryLabels::new(&s, &[]);
+    let mut e = EntryLabels::of_stream(&s);
     let start = std::time::Instant::now();
     let mut kept = 0;
     for _ in 0..20_000 {
@@ -329,7 +329,7 @@ fn unwrap_after_pipeline() {
     let p = Pipeline::new(&r.range.log.pipeline).unwrap();
     let u = crate::Unwrapper::new(r.range.unwrap.as_ref().unwrap()).unwrap();
     let sample = |line: &str| {
-        let mut e = EntryLabels::new(&stream(), &[]);
+        let mut e = EntryLabels::of_stream(&stream());
         p.process(0, line, &mut e)?;
         let v = u.extract(&mut e)?;
         u.remove_unwrapped_label(&mut e);

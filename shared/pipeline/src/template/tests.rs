@@ -5,22 +5,19 @@ use parquetry_model::Labels;
 const TS: i64 = 1_709_211_845_123_000_000;
 
 fn entry() -> EntryLabels {
-    EntryLabels::new(
-        &Labels::from_pairs([
-            ("app", "Web-App"),
-            ("status", "503"),
-            ("method", "get"),
-            ("lat", "1.5s"),
-            ("size", "2KB"),
-            ("path", "/api/v1/users?id=7&x=a b"),
-            ("pad", "  hi  "),
-            ("empty", ""),
-            ("n", "7"),
-            ("f", "2.5"),
-            ("json", r#"{"a":{"b":[1,"two"]},"s":"x"}"#),
-        ]),
-        &[],
-    )
+    EntryLabels::of_stream(&Labels::from_pairs([
+        ("app", "Web-App"),
+        ("status", "503"),
+        ("method", "get"),
+        ("lat", "1.5s"),
+        ("size", "2KB"),
+        ("path", "/api/v1/users?id=7&x=a b"),
+        ("pad", "  hi  "),
+        ("empty", ""),
+        ("n", "7"),
+        ("f", "2.5"),
+        ("json", r#"{"a":{"b":[1,"two"]},"s":"x"}"#),
+    ]))
 }
 
 fn render(t: &str) -> String {

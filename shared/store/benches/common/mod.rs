@@ -17,8 +17,8 @@ pub(crate) fn stream_entries(s: GenStream, raw: &mut u64, entries: &mut u64) -> 
                 *entries += 1;
                 LogEntry {
                     ts_ns: e.ts_ns,
-                    line: e.line,
-                    structured_metadata: vec![("trace_id".into(), e.trace_id)],
+                    line: e.line.into(),
+                    structured_metadata: vec![("trace_id".into(), e.trace_id.into())],
                 }
             })
             .collect(),
