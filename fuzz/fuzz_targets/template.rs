@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let stream = Labels::from_pairs([("app", "shop"), ("level", "info"), ("n", "42")]);
-    let entry = EntryLabels::new(&stream, &[("trace_id".into(), "0af7651916cd43dd".into())]);
+    let entry = EntryLabels::new(&stream, &[("trace_id", "0af7651916cd43dd")]);
     let _ = t.fields();
     let _ = t.render(&entry, line, 1_700_000_000_000_000_000);
 });
