@@ -23,6 +23,19 @@ pub const DETECTED_LEVEL: &str = "detected_level";
 /// The value stored when no level could be found.
 pub const UNKNOWN_LEVEL: &str = "unknown";
 
+/// The level names Loki stores (what [`normalize_level`] maps spellings onto, and
+/// [`UNKNOWN_LEVEL`]).
+const LEVEL_NAMES: [&str; 8] = [
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "critical",
+    "fatal",
+    UNKNOWN_LEVEL,
+];
+
 /// Field names that carry a level, in priority order (labels, metadata, JSON and logfmt).
 pub const LEVEL_FIELDS: [&str; 11] = [
     "level",
@@ -92,13 +105,11 @@ impl<'a> StreamLevel<'a> {
         }
         if !had {
             // Nearly every level is one of Loki's names: those cost no allocation.
-            let level = match self.detect(metadata, line) {
-                Cow::Borrowed(l) => known_level(l)
-                    .filter(|k| *k == l)
-                    .or_else(|| (l == UNKNOWN_LEVEL).then_some(UNKNOWN_LEVEL))
-                    .map_or_else(|| ByteString::from(l), ByteString::from_static),
-                Cow::Owned(l) => ByteString::from(l),
-            };
+            let level = self.detect(metadata, line);
+            let level = LEVEL_NAMES
+                .iter()
+                .find(|k| **k == level)
+                .map_or_else(|| ByteString::from(&*level), |k| ByteString::from_static(k));
             metadata.push((ByteString::from_static(DETECTED_LEVEL), level));
         }
     }
