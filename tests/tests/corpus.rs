@@ -385,6 +385,12 @@ async fn run_case(client: &reqwest::Client, s: &TestServer, case: &Case) -> Outc
     {
         SPLIT_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+    if v["data"]["stats"]["parquetry"]["timeBlocks"]
+        .as_u64()
+        .is_some_and(|n| n >= 2)
+    {
+        BLOCKED_ANSWERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match check(case, expect, &v["data"]) {
         Ok(()) => Outcome::Pass,
         Err(why) => Outcome::Fail(why),
@@ -412,6 +418,26 @@ async fn logql_corpus_fanout() {
 
 /// Answers whose `stats.parquetry.leaves` is above zero (only the fan-out pass has any).
 static SPLIT_ANSWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The same corpus with every metric range query that holds samples or series per line cut
+/// into time blocks of one step (`time_block_memory: 1`, `time_block_min_lookbacks: 0`): the
+/// answers must not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logql_corpus_time_blocks() {
+    run_corpus(&format!(
+        "{CONFIG}query_range:\n  time_block_memory: 1\n  time_block_min_lookbacks: 0\n"
+    ))
+    .await;
+    let blocked = BLOCKED_ANSWERS.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("corpus answers evaluated in two or more time blocks: {blocked}");
+    assert!(
+        blocked >= 20,
+        "only {blocked} corpus answers were evaluated in time blocks"
+    );
+}
+
+/// Answers whose `stats.parquetry.timeBlocks` is two or more (only the time-block pass has any).
+static BLOCKED_ANSWERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 async fn run_corpus(config: &str) {
     let cases: Vec<Case> = load_cases().into_iter().filter(selected).collect();

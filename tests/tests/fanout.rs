@@ -1,6 +1,7 @@
 //! Query fan-out (`query_range.fanout_leaves`): a server that splits every log and metric
 //! query by stream into leaves answers exactly as one that runs them whole, over the same
-//! stored objects, and says how many leaves it used in `stats.parquetry.leaves`.
+//! stored objects, and says how many leaves it used in `stats.parquetry.leaves`; likewise a
+//! server that evaluates metric range queries in time blocks (`query_range.time_block_memory`).
 
 use parquetry_e2e::{TestServer, now_ns};
 use serde_json::{Value, json};
@@ -260,5 +261,105 @@ async fn leaves_on_peer_replicas_answer_as_a_whole_query_does() {
 
     alone.stop().await;
     root.stop().await;
+    whole.stop().await;
+}
+
+fn time_blocks(v: &Value) -> u64 {
+    v["data"]["stats"]["parquetry"]["timeBlocks"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no stats.parquetry.timeBlocks in {v}"))
+}
+
+/// `query_range.time_block_memory`: a metric range query that holds samples or series per line
+/// is evaluated block of steps by block of steps; the answer is the whole query's to the last
+/// digit, errors and limits included. Ranges here are short next to the 5 s step, so the
+/// smallest blocks the policy allows (four lookbacks) still cut the 12 minutes many times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_blocks_answer_as_a_whole_query_does() {
+    let whole = TestServer::start("query_range:\n  time_block_memory: 0\n").await;
+    let end = now_ns() / NS_PER_S * NS_PER_S - 60 * NS_PER_S;
+    whole.push(&dataset(end)).await;
+    let blocked = TestServer::start_on(
+        &whole.data_dir,
+        "query_range:\n  time_block_memory: 1\n  fanout_leaves: 2\n",
+    )
+    .await;
+    let (start_s, end_s) = (
+        (end - 700 * NS_PER_S).to_string(),
+        (end + NS_PER_S).to_string(),
+    );
+    let range = |q: &str| {
+        vec![
+            ("query", q.to_string()),
+            ("start", start_s.clone()),
+            ("end", end_s.clone()),
+            ("step", "5s".to_string()),
+        ]
+    };
+
+    let split_queries = [
+        r#"avg by (route) (avg_over_time({env="fan"} | logfmt | unwrap latency_ms [1m]))"#,
+        r#"quantile_over_time(0.9, {env="fan"} | logfmt | unwrap latency_ms [30s]) by (level)"#,
+        r#"stddev by (service_name) (sum_over_time({env="fan"} | logfmt | unwrap latency_ms [20s]))"#,
+        r#"max by (level) (last_over_time({env="fan"} | logfmt | unwrap latency_ms [15s] offset 10s))"#,
+        r#"max by (service_name) (count_over_time({env="fan"} | logfmt [30s]))"#,
+        r#"sum(rate({env="fan"} | logfmt | level="error" [20s])) / sum(avg_over_time({env="fan"} | logfmt | unwrap latency_ms [20s]))"#,
+    ];
+    for q in split_queries {
+        let (sa, a) = whole.get_json("/loki/api/v1/query_range", &range(q)).await;
+        let (sb, b) = blocked
+            .get_json("/loki/api/v1/query_range", &range(q))
+            .await;
+        assert_eq!((sa, sb), (200, 200), "{q}: {a} / {b}");
+        let result = &a["data"]["result"];
+        assert!(
+            result.as_array().is_some_and(|r| !r.is_empty()),
+            "{q}: empty answer {a}"
+        );
+        // Values as text: equal text is the same float to the last bit.
+        assert_eq!(result, &b["data"]["result"], "{q}");
+        assert_eq!(time_blocks(&a), 0, "{q}");
+        assert!(
+            time_blocks(&b) >= 2,
+            "{q}: {}",
+            b["data"]["stats"]["parquetry"]
+        );
+        // Blocks fan out like whole queries.
+        assert!(leaves(&b) >= 2, "{q}: {}", b["data"]["stats"]["parquetry"]);
+        // What the range holds is counted once, however many blocks read it.
+        for key in ["totalBytesProcessed", "totalLinesProcessed"] {
+            let (x, y) = (
+                &a["data"]["stats"]["summary"][key],
+                &b["data"]["stats"]["summary"][key],
+            );
+            assert!(x.as_u64().is_some_and(|n| n > 0), "{q}: {key} {x}");
+            assert_eq!(x, y, "{q}: {key}");
+        }
+    }
+
+    // Count-like functions folded per group hold the answer's size already: never split.
+    let q = r#"sum by (level) (count_over_time({env="fan"} | logfmt [30s]))"#;
+    let (_, b) = blocked
+        .get_json("/loki/api/v1/query_range", &range(q))
+        .await;
+    assert_eq!(time_blocks(&b), 0, "{q}");
+
+    // A pipeline error fails a blocked query as it fails the whole one, with the same text.
+    let q = r#"sum(rate({env="fan"} | logfmt | unwrap msg [20s]))"#;
+    let (sa, a) = whole.get("/loki/api/v1/query_range", &range(q)).await;
+    let (sb, b) = blocked.get("/loki/api/v1/query_range", &range(q)).await;
+    assert_eq!(sa, 400, "{a}");
+    assert_eq!((sb, b), (sa, a));
+
+    // So does passing `max_query_series`: a series per line, more than the 500 allowed
+    // (720 lines), counted over all blocks.
+    let q = r#"avg_over_time({env="fan"} | logfmt | unwrap latency_ms [20s])"#;
+    let (sa, a) = whole.get("/loki/api/v1/query_range", &range(q)).await;
+    let (sb, b) = blocked.get("/loki/api/v1/query_range", &range(q)).await;
+    assert_eq!(sa, 400, "{a}");
+    assert!(a.contains("maximum number of series (500)"), "{a}");
+    assert_eq!((sb, b), (sa, a));
+
+    blocked.stop().await;
     whole.stop().await;
 }

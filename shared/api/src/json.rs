@@ -164,13 +164,14 @@ pub fn push_stats(out: &mut String, s: &QueryStats) {
 fn cost_json(s: &QueryStats) -> String {
     let c = &s.cost;
     format!(
-        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"leaves":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
+        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"leaves":{},"timeBlocks":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
         c.objects_opened,
         c.row_groups_opened,
         c.get_requests,
         c.bytes_fetched,
         c.partitions,
         c.leaves,
+        c.time_blocks,
         format_float(c.lambda_gb_seconds),
         format_float(c.estimated_cost_usd),
     )

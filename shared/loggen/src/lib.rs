@@ -112,6 +112,25 @@ const MESSAGES: [&str; 6] = [
 /// A stream's labels, line shape and last timestamp.
 type StreamState = (Vec<(String, String)>, Shape, i64);
 
+/// Shannon entropy, in bits, of one uniform pick from `items` (repeated items are likelier).
+fn pick_entropy<T: PartialEq>(items: &[T]) -> f64 {
+    let n = items.len() as f64;
+    let mut bits = 0.0;
+    for (i, item) in items.iter().enumerate() {
+        if items[..i].contains(item) {
+            continue;
+        }
+        let p = items.iter().filter(|x| *x == item).count() as f64 / n;
+        bits -= p * p.log2();
+    }
+    bits
+}
+
+/// Bits in a uniform draw from `0..n`.
+fn below_entropy(n: u64) -> f64 {
+    (n.max(1) as f64).log2()
+}
+
 /// A generator of `streams` streams (spread over the services) whose entries start at
 /// `start_ns` and advance by about `step_ns`.
 #[derive(Debug, Clone)]
@@ -119,13 +138,15 @@ pub struct LogGen {
     rng: Rng,
     streams: Vec<StreamState>,
     step_ns: i64,
+    info_bits: f64,
 }
 
 impl LogGen {
     /// `streams` streams from `start_ns`, one entry per `step_ns`, seeded with `seed`.
     pub fn new(seed: u64, streams: usize, start_ns: i64, step_ns: i64) -> Self {
         let mut rng = Rng::new(seed);
-        let streams = (0..streams.max(1))
+        let n_streams = streams.max(1);
+        let streams = (0..n_streams)
             .map(|i| {
                 let (svc, shape) = SERVICES[i % SERVICES.len()];
                 let labels = vec![
@@ -144,7 +165,17 @@ impl LogGen {
             rng,
             streams,
             step_ns: step_ns.max(1),
+            info_bits: n_streams as f64 * below_entropy(1 << 20),
         }
+    }
+
+    /// The information content, in bits, of everything generated so far: the entropy of the
+    /// random draws that reach the output (the pods' names, each entry's time step, trace id and
+    /// the fields its line shows; draws a shape does not print are not counted). The output
+    /// determines those draws, so no lossless encoding of it — any store, any codec — is
+    /// smaller than this on average: the floor a size target on this data must respect.
+    pub fn information_bits(&self) -> f64 {
+        self.info_bits
     }
 
     /// The next batch: `per_stream` entries for every stream.
@@ -158,6 +189,7 @@ impl LogGen {
                 ts += step / 2 + self.rng.below(step as u64) as i64;
                 let trace_id = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
                 let line = self.line(shape, ts, &trace_id);
+                self.info_bits += below_entropy(step as u64) + 128.0 + Self::line_bits(shape);
                 entries.push(GenEntry {
                     ts_ns: ts,
                     line,
@@ -168,6 +200,20 @@ impl LogGen {
             out.push(GenStream { labels, entries });
         }
         out
+    }
+
+    /// What `line` draws and prints of `shape`, besides the trace id (the timestamps it shows
+    /// repeat the entry's own).
+    fn line_bits(shape: Shape) -> f64 {
+        let common = pick_entropy(&PATHS) + pick_entropy(&STATUSES) + below_entropy(2000);
+        match shape {
+            Shape::Nginx => {
+                common + 3.0 * below_entropy(256) + pick_entropy(&METHODS) + below_entropy(50_000)
+            }
+            Shape::Json | Shape::Logfmt => {
+                common + pick_entropy(&LEVELS) + pick_entropy(&MESSAGES) + below_entropy(100_000)
+            }
+        }
     }
 
     fn line(&mut self, shape: Shape, ts: i64, trace: &str) -> String {
@@ -240,5 +286,36 @@ mod tests {
         );
         // Time advances within a stream.
         assert!(a[0].entries.windows(2).all(|w| w[0].ts_ns < w[1].ts_ns));
+    }
+
+    #[test]
+    fn information_content_counts_what_the_lines_show() {
+        // Hand-computed: statuses 200 ×5 and five others once in ten = 0.5 + 0.5·log2 10;
+        // levels info 6, debug 2, warn 1, error 1 in ten; methods GET ×2, POST, PUT.
+        let status = 0.5 + 0.5 * 10f64.log2();
+        let level = 0.6 * (10.0f64 / 6.0).log2() + 0.2 * 5f64.log2() + 0.2 * 10f64.log2();
+        assert!((pick_entropy(&STATUSES) - status).abs() < 1e-12);
+        assert!((pick_entropy(&LEVELS) - level).abs() < 1e-12);
+        assert!((pick_entropy(&METHODS) - 1.5).abs() < 1e-12);
+
+        let common = 3.0 + status + 2000f64.log2();
+        let nginx = common + 24.0 + 1.5 + 50_000f64.log2();
+        let app = common + level + 6f64.log2() + 100_000f64.log2();
+        let per_entry_fixed = 1_000_000f64.log2() + 128.0;
+        // Six streams, one per service: two nginx, four JSON/logfmt.
+        let mut g = LogGen::new(1, 6, 0, 1_000_000);
+        let pods = 6.0 * 20.0;
+        assert!((g.information_bits() - pods).abs() < 1e-9);
+        g.batch(10);
+        let expected = pods + 10.0 * (6.0 * per_entry_fixed + 2.0 * nginx + 4.0 * app);
+        assert!(
+            (g.information_bits() - expected).abs() < 1e-6,
+            "{} vs {expected}",
+            g.information_bits()
+        );
+        // About 24 bytes of randomness an entry, its time included: ~165 bytes of line and a
+        // timestamp cannot compress past ~7× whatever the codec.
+        let per_line = (expected - pods) / 60.0 / 8.0;
+        assert!((20.0..26.0).contains(&per_line), "{per_line}");
     }
 }

@@ -280,6 +280,18 @@ pub struct QueryRangeConfig {
     pub max_memory: ByteSize,
     /// Scan partitions (parallel tasks) per query; 0 (the default) is one per core.
     pub parallelism: usize,
+    /// Memory one time block of a metric range query should hold. A range query whose samples
+    /// grow with the lines it reads — a range function over every value (`avg_over_time`,
+    /// `quantile_over_time`, … with `unwrap`: ~16 bytes a line), or an aggregation above a
+    /// range function that may make a series per line (~200 bytes a line) — and whose
+    /// selected lines would hold more than this is evaluated in consecutive blocks of steps,
+    /// each holding about this much, so its memory follows one block rather than the whole
+    /// range. Answers are the same to the last bit. 0: never.
+    pub time_block_memory: ByteSize,
+    /// The shortest time block, in lookbacks (the query's longest range): each block reads
+    /// its first step's lookback again, so blocks of N lookbacks read at most 1/N of the rows
+    /// twice. 0 lets a block be one step (what tests use to cut queries as finely as they go).
+    pub time_block_min_lookbacks: u32,
     /// Price of 1,000 S3 GET requests in US dollars, for the cost estimate in every query's
     /// `stats.parquetry` (AWS list price, S3 Standard).
     pub cost_s3_get_per_1000: f64,
@@ -341,6 +353,8 @@ impl Default for QueryRangeConfig {
             align_to_step_grid: true,
             max_memory: ByteSize(512 << 20),
             parallelism: 0,
+            time_block_memory: ByteSize(128 << 20),
+            time_block_min_lookbacks: 4,
             cost_s3_get_per_1000: 0.0004,
             cost_lambda_gb_second: 0.000_016_666_7,
             cost_lambda_memory: ByteSize(2048 << 20),

@@ -56,6 +56,9 @@ pub struct CostStats {
     /// Leaves that ran for the query (at most `query_range.fanout_leaves`, more when a leaf's
     /// result had to be split for Lambda's response limit; 0 when it ran whole).
     pub leaves: u64,
+    /// Consecutive time blocks a metric range query was evaluated in (`blocks`); 0 when it
+    /// ran whole.
+    pub time_blocks: u64,
     /// Wall time × the function's memory in GB: the root's, plus each leaf's when leaves are
     /// Lambda invocations of their own.
     pub lambda_gb_seconds: f64,
@@ -72,6 +75,7 @@ impl CostStats {
         self.bytes_fetched += other.bytes_fetched;
         self.partitions += other.partitions;
         self.leaves += other.leaves;
+        self.time_blocks += other.time_blocks;
         self.lambda_gb_seconds += other.lambda_gb_seconds;
     }
 

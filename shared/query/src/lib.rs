@@ -15,6 +15,7 @@
 // Non-test code never panics on a `Result` or `Option`: errors are typed and returned.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod blocks;
 pub mod cost;
 mod dedup;
 pub mod deletes;
@@ -187,6 +188,11 @@ pub struct QueryEngine {
     runtime: Arc<RuntimeEnv>,
     /// Scan partitions per query (`query_range.parallelism`; the core count when unset).
     parallelism: usize,
+    /// Memory a time block of a metric range query should hold
+    /// (`query_range.time_block_memory`, see `blocks`; 0: never split).
+    time_block_memory: u64,
+    /// The shortest time block in lookbacks (`query_range.time_block_min_lookbacks`).
+    time_block_min_lookbacks: u32,
     /// What [`cost::CostStats`] prices requests and compute at.
     prices: cost::Prices,
     /// How log and metric queries are split into leaves (off by default).
@@ -224,6 +230,11 @@ impl QueryEngine {
             store,
             runtime,
             parallelism: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            time_block_memory: parquetry_model::config::QueryRangeConfig::default()
+                .time_block_memory
+                .0,
+            time_block_min_lookbacks: parquetry_model::config::QueryRangeConfig::default()
+                .time_block_min_lookbacks,
             prices: cost::Prices::default(),
             fanout: fanout::FanoutSettings::default(),
             only_streams: None,
@@ -239,6 +250,7 @@ impl QueryEngine {
             .and_then(|v| v.parse::<u64>().ok());
         Self::with_memory_limit(store, c.max_memory.0)
             .with_parallelism(c.parallelism)
+            .with_time_blocks(c.time_block_memory.0, c.time_block_min_lookbacks)
             .with_prices(cost::Prices {
                 s3_get_per_1000: c.cost_s3_get_per_1000,
                 lambda_gb_second: c.cost_lambda_gb_second,
@@ -252,6 +264,15 @@ impl QueryEngine {
         if n > 0 {
             self.parallelism = n;
         }
+        self
+    }
+
+    /// Evaluates metric range queries that hold something per line in time blocks holding
+    /// about `memory` bytes each (0: never), each at least `min_lookbacks` of the query's
+    /// longest range long.
+    pub fn with_time_blocks(mut self, memory: u64, min_lookbacks: u32) -> Self {
+        self.time_block_memory = memory;
+        self.time_block_min_lookbacks = min_lookbacks;
         self
     }
 

@@ -139,21 +139,46 @@ impl QueryEngine {
             parquetry_eval::check_points(q.start, q.end, q.step)
                 .map_err(|e| QueryError::BadRequest(e.to_string()))?;
         }
+        let blocks = self.time_blocks(q).await?;
+        let value = if let [_] = blocks.spans.as_slice() {
+            self.evaluated(q, &mut stats).await?
+        } else {
+            stats.cost.time_blocks = blocks.spans.len() as u64;
+            let mut joined = crate::blocks::Joined::default();
+            for &(start, end) in &blocks.spans {
+                let block = MetricQuery {
+                    start,
+                    end,
+                    ..q.clone()
+                };
+                joined.append(self.evaluated(&block, &mut stats).await?, q.max_series)?;
+            }
+            // What the range holds is counted once; what was read (objects, bytes, GETs,
+            // lines through the pipeline) is the blocks' sum, lookbacks read twice included.
+            stats.streams = blocks.whole.streams;
+            stats.lines_processed = blocks.whole.lines_processed;
+            stats.bytes_processed = blocks.whole.bytes_processed;
+            joined.finish()
+        };
+        stats.exec_time_s = started.elapsed().as_secs_f64();
+        stats.cost.price(self.prices(), stats.exec_time_s);
+        Ok(MetricResult { value, stats })
+    }
+
+    /// `q` scanned (by leaves when it fans out) and evaluated in one piece.
+    async fn evaluated(&self, q: &MetricQuery, stats: &mut QueryStats) -> Result<Value> {
         let inputs = match crate::fanout::plan_metric(self, q).await? {
-            Some(plan) => crate::fanout::run_metric(self, q, plan, &mut stats).await?,
-            None => self.metric_inputs(q, &mut stats).await?,
+            Some(plan) => crate::fanout::run_metric(self, q, plan, stats).await?,
+            None => self.metric_inputs(q, stats).await?,
         };
         let params = eval_params(q);
         let expr = q.expr.clone();
-        let value = trace::blocking(Stage::Eval, move || {
+        trace::blocking(Stage::Eval, move || {
             parquetry_eval::evaluate(&expr, &params, inputs)
         })
         .await
         .map_err(|e| QueryError::Internal(format!("evaluation task failed: {e}")))?
-        .map_err(|e| QueryError::BadRequest(e.to_string()))?;
-        stats.exec_time_s = started.elapsed().as_secs_f64();
-        stats.cost.price(self.prices(), stats.exec_time_s);
-        Ok(MetricResult { value, stats })
+        .map_err(|e| QueryError::BadRequest(e.to_string()))
     }
 
     /// The sample series of every range aggregation of `q`, in
@@ -893,7 +918,7 @@ fn by_labels(v: &VectorAggregation) -> Option<&[String]> {
 /// series: the scan may then keep each series as those labels plus an identity. `topk`,
 /// `bottomk` and the sorts answer with their series' own labels and `without` keeps all but
 /// some, so none of them collapses.
-fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
+pub(crate) fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
     per_range_aggregation(expr, |ra, parent| {
         let v = parent.filter(|_| ra.grouping.is_none())?;
         let keeps_groups_only = v.op.reduces_groups();
@@ -906,7 +931,7 @@ fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
 
 /// For each range aggregation, the `by` labels of a `sum` directly above it when summing
 /// per-series results equals aggregating per group.
-fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
+pub(crate) fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
     per_range_aggregation(expr, |ra, parent| {
         // `op(...) by (g)` merges the samples of every series in a group before the function
         // runs, so projecting each row onto `g` in the scan is exact for every function.

@@ -88,6 +88,14 @@ async fn main() {
         pushes.len(),
         push_bytes / 1024
     );
+    // The information content of what was generated: no lossless encoding is smaller on
+    // average, so it is the floor every size below is measured against.
+    let floor = (generator.information_bits() / 8.0) as u64;
+    println!(
+        "information content: {:.1} MB ({:.3} of raw)",
+        mb(floor),
+        floor as f64 / raw as f64
+    );
 
     // The push path's CPU-heavy half (grouping, Arrow building, Parquet encoding), on this
     // thread alone; the puts are timed apart.
@@ -173,6 +181,10 @@ async fn main() {
         mb(cold_bytes),
         cold_bytes as f64 / raw as f64,
         raw as f64 / cold_bytes as f64
+    );
+    println!(
+        "  {:.2} × the information content",
+        cold_bytes as f64 / floor.max(1) as f64
     );
     for (col, (c, u)) in &columns {
         println!(

@@ -382,6 +382,7 @@ fn stats_json(s: &QueryStats) -> Value {
         "bytes_fetched": c.bytes_fetched,
         "partitions": c.partitions,
         "leaves": c.leaves,
+        "time_blocks": c.time_blocks,
         "lambda_gb_seconds": c.lambda_gb_seconds,
         "warnings": s.warnings,
     })
@@ -407,6 +408,7 @@ fn stats_from_json(v: &Value) -> QueryStats {
             bytes_fetched: n("bytes_fetched"),
             partitions: n("partitions"),
             leaves: n("leaves"),
+            time_blocks: n("time_blocks"),
             lambda_gb_seconds: f("lambda_gb_seconds"),
             estimated_cost_usd: 0.0,
         },
