@@ -124,22 +124,17 @@ impl QueryEngine {
         }
         let mut held = 0.0;
         let mut lookback = 0i64;
-        for (ra, weight) in q.expr.range_aggregations().into_iter().zip(weights) {
+        // Every range aggregation is accounted, weighted or not: these figures replace the
+        // blocks' own for the whole query.
+        let selections = self.select_windows(q, &mut scratch).await?;
+        let ranges = q.expr.range_aggregations();
+        for ((ra, weight), ((start, end), selection)) in ranges.iter().zip(weights).zip(selections)
+        {
+            account_selection(&selection, start, end, &mut scratch);
             if weight == 0 {
                 continue;
             }
-            let (start, end) = q.window_range(ra);
             lookback = lookback.max(ra.range.range);
-            let selection = self
-                .select(
-                    &q.tenant,
-                    std::slice::from_ref(&ra.range.log.selector),
-                    start,
-                    end,
-                    &mut scratch,
-                )
-                .await?;
-            account_selection(&selection, start, end, &mut scratch);
             let rows: f64 = selection
                 .objects
                 .iter()

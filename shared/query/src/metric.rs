@@ -181,6 +181,24 @@ impl QueryEngine {
         .map_err(|e| QueryError::BadRequest(e.to_string()))
     }
 
+    /// Each range aggregation's window ([`MetricQuery::window_range`]) and what it selects
+    /// there, in [`SampleExpr::range_aggregations`] order: what planning looks at before the
+    /// scans (fan-out leaves, time blocks).
+    pub(crate) async fn select_windows(
+        &self,
+        q: &MetricQuery,
+        stats: &mut QueryStats,
+    ) -> Result<Vec<((i64, i64), crate::select::Selection)>> {
+        let mut out = Vec::new();
+        for ra in q.expr.range_aggregations() {
+            let (start, end) = q.window_range(ra);
+            let selector = std::slice::from_ref(&ra.range.log.selector);
+            let selection = self.select(&q.tenant, selector, start, end, stats).await?;
+            out.push(((start, end), selection));
+        }
+        Ok(out)
+    }
+
     /// The sample series of every range aggregation of `q`, in
     /// [`SampleExpr::range_aggregations`] order: what [`parquetry_eval::evaluate`] takes.
     pub(crate) async fn metric_inputs(

@@ -143,18 +143,8 @@ pub(crate) async fn plan_metric(engine: &QueryEngine, q: &MetricQuery) -> Result
     }
     let mut scratch = QueryStats::default();
     let mut bytes = HashMap::new();
-    for ra in q.expr.range_aggregations() {
-        // The same windows `range_samples` selects.
-        let (start, end) = q.window_range(ra);
-        let selection = engine
-            .select(
-                &q.tenant,
-                std::slice::from_ref(&ra.range.log.selector),
-                start,
-                end,
-                &mut scratch,
-            )
-            .await?;
+    // The same windows `range_samples` selects.
+    for ((start, end), selection) in engine.select_windows(q, &mut scratch).await? {
         plan::add_stream_bytes(&selection, start, end, &mut bytes);
     }
     Ok(Plan::split(&engine.fanout, bytes))
