@@ -23,21 +23,46 @@ pub enum Category {
     Parsed,
 }
 
+/// One bit of a 64-bit summary of a set of names (a one-hash Bloom filter): a parser looks up
+/// each of a line's keys in three categories, and almost none is there, so most lookups end
+/// at this bit instead of a binary search of string comparisons.
+fn name_bit(name: &str) -> u64 {
+    let b = name.as_bytes();
+    let (first, last) = (b.first().copied(), b.last().copied());
+    let h = (b.len() as u64)
+        ^ (u64::from(first.unwrap_or(0)) << 8)
+        ^ (u64::from(last.unwrap_or(0)) << 16)
+        ^ (u64::from(b.get(b.len() / 2).copied().unwrap_or(0)) << 24);
+    1 << (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
 /// One category's labels, sorted by name so lookups are binary searches.
 #[derive(Debug, Clone, Default)]
-struct Set(Vec<(String, String)>);
+struct Set {
+    pairs: Vec<(String, String)>,
+    /// [`name_bit`] of every name added since the last [`Set::assign`]: a superset of the
+    /// names present (removals leave their bit), so a clear bit proves absence.
+    bits: u64,
+}
 
 impl Set {
+    fn may_contain(&self, name: &str) -> bool {
+        self.bits & name_bit(name) != 0
+    }
+
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+        self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(name))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
-        self.find(name).ok().map(|i| self.0[i].1.as_str())
+        if !self.may_contain(name) {
+            return None;
+        }
+        self.find(name).ok().map(|i| self.pairs[i].1.as_str())
     }
 
     fn contains(&self, name: &str) -> bool {
-        self.find(name).is_ok()
+        self.may_contain(name) && self.find(name).is_ok()
     }
 
     fn set(&mut self, name: &str, value: &str) {
@@ -46,9 +71,17 @@ impl Set {
 
     /// Like `set`, taking the strings for a new pair from `pool` when it has some.
     fn set_pooled(&mut self, name: &str, value: &str, pool: &mut Vec<(String, String)>) {
-        match self.find(name) {
+        let bit = name_bit(name);
+        let found = if self.bits & bit == 0 {
+            // Absent for sure: only the insertion point is needed.
+            Err(self.pairs.partition_point(|(n, _)| n.as_str() < name))
+        } else {
+            self.find(name)
+        };
+        self.bits |= bit;
+        match found {
             Ok(i) => {
-                let v = &mut self.0[i].1;
+                let v = &mut self.pairs[i].1;
                 v.clear();
                 v.push_str(value);
             }
@@ -63,39 +96,51 @@ impl Set {
                     }
                     None => (name.to_string(), value.to_string()),
                 };
-                self.0.insert(i, pair);
+                self.pairs.insert(i, pair);
             }
         }
     }
 
     fn remove(&mut self, name: &str) -> Option<String> {
-        self.find(name).ok().map(|i| self.0.remove(i).1)
+        if !self.may_contain(name) {
+            return None;
+        }
+        self.find(name).ok().map(|i| self.pairs.remove(i).1)
     }
 
     /// Replaces the content with `pairs`, reusing the existing strings' buffers.
     fn assign<'a>(&mut self, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
         let mut n = 0;
+        let mut bits = 0;
         for (name, value) in pairs {
-            if let Some((dn, dv)) = self.0.get_mut(n) {
+            bits |= name_bit(name);
+            if let Some((dn, dv)) = self.pairs.get_mut(n) {
                 dn.clear();
                 dn.push_str(name);
                 dv.clear();
                 dv.push_str(value);
             } else {
-                self.0.push((name.to_string(), value.to_string()));
+                self.pairs.push((name.to_string(), value.to_string()));
             }
             n += 1;
         }
-        self.0.truncate(n);
+        self.bits = bits;
+        self.pairs.truncate(n);
         // Stream labels arrive sorted; structured metadata may not.
-        if !self.0.is_sorted_by(|a, b| a.0 <= b.0) {
-            self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        if !self.pairs.is_sorted_by(|a, b| a.0 <= b.0) {
+            self.pairs.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        self.0.dedup_by(|later, earlier| later.0 == earlier.0);
+        self.pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+    }
+
+    /// Moves every pair into `pool` (for reuse) and empties the set.
+    fn drain_into(&mut self, pool: &mut Vec<(String, String)>) {
+        pool.append(&mut self.pairs);
+        self.bits = 0;
     }
 
     fn to_labels(&self) -> Labels {
-        Labels::from_pairs(self.0.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        Labels::from_pairs(self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
     }
 }
 
@@ -136,6 +181,10 @@ pub struct EntryLabels {
     pool: Vec<(String, String)>,
     /// Stage failures recorded for this entry, so a stage can tell whether it failed.
     errors: u32,
+    /// The caller's key for the stream of the last [`EntryLabels::reset_keyed`].
+    stream_key: Option<u64>,
+    /// Set when a stage changed the stream labels since the last reset.
+    stream_changed: bool,
 }
 
 impl EntryLabels {
@@ -155,6 +204,34 @@ impl EntryLabels {
     /// Reinitialises the labels for the next entry, reusing allocations. The engine calls
     /// this once per entry, so it must not allocate when the shapes repeat.
     pub fn reset<S: AsRef<str>>(&mut self, stream: &Labels, structured_metadata: &[(S, S)]) {
+        self.stream_key = None;
+        self.reset_stream(stream);
+        self.reset_entry(stream, structured_metadata);
+    }
+
+    /// [`EntryLabels::reset`] for a caller that names each stream by `key` (equal keys, equal
+    /// labels): consecutive entries of one stream keep its labels instead of copying them
+    /// again, unless a stage changed them.
+    pub fn reset_keyed<S: AsRef<str>>(
+        &mut self,
+        key: u64,
+        stream: &Labels,
+        structured_metadata: &[(S, S)],
+    ) {
+        if self.stream_key != Some(key) || self.stream_changed {
+            self.reset_stream(stream);
+            self.stream_key = Some(key);
+        }
+        self.reset_entry(stream, structured_metadata);
+    }
+
+    /// True if no stage changed the stream labels of this entry: they are its stream's.
+    pub fn stream_unchanged(&self) -> bool {
+        !self.stream_changed
+    }
+
+    fn reset_stream(&mut self, stream: &Labels) {
+        self.stream_changed = false;
         self.stream
             .assign(stream.iter().map(|l| (l.name.as_str(), l.value.as_str())));
         let mut n = 0;
@@ -169,6 +246,9 @@ impl EntryLabels {
         }
         self.original_stream.truncate(n);
         self.original_stream.sort();
+    }
+
+    fn reset_entry<S: AsRef<str>>(&mut self, stream: &Labels, structured_metadata: &[(S, S)]) {
         if structured_metadata
             .iter()
             .any(|(n, _)| self.stream.contains(n.as_ref()))
@@ -189,7 +269,7 @@ impl EntryLabels {
                     .map(|(n, v)| (n.as_ref(), v.as_ref())),
             );
         }
-        self.pool.append(&mut self.parsed.0);
+        self.parsed.drain_into(&mut self.pool);
         self.errors = 0;
     }
 
@@ -218,17 +298,17 @@ impl EntryLabels {
     pub fn iter(&self) -> impl Iterator<Item = (Category, &str, &str)> {
         let s = self
             .stream
-            .0
+            .pairs
             .iter()
             .map(|(n, v)| (Category::Stream, n.as_str(), v.as_str()));
         let m = self
             .metadata
-            .0
+            .pairs
             .iter()
             .map(|(n, v)| (Category::StructuredMetadata, n.as_str(), v.as_str()));
         let p = self
             .parsed
-            .0
+            .pairs
             .iter()
             .map(|(n, v)| (Category::Parsed, n.as_str(), v.as_str()));
         s.chain(m).chain(p)
@@ -280,7 +360,7 @@ impl EntryLabels {
             Category::Parsed,
         ] {
             if c != category {
-                self.set_mut(c).remove(name);
+                self.take(c, name);
             }
         }
         self.set_mut(category).set(name, value);
@@ -299,22 +379,30 @@ impl EntryLabels {
             Category::StructuredMetadata,
             Category::Stream,
         ] {
-            if let Some(v) = self.set_mut(c).remove(name) {
+            if let Some(v) = self.take(c, name) {
                 return Some((c, v));
             }
         }
         None
     }
 
+    /// Removes `name` from category `c`.
+    fn take(&mut self, c: Category, name: &str) -> Option<String> {
+        match c {
+            Category::Stream if self.stream.contains(name) => self.stream_mut().remove(name),
+            Category::Stream => None,
+            Category::StructuredMetadata => self.metadata.remove(name),
+            Category::Parsed => self.parsed.remove(name),
+        }
+    }
+
     /// Keeps only the labels for which `keep` returns true.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        for c in [
-            Category::Stream,
-            Category::StructuredMetadata,
-            Category::Parsed,
-        ] {
-            self.set_mut(c).0.retain(|(n, v)| keep(n, v));
-        }
+        let before = self.stream.pairs.len();
+        self.stream.pairs.retain(|(n, v)| keep(n, v));
+        self.stream_changed |= self.stream.pairs.len() != before;
+        self.metadata.pairs.retain(|(n, v)| keep(n, v));
+        self.parsed.pairs.retain(|(n, v)| keep(n, v));
     }
 
     /// Adds a label produced by a parser, applying Loki's clash rules: a name that is a
@@ -332,6 +420,10 @@ impl EntryLabels {
     /// label (even if `drop` or `label_format` removed it since), or it is structured
     /// metadata now.
     pub(crate) fn clashes(&self, name: &str) -> bool {
+        // The stream set's bits cover the original stream's names: only a reset clears them.
+        if !self.stream.may_contain(name) && !self.metadata.may_contain(name) {
+            return false;
+        }
         self.original_stream
             .binary_search_by(|n| n.as_str().cmp(name))
             .is_ok()
@@ -375,9 +467,15 @@ impl EntryLabels {
         }
     }
 
+    /// The stream set, for a change: later entries of the stream cannot reuse it as is.
+    fn stream_mut(&mut self) -> &mut Set {
+        self.stream_changed = true;
+        &mut self.stream
+    }
+
     fn set_mut(&mut self, c: Category) -> &mut Set {
         match c {
-            Category::Stream => &mut self.stream,
+            Category::Stream => self.stream_mut(),
             Category::StructuredMetadata => &mut self.metadata,
             Category::Parsed => &mut self.parsed,
         }
@@ -387,6 +485,70 @@ impl EntryLabels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyed_resets_reuse_a_stream_until_a_stage_changes_it() {
+        let a = Labels::from_pairs([("app", "a"), ("env", "p")]);
+        let b = Labels::from_pairs([("app", "b")]);
+        let none: &[(&str, &str)] = &[];
+        let mut e = EntryLabels::default();
+        e.reset_keyed(1, &a, &[("trace_id", "t1")]);
+        e.add_parsed("env", "parsed");
+        e.add_parsed("level", "info");
+        assert!(e.stream_unchanged());
+        assert_eq!(
+            e.all().to_string(),
+            r#"{app="a", env="p", env_extracted="parsed", level="info", trace_id="t1"}"#
+        );
+        // Parsed and metadata labels go with the entry; the stream stays.
+        e.reset_keyed(1, &a, none);
+        assert_eq!(e.all(), a);
+        // Setting or removing anything but a stream label leaves the stream as it was.
+        e.set_parsed("level", "x");
+        e.set_error("JSONParserErr", "bad");
+        assert_eq!(e.remove("nope"), None);
+        assert!(e.stream_unchanged());
+        // A stage that changes the stream makes the next reset copy it again, even with
+        // the same key; and a name dropped from the stream still renames a parsed one.
+        assert_eq!(e.remove("env"), Some((Category::Stream, "p".into())));
+        assert!(!e.stream_unchanged());
+        assert_eq!(e.get("env"), None);
+        e.add_parsed("env", "v");
+        assert_eq!(e.get("env_extracted"), Some("v"));
+        e.reset_keyed(1, &a, none);
+        assert!(e.stream_unchanged());
+        assert_eq!(e.all(), a);
+        e.retain(|n, _| n != "app");
+        assert!(!e.stream_unchanged());
+        e.reset_keyed(1, &a, none);
+        assert_eq!(e.all(), a);
+        // Another key is another stream.
+        e.reset_keyed(2, &b, none);
+        assert_eq!(e.all(), b);
+        assert!(!e.clashes("env"));
+        e.reset(&a, none);
+        assert_eq!(e.all(), a);
+    }
+
+    #[test]
+    fn name_bits_never_hide_a_present_name() {
+        // Many names share a bit; a set must still find each of them, and removals must
+        // not clear a bit another name needs.
+        let names: Vec<String> = (0..300).map(|i| format!("k{i}")).collect();
+        let mut s = Set::default();
+        for n in &names {
+            s.set(n, n);
+        }
+        for n in names.iter().step_by(3) {
+            assert_eq!(s.remove(n).as_deref(), Some(n.as_str()));
+        }
+        for (i, n) in names.iter().enumerate() {
+            assert_eq!(s.get(n), (i % 3 != 0).then_some(n.as_str()), "{n}");
+        }
+        assert!(!s.contains("absent"));
+        assert_eq!(s.pairs.len(), 200);
+        assert!(s.pairs.is_sorted());
+    }
 
     #[test]
     fn categories_and_moves() {

@@ -57,7 +57,7 @@ impl Logfmt {
             if name.is_empty() {
                 return ControlFlow::Continue(());
             }
-            let name = entry.parsed_name(&name).into_owned();
+            let name = entry.parsed_name(&name);
             if hints.is_some_and(|h| !h.wants(&name)) {
                 return ControlFlow::Continue(());
             }

@@ -520,7 +520,7 @@ impl PipelineJob {
                 ));
                 continue;
             };
-            entry.reset(stream, &r.metadata);
+            entry.reset_keyed(r.stream, stream, &r.metadata);
             let Some(line) = p.process(r.ts, &r.line, &mut entry) else {
                 continue;
             };

@@ -36,8 +36,8 @@ use parquetry_eval::{
 use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp};
 use parquetry_model::Labels;
 use parquetry_pipeline::{
-    ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints, Pipeline,
-    SampleGrouping, Unwrapper, sample_stages,
+    Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints,
+    Pipeline, SampleGrouping, Unwrapper, sample_stages,
 };
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 use tracing::Instrument;
@@ -462,6 +462,8 @@ struct Acc {
     by_identity: FastMap<u128, usize>,
     /// Indexes of `collapsed.groups` by a hash of the group's labels.
     group_index: FastMap<u64, u32>,
+    /// The group of a collapsed series whose kept labels are all its stream's, by stream.
+    stream_groups: FastMap<u64, u32>,
     /// Where [`identity`] spells each pair it hashes.
     scratch: Vec<u8>,
     /// About what the series hold on the heap (sample capacity and labels), for the pool.
@@ -528,10 +530,15 @@ impl Acc {
     where
         I: Iterator<Item = (&'a str, &'a str)> + Clone,
     {
+        self.identity_slot_in(id, |acc| acc.group(group()))
+    }
+
+    /// [`Acc::identity_slot`] with the group of a new series chosen by `group`.
+    fn identity_slot_in(&mut self, id: u128, group: impl FnOnce(&mut Self) -> u32) -> Slot {
         if let Some(&i) = self.by_identity.get(&id) {
             return Slot::Collapsed(i);
         }
-        let group = self.group(group());
+        let group = group(self);
         let i = self.collapsed.series.len();
         // The series and its map slot.
         self.bytes += size_of::<CollapsedSeries>() + 32;
@@ -566,6 +573,21 @@ impl Acc {
         self.bytes += label_bytes(&labels) + 64;
         groups.push(labels);
         self.group_index.entry(h).or_insert(g);
+        g
+    }
+
+    /// The group of stream `fp`'s series when they keep stream labels alone (`pairs`, the
+    /// stream's): looked up once per stream, not hashed and compared per series.
+    fn stream_group<'a>(
+        &mut self,
+        fp: u64,
+        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
+    ) -> u32 {
+        if let Some(&g) = self.stream_groups.get(&fp) {
+            return g;
+        }
+        let g = self.group(pairs);
+        self.stream_groups.insert(fp, g);
         g
     }
 
@@ -644,6 +666,9 @@ impl Fold {
         // allocated again for every line.
         let mut entry = EntryLabels::default();
         let mut sm: Vec<(&str, &str)> = Vec::new();
+        // The identity of the last stream's labels: rows come in runs of one stream, and a
+        // collapsed series' identity is that plus its own pairs' (see [`identity`]).
+        let mut stream_identity: Option<(u64, u128)> = None;
         for row in 0..batch.num_rows() {
             let t = ts.value(row);
             let f = fp.value(row);
@@ -691,7 +716,7 @@ impl Fold {
 
             sm.clear();
             sm.extend(meta.pairs(row));
-            entry.reset(stream, &sm);
+            entry.reset_keyed(f, stream, &sm);
             let bytes = match &self.pipeline {
                 Some(p) => match p.process(t, text, &mut entry) {
                     Some(l) => l.len(),
@@ -719,6 +744,32 @@ impl Fold {
             let pairs = || entry.iter().map(|(_, n, v)| (n, v));
             let slot = match (&self.group_by, &self.collapse) {
                 (Some(by), _) if !fails => acc.slot(project(pairs(), by)),
+                (None, Some(by)) if !fails && entry.stream_unchanged() => {
+                    // The stream's labels are the row's: their part of the identity is the
+                    // stream's, and so is the group unless another label is kept.
+                    let own = || {
+                        entry
+                            .iter()
+                            .filter(|(c, _, _)| *c != Category::Stream)
+                            .map(|(_, n, v)| (n, v))
+                    };
+                    let sid = match stream_identity {
+                        Some((k, id)) if k == f => id,
+                        _ => {
+                            let id = identity(stream.iter().map(pair), &mut acc.scratch);
+                            stream_identity = Some((f, id));
+                            id
+                        }
+                    };
+                    let id = sid.wrapping_add(identity(own(), &mut acc.scratch));
+                    acc.identity_slot_in(id, |acc| {
+                        if own().any(|(k, v)| projected(k, v, by)) {
+                            acc.group(kept(pairs(), by))
+                        } else {
+                            acc.stream_group(f, kept(stream.iter().map(pair), by))
+                        }
+                    })
+                }
                 (None, Some(by)) if !fails => {
                     // The identity of the whole set without building it: most such rows
                     // belong to a series already made (or are its only row).
@@ -1103,8 +1154,8 @@ mod tests {
         // The pipeline path hashes the pairs of an entry it never turns into a label set, in
         // the entry's order: the same identity as the set's.
         let mut parsed = EntryLabels::of_stream(&Labels::from_pairs([("svc", "api")]));
-        parsed.set(parquetry_pipeline::Category::Parsed, "pod", "p");
-        parsed.set(parquetry_pipeline::Category::Parsed, "id", "1");
+        parsed.set(Category::Parsed, "pod", "p");
+        parsed.set(Category::Parsed, "id", "1");
         let entry_order: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();
         assert!(!entry_order.is_sorted());
         assert_eq!(identity(entry_order.into_iter(), scratch), id(&a, scratch));

@@ -627,3 +627,99 @@ async fn pushes_queries_and_compactions_concurrently() {
         );
     }
 }
+
+/// Encodings of each column chunk of an object's first row group, by column path.
+fn chunk_encodings(bytes: &bytes::Bytes) -> std::collections::BTreeMap<String, Vec<String>> {
+    let reader = SerializedFileReader::new(bytes.clone()).unwrap();
+    reader
+        .metadata()
+        .row_group(0)
+        .columns()
+        .iter()
+        .map(|c| {
+            let mut e: Vec<String> = c.encodings().map(|e| e.to_string()).collect();
+            e.sort();
+            (c.column_path().string(), e)
+        })
+        .collect()
+}
+
+/// Objects written before the per-column layout (every column dictionary-encoded or plain,
+/// zstd 3, a bloom filter on every column, Parquet's default page size) read the same and
+/// compact into the current layout: the readers take encodings from each object, not from a
+/// format version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_in_the_earlier_column_layout_still_read_and_compact() {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+    for make in backends() {
+        let b = make();
+        let base = early_yesterday();
+        let writer = b.store();
+        for seq in 0..3 {
+            writer.write("fake", push(seq, base, 50)).await.unwrap();
+        }
+        let (objs, current) = visible(&writer, "fake", base - DAY_NS, base + DAY_NS).await;
+        assert_eq!(objs.len(), 6);
+
+        // Rewrite every object in place as the first release wrote them: same rows, same footer
+        // keys (catalog, format), the earlier writer properties.
+        for o in &objs {
+            let key = o.path.as_ref();
+            let bytes = writer.read_key(key).await.unwrap();
+            let builder = ParquetRecordBatchReaderBuilder::try_new(bytes.clone()).unwrap();
+            let schema = builder.schema().clone();
+            let kv = builder
+                .metadata()
+                .file_metadata()
+                .key_value_metadata()
+                .cloned();
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+                .set_statistics_enabled(EnabledStatistics::Page)
+                .set_bloom_filter_enabled(true)
+                .set_key_value_metadata(kv)
+                .build();
+            let mut out = Vec::new();
+            let mut w = ArrowWriter::try_new(&mut out, schema, Some(props)).unwrap();
+            for batch in builder.build().unwrap() {
+                w.write(&batch.unwrap()).unwrap();
+            }
+            w.close().unwrap();
+            let old = bytes::Bytes::from(out);
+            let enc = chunk_encodings(&old);
+            assert!(
+                !enc["timestamp"].contains(&"DELTA_BINARY_PACKED".to_string()),
+                "{enc:?}"
+            );
+            assert_ne!(enc, chunk_encodings(&bytes), "{}: layout unchanged", b.name);
+            b.inner
+                .put(&object_store::path::Path::from(key), old.into())
+                .await
+                .unwrap();
+        }
+
+        // A fresh store (no cached footers) reads the earlier objects as it read the current ones.
+        let store = b.store();
+        let (_, earlier) = visible(&store, "fake", base - DAY_NS, base + DAY_NS).await;
+        assert_eq!(earlier, current, "{}", b.name);
+
+        // Compaction reads them and writes the current layout.
+        let s = store
+            .compact(&opts(Duration::ZERO), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!((s.hot_absorbed, s.cold_written), (6, 2), "{s:?}");
+        let (cold, rows) = visible(&store, "fake", base - DAY_NS, base + DAY_NS).await;
+        assert_eq!(rows, current, "{}", b.name);
+        for o in &cold {
+            let bytes = store.read_key(o.path.as_ref()).await.unwrap();
+            assert!(
+                chunk_encodings(&bytes)["timestamp"].contains(&"DELTA_BINARY_PACKED".to_string())
+            );
+        }
+    }
+}
