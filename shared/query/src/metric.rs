@@ -458,8 +458,15 @@ struct Acc {
     /// Collapsed series (see [`parquetry_eval::Collapsed`]): a group index and an identity
     /// each, no label set of their own.
     collapsed: Collapsed,
-    /// Indexes of `collapsed.series` by identity.
+    /// Indexes of `collapsed.series` by identity, while it pays (see [`Acc::probe`]).
     by_identity: FastMap<u128, usize>,
+    /// Lookups of `by_identity` and how many found a series, over its first
+    /// [`IDENTITY_PROBE`] lookups.
+    identity_probe: (u32, u32),
+    /// The probe found that rows almost never share a series: each row's sample goes into a
+    /// series of its own, and evaluation merges equal identities as it sorts them (as it
+    /// does for partitions' series).
+    unmapped: bool,
     /// Indexes of `collapsed.groups` by a hash of the group's labels.
     group_index: FastMap<u64, u32>,
     /// The group of a collapsed series whose kept labels are all its stream's, by stream.
@@ -469,6 +476,9 @@ struct Acc {
     /// About what the series hold on the heap (sample capacity and labels), for the pool.
     bytes: usize,
 }
+
+/// Collapsed-series lookups an [`Acc`] makes before it decides whether its identity map pays.
+const IDENTITY_PROBE: u32 = 1 << 16;
 
 /// Where a row's sample goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -535,20 +545,44 @@ impl Acc {
 
     /// [`Acc::identity_slot`] with the group of a new series chosen by `group`.
     fn identity_slot_in(&mut self, id: u128, group: impl FnOnce(&mut Self) -> u32) -> Slot {
-        if let Some(&i) = self.by_identity.get(&id) {
-            return Slot::Collapsed(i);
+        if !self.unmapped {
+            let found = self.by_identity.get(&id).copied();
+            self.probe(found.is_some());
+            if let Some(i) = found {
+                return Slot::Collapsed(i);
+            }
         }
         let group = group(self);
         let i = self.collapsed.series.len();
-        // The series and its map slot.
-        self.bytes += size_of::<CollapsedSeries>() + 32;
-        self.by_identity.insert(id, i);
+        self.bytes += size_of::<CollapsedSeries>();
+        if !self.unmapped {
+            // The map slot.
+            self.bytes += 32;
+            self.by_identity.insert(id, i);
+        }
         self.collapsed.series.push(CollapsedSeries {
             id,
             group,
             samples: Vec::new(),
         });
         Slot::Collapsed(i)
+    }
+
+    /// Counts one lookup of `by_identity` while the probe lasts. When fewer than one in 16
+    /// found a series (a unique id per line), the map is dropped: looking up and inserting
+    /// an identity per row in a table of one entry per row cost more than the rare merge it
+    /// saves, and the table itself a third of a series' memory.
+    fn probe(&mut self, hit: bool) {
+        let (lookups, hits) = &mut self.identity_probe;
+        if *lookups >= IDENTITY_PROBE {
+            return;
+        }
+        *lookups += 1;
+        *hits += u32::from(hit);
+        if *lookups == IDENTITY_PROBE && *hits < IDENTITY_PROBE / 16 {
+            self.unmapped = true;
+            self.by_identity = FastMap::default();
+        }
     }
 
     /// The index of the group labelled by `pairs` (in name order), added if new.
@@ -1181,6 +1215,31 @@ mod tests {
         assert_eq!(acc.collapsed.groups.len(), 2);
         let groups: Vec<u32> = acc.collapsed.series.iter().map(|s| s.group).collect();
         assert_eq!(groups, [0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn an_identity_map_that_never_hits_is_dropped_and_one_that_does_is_kept() {
+        let group = |acc: &mut Acc| acc.group(std::iter::once(("svc", "api")));
+        let probe = u128::from(IDENTITY_PROBE);
+        // A new identity per row: after the probe, rows go into series of their own, even
+        // when an identity repeats (evaluation merges those).
+        let mut unique = Acc::default();
+        for id in 0..probe {
+            unique.identity_slot_in(id, group);
+        }
+        assert!(unique.unmapped);
+        assert!(unique.by_identity.is_empty());
+        let a = unique.identity_slot_in(7, group);
+        assert_ne!(unique.identity_slot_in(7, group), a);
+        assert_eq!(unique.collapsed.series.len(), IDENTITY_PROBE as usize + 2);
+        // Identities that repeat (each four times): the map stays and merges them.
+        let mut shared = Acc::default();
+        for row in 0..probe * 2 {
+            shared.identity_slot_in(row / 4, group);
+        }
+        assert!(!shared.unmapped);
+        assert_eq!(shared.collapsed.series.len(), (probe / 2) as usize);
+        assert_eq!(shared.identity_slot_in(3, group), Slot::Collapsed(3));
     }
 
     #[test]
