@@ -71,15 +71,9 @@ impl Set {
 
     /// Like `set`, taking the strings for a new pair from `pool` when it has some.
     fn set_pooled(&mut self, name: &str, value: &str, pool: &mut Vec<(String, String)>) {
-        let bit = name_bit(name);
-        let found = if self.bits & bit == 0 {
-            // Absent for sure: only the insertion point is needed.
-            Err(self.pairs.partition_point(|(n, _)| n.as_str() < name))
-        } else {
-            self.find(name)
-        };
-        self.bits |= bit;
-        match found {
+        // An absent name still needs its insertion point: the search runs either way.
+        self.bits |= name_bit(name);
+        match self.find(name) {
             Ok(i) => {
                 let v = &mut self.pairs[i].1;
                 v.clear();
@@ -389,8 +383,11 @@ impl EntryLabels {
     /// Removes `name` from category `c`.
     fn take(&mut self, c: Category, name: &str) -> Option<String> {
         match c {
-            Category::Stream if self.stream.contains(name) => self.stream_mut().remove(name),
-            Category::Stream => None,
+            Category::Stream => {
+                let v = self.stream.remove(name);
+                self.stream_changed |= v.is_some();
+                v
+            }
             Category::StructuredMetadata => self.metadata.remove(name),
             Category::Parsed => self.parsed.remove(name),
         }
