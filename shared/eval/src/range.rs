@@ -10,6 +10,7 @@
 //! so their floating-point results match Loki's to the last bit.
 
 use std::cmp::Ordering;
+use std::ops::DerefMut;
 
 use parquetry_logql::{Grouping, RangeAggregation, RangeOp};
 use parquetry_model::{Labels, MatchOp, Matcher};
@@ -487,7 +488,7 @@ fn group_series(
             out.push(full(
                 SampleSeries {
                     labels,
-                    samples: s.samples,
+                    samples: s.samples.into_vec(),
                 },
                 &mut tag,
             ));
@@ -500,7 +501,7 @@ fn group_series(
         out.push(Grouped {
             order,
             name,
-            samples: s.samples,
+            samples: s.samples.into_vec(),
             errored: false,
             tag,
         });
@@ -522,16 +523,21 @@ fn group_series(
 /// Merges neighbours that `same` calls one series, appending their samples in order, then
 /// puts each series' samples in time order: stably, so equal timestamps keep input order, and
 /// cheaply when they already are.
-fn merge_runs<T>(
+fn merge_runs<T, P>(
     sorted: &mut Vec<T>,
     same: impl Fn(&T, &T) -> bool,
-    samples: impl Fn(&mut T) -> &mut Points,
-) {
+    samples: impl Fn(&mut T) -> &mut P,
+) where
+    P: Default
+        + Extend<(i64, f64)>
+        + IntoIterator<Item = (i64, f64)>
+        + DerefMut<Target = [(i64, f64)]>,
+{
     sorted.dedup_by(|next, kept| {
         let one = same(next, kept);
         if one {
-            let mut more = std::mem::take(samples(next));
-            samples(kept).append(&mut more);
+            let more = std::mem::take(samples(next));
+            samples(kept).extend(more);
         }
         one
     });
@@ -989,7 +995,7 @@ mod tests {
                     series.push(CollapsedSeries {
                         id,
                         group: g as u32,
-                        samples: vec![(t, 1.0)],
+                        samples: [(t, 1.0)].into_iter().collect(),
                     });
                 }
             }
@@ -1032,7 +1038,7 @@ mod tests {
                             group: s.group,
                             id: s.id,
                         };
-                        (name, s.samples)
+                        (name, s.samples.into_vec())
                     })
                     .collect(),
             };

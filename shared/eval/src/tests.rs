@@ -854,7 +854,7 @@ fn collapsed_noisy(by: &[&str], mixed: bool) -> RangeInput {
             series.push(CollapsedSeries {
                 id,
                 group,
-                samples: samples.to_vec(),
+                samples: samples.iter().copied().collect(),
             });
         }
     }

@@ -40,8 +40,18 @@ pub(crate) fn push_sanitized(out: &mut String, key: &str) {
 /// outside `[A-Za-z0-9_]` replaced by `_`. Empty when nothing is left. Borrows the common
 /// keys that are label names already.
 pub(crate) fn sanitize_key(key: &str) -> Cow<'_, str> {
-    let clean = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-    if key.bytes().all(|b| clean(&b)) && !key.starts_with(|c: char| c.is_ascii_digit()) {
+    // A table lookup per byte: every key of every parsed line passes here.
+    const WORD: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let b = i as u8;
+            t[i] = b.is_ascii_alphanumeric() || b == b'_';
+            i += 1;
+        }
+        t
+    };
+    if key.bytes().all(|b| WORD[b as usize]) && !key.starts_with(|c: char| c.is_ascii_digit()) {
         return Cow::Borrowed(key);
     }
     let key = key.trim();

@@ -36,29 +36,95 @@ fn name_bit(name: &str) -> u64 {
     1 << (h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
 }
 
+/// The first eight bytes of a name as a big-endian integer, zero-padded: ordering two names
+/// by it agrees with ordering them as strings wherever it tells them apart, so a lookup
+/// compares integers and calls `memcmp` only for names sharing their first eight bytes.
+#[inline]
+fn name_prefix(name: &str) -> u64 {
+    let b = name.as_bytes();
+    if let Some(head) = b.first_chunk::<8>() {
+        return u64::from_be_bytes(*head);
+    }
+    // Shorter names byte by byte: a copy of a variable length would call `memcpy`.
+    b.iter()
+        .enumerate()
+        .fold(0, |p, (i, &c)| p | u64::from(c) << (56 - 8 * i))
+}
+
+/// The bytes at `(start, len)` of a [`Set`]'s buffer.
+#[inline]
+fn text(buf: &str, (start, len): (u32, u32)) -> &str {
+    let start = start as usize;
+    buf.get(start..start + len as usize).unwrap_or_default()
+}
+
+/// One pair of a [`Set`]: its name's [`name_prefix`] and where name and value lie in the
+/// set's buffer.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    prefix: u64,
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
 /// One category's labels, sorted by name so lookups are binary searches.
+///
+/// Names and values are bytes of one buffer rather than a `String` each: a parser adds a
+/// handful of pairs per line, and copying them into one buffer (cleared per entry) costs a
+/// fraction of filling two strings per pair, and inserting in name order moves 24-byte
+/// records. Replaced values and removed pairs leave their bytes behind until the next
+/// [`Set::assign`] or [`Set::clear`], which every entry starts with.
 #[derive(Debug, Clone, Default)]
 struct Set {
-    pairs: Vec<(String, String)>,
+    buf: String,
+    pairs: Vec<Pair>,
     /// [`name_bit`] of every name added since the last [`Set::assign`]: a superset of the
     /// names present (removals leave their bit), so a clear bit proves absence.
     bits: u64,
 }
 
 impl Set {
+    #[inline]
+    fn text(&self, at: (u32, u32)) -> &str {
+        text(&self.buf, at)
+    }
+
+    #[inline]
+    fn name(&self, p: &Pair) -> &str {
+        self.text(p.name)
+    }
+
+    #[inline]
+    fn value(&self, p: &Pair) -> &str {
+        self.text(p.value)
+    }
+
+    /// Appends `s` to the buffer. The buffer holds one entry's labels, and an entry is a
+    /// line of at most a few MiB (Arrow's 32-bit offsets bound a batch below 2 GiB), so its
+    /// offsets fit 32 bits.
+    fn push(&mut self, s: &str) -> (u32, u32) {
+        let start = self.buf.len() as u32;
+        self.buf.push_str(s);
+        (start, s.len() as u32)
+    }
+
+    #[inline]
     fn may_contain(&self, name: &str) -> bool {
         self.bits & name_bit(name) != 0
     }
 
+    #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
-        self.pairs.binary_search_by(|(n, _)| n.as_str().cmp(name))
+        let prefix = name_prefix(name);
+        self.pairs
+            .binary_search_by(|p| p.prefix.cmp(&prefix).then_with(|| self.name(p).cmp(name)))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
         if !self.may_contain(name) {
             return None;
         }
-        self.find(name).ok().map(|i| self.pairs[i].1.as_str())
+        self.find(name).ok().map(|i| self.value(&self.pairs[i]))
     }
 
     fn contains(&self, name: &str) -> bool {
@@ -66,75 +132,84 @@ impl Set {
     }
 
     fn set(&mut self, name: &str, value: &str) {
-        self.set_pooled(name, value, &mut Vec::new());
-    }
-
-    /// Like `set`, taking the strings for a new pair from `pool` when it has some.
-    fn set_pooled(&mut self, name: &str, value: &str, pool: &mut Vec<(String, String)>) {
         // An absent name still needs its insertion point: the search runs either way.
         self.bits |= name_bit(name);
         match self.find(name) {
             Ok(i) => {
-                let v = &mut self.pairs[i].1;
-                v.clear();
-                v.push_str(value);
+                let value = self.push(value);
+                self.pairs[i].value = value;
             }
             Err(i) => {
-                let pair = match pool.pop() {
-                    Some((mut n, mut v)) => {
-                        n.clear();
-                        n.push_str(name);
-                        v.clear();
-                        v.push_str(value);
-                        (n, v)
-                    }
-                    None => (name.to_string(), value.to_string()),
+                let pair = Pair {
+                    prefix: name_prefix(name),
+                    name: self.push(name),
+                    value: self.push(value),
                 };
                 self.pairs.insert(i, pair);
             }
         }
     }
 
-    fn remove(&mut self, name: &str) -> Option<String> {
+    /// Removes `name`; its value stays readable in the buffer until the set is cleared.
+    fn remove(&mut self, name: &str) -> Option<Pair> {
         if !self.may_contain(name) {
             return None;
         }
-        self.find(name).ok().map(|i| self.pairs.remove(i).1)
+        self.find(name).ok().map(|i| self.pairs.remove(i))
     }
 
-    /// Replaces the content with `pairs`, reusing the existing strings' buffers.
+    /// Replaces the content with `pairs`.
     fn assign<'a>(&mut self, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
-        let mut n = 0;
-        let mut bits = 0;
+        self.clear();
         for (name, value) in pairs {
-            bits |= name_bit(name);
-            if let Some((dn, dv)) = self.pairs.get_mut(n) {
-                dn.clear();
-                dn.push_str(name);
-                dv.clear();
-                dv.push_str(value);
-            } else {
-                self.pairs.push((name.to_string(), value.to_string()));
-            }
-            n += 1;
+            self.bits |= name_bit(name);
+            let pair = Pair {
+                prefix: name_prefix(name),
+                name: self.push(name),
+                value: self.push(value),
+            };
+            self.pairs.push(pair);
         }
-        self.bits = bits;
-        self.pairs.truncate(n);
         // Stream labels arrive sorted; structured metadata may not.
-        if !self.pairs.is_sorted_by(|a, b| a.0 <= b.0) {
-            self.pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        let order = |s: &Set, a: &Pair, b: &Pair| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| s.name(a).cmp(s.name(b)))
+        };
+        if !self
+            .pairs
+            .is_sorted_by(|a, b| order(self, a, b) != std::cmp::Ordering::Greater)
+        {
+            let mut pairs = std::mem::take(&mut self.pairs);
+            pairs.sort_by(|a, b| order(self, a, b));
+            self.pairs = pairs;
         }
-        self.pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        let buf = &self.buf;
+        self.pairs
+            .dedup_by(|later, earlier| text(buf, later.name) == text(buf, earlier.name));
     }
 
-    /// Moves every pair into `pool` (for reuse) and empties the set.
-    fn drain_into(&mut self, pool: &mut Vec<(String, String)>) {
-        pool.append(&mut self.pairs);
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.pairs.clear();
         self.bits = 0;
     }
 
+    /// Keeps the pairs for which `keep` returns true; returns whether any went.
+    fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) -> bool {
+        let before = self.pairs.len();
+        let buf = &self.buf;
+        self.pairs
+            .retain(|p| keep(text(buf, p.name), text(buf, p.value)));
+        self.pairs.len() != before
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|p| (self.name(p), self.value(p)))
+    }
+
     fn to_labels(&self) -> Labels {
-        Labels::from_pairs(self.pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        Labels::from_pairs(self.iter())
     }
 }
 
@@ -170,15 +245,14 @@ pub struct EntryLabels {
     /// Names of the stream labels the entry started with. Parsers rename clashing keys with
     /// `_extracted` based on these even after `drop`/`label_format` changed `stream`.
     original_stream: Vec<String>,
-    /// Parsed pairs of earlier entries, kept so that parsing the next entry reuses their
-    /// buffers instead of allocating two strings per label.
-    pool: Vec<(String, String)>,
     /// Stage failures recorded for this entry, so a stage can tell whether it failed.
     errors: u32,
     /// The caller's key for the stream of the last [`EntryLabels::reset_keyed`].
     stream_key: Option<u64>,
     /// Set when a stage changed the stream labels since the last reset.
     stream_changed: bool,
+    /// Where [`EntryLabels::with_scratch`] spells renamed keys, kept across entries.
+    scratch: String,
 }
 
 impl EntryLabels {
@@ -263,7 +337,7 @@ impl EntryLabels {
                     .map(|(n, v)| (n.as_ref(), v.as_ref())),
             );
         }
-        self.parsed.drain_into(&mut self.pool);
+        self.parsed.clear();
         self.errors = 0;
     }
 
@@ -290,21 +364,12 @@ impl EntryLabels {
 
     /// Every label with its category, stream labels first.
     pub fn iter(&self) -> impl Iterator<Item = (Category, &str, &str)> {
-        let s = self
-            .stream
-            .pairs
-            .iter()
-            .map(|(n, v)| (Category::Stream, n.as_str(), v.as_str()));
+        let s = self.stream.iter().map(|(n, v)| (Category::Stream, n, v));
         let m = self
             .metadata
-            .pairs
             .iter()
-            .map(|(n, v)| (Category::StructuredMetadata, n.as_str(), v.as_str()));
-        let p = self
-            .parsed
-            .pairs
-            .iter()
-            .map(|(n, v)| (Category::Parsed, n.as_str(), v.as_str()));
+            .map(|(n, v)| (Category::StructuredMetadata, n, v));
+        let p = self.parsed.iter().map(|(n, v)| (Category::Parsed, n, v));
         s.chain(m).chain(p)
     }
 
@@ -368,38 +433,39 @@ impl EntryLabels {
 
     /// Removes `name` from whichever category holds it.
     pub fn remove(&mut self, name: &str) -> Option<(Category, String)> {
-        for c in [
+        self.delete(name)
+            .map(|(c, value)| (c, self.set_of(c).text(value).to_string()))
+    }
+
+    /// [`EntryLabels::remove`] without the removed value: true if `name` was there.
+    pub fn discard(&mut self, name: &str) -> bool {
+        self.delete(name).is_some()
+    }
+
+    /// Removes `name` from whichever category holds it: the category and where the value
+    /// still lies in that category's buffer.
+    fn delete(&mut self, name: &str) -> Option<(Category, (u32, u32))> {
+        [
             Category::Parsed,
             Category::StructuredMetadata,
             Category::Stream,
-        ] {
-            if let Some(v) = self.take(c, name) {
-                return Some((c, v));
-            }
-        }
-        None
+        ]
+        .into_iter()
+        .find_map(|c| self.take(c, name).map(|p| (c, p.value)))
     }
 
     /// Removes `name` from category `c`.
-    fn take(&mut self, c: Category, name: &str) -> Option<String> {
-        match c {
-            Category::Stream => {
-                let v = self.stream.remove(name);
-                self.stream_changed |= v.is_some();
-                v
-            }
-            Category::StructuredMetadata => self.metadata.remove(name),
-            Category::Parsed => self.parsed.remove(name),
-        }
+    fn take(&mut self, c: Category, name: &str) -> Option<Pair> {
+        let v = self.set_mut_unchanged(c).remove(name);
+        self.stream_changed |= c == Category::Stream && v.is_some();
+        v
     }
 
     /// Keeps only the labels for which `keep` returns true.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&str, &str) -> bool) {
-        let before = self.stream.pairs.len();
-        self.stream.pairs.retain(|(n, v)| keep(n, v));
-        self.stream_changed |= self.stream.pairs.len() != before;
-        self.metadata.pairs.retain(|(n, v)| keep(n, v));
-        self.parsed.pairs.retain(|(n, v)| keep(n, v));
+        self.stream_changed |= self.stream.retain(&mut keep);
+        self.metadata.retain(&mut keep);
+        self.parsed.retain(&mut keep);
     }
 
     /// Adds a label produced by a parser, applying Loki's clash rules: a name that is a
@@ -440,7 +506,7 @@ impl EntryLabels {
             return;
         }
         self.metadata.remove(name);
-        self.parsed.set_pooled(name, value, &mut self.pool);
+        self.parsed.set(name, value);
     }
 
     /// Sets a parsed label, replacing an earlier value: the extraction parsers
@@ -464,6 +530,28 @@ impl EntryLabels {
         }
     }
 
+    /// [`EntryLabels::parsed_name`] spelled in `scratch` (see [`EntryLabels::with_scratch`])
+    /// when renamed: a parser renames a key on every line that has it (a trace id that is
+    /// also metadata), and a fresh string each time costs more than the rest of the pair.
+    pub(crate) fn parsed_name_in<'a>(&self, name: &'a str, scratch: &'a mut String) -> &'a str {
+        if self.clashes(name) {
+            scratch.clear();
+            scratch.push_str(name);
+            scratch.push_str("_extracted");
+            scratch
+        } else {
+            name
+        }
+    }
+
+    /// Runs `f` with a string buffer that outlives the entry, for names a stage spells.
+    pub(crate) fn with_scratch<R>(&mut self, f: impl FnOnce(&mut Self, &mut String) -> R) -> R {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let r = f(self, &mut scratch);
+        self.scratch = scratch;
+        r
+    }
+
     /// The stream set, for a change: later entries of the stream cannot reuse it as is.
     fn stream_mut(&mut self) -> &mut Set {
         self.stream_changed = true;
@@ -473,6 +561,22 @@ impl EntryLabels {
     fn set_mut(&mut self, c: Category) -> &mut Set {
         match c {
             Category::Stream => self.stream_mut(),
+            _ => self.set_mut_unchanged(c),
+        }
+    }
+
+    fn set_of(&self, c: Category) -> &Set {
+        match c {
+            Category::Stream => &self.stream,
+            Category::StructuredMetadata => &self.metadata,
+            Category::Parsed => &self.parsed,
+        }
+    }
+
+    /// Category `c`'s set, for a caller that tracks stream changes itself.
+    fn set_mut_unchanged(&mut self, c: Category) -> &mut Set {
+        match c {
+            Category::Stream => &mut self.stream,
             Category::StructuredMetadata => &mut self.metadata,
             Category::Parsed => &mut self.parsed,
         }
@@ -537,14 +641,47 @@ mod tests {
             s.set(n, n);
         }
         for n in names.iter().step_by(3) {
-            assert_eq!(s.remove(n).as_deref(), Some(n.as_str()));
+            let removed = s.remove(n).map(|p| s.value(&p).to_string());
+            assert_eq!(removed.as_deref(), Some(n.as_str()));
         }
         for (i, n) in names.iter().enumerate() {
             assert_eq!(s.get(n), (i % 3 != 0).then_some(n.as_str()), "{n}");
         }
         assert!(!s.contains("absent"));
         assert_eq!(s.pairs.len(), 200);
-        assert!(s.pairs.is_sorted());
+        assert!(s.iter().is_sorted());
+    }
+
+    #[test]
+    fn name_prefixes_order_names_as_strings_do() {
+        let names = [
+            "",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefghi",
+            "abcdefgi",
+            "b",
+            "\u{ff}",
+            "trace_id",
+            "trace_id_extracted",
+        ];
+        for a in names {
+            for b in names {
+                let (pa, pb) = (name_prefix(a), name_prefix(b));
+                assert!(pa == pb || pa.cmp(&pb) == a.cmp(b), "{a:?} {b:?}");
+            }
+        }
+        let mut s = Set::default();
+        for n in names.iter().rev() {
+            s.set(n, "v");
+        }
+        let mut sorted = names;
+        sorted.sort_unstable();
+        assert!(s.iter().map(|(n, _)| n).eq(sorted));
     }
 
     #[test]

@@ -48,21 +48,23 @@ impl Logfmt {
 
     /// `| logfmt`: every pair becomes a label; the first value of a name wins.
     fn process_all(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
-        self.each_pair(line, entry, |entry, key, value| {
-            let value = value.unwrap_or(Cow::Borrowed(""));
-            if value.is_empty() && !self.keep_empty {
-                return ControlFlow::Continue(());
-            }
-            let name = sanitize_key(key);
-            if name.is_empty() {
-                return ControlFlow::Continue(());
-            }
-            let name = entry.parsed_name(&name);
-            if hints.is_some_and(|h| !h.wants(&name)) {
-                return ControlFlow::Continue(());
-            }
-            entry.add_parsed_exact(&name, &replacement_to_space(value));
-            stop_when_all_extracted(entry, hints)
+        entry.with_scratch(|entry, scratch| {
+            self.each_pair(line, entry, |entry, key, value| {
+                let value = value.unwrap_or(Cow::Borrowed(""));
+                if value.is_empty() && !self.keep_empty {
+                    return ControlFlow::Continue(());
+                }
+                let name = sanitize_key(key);
+                if name.is_empty() {
+                    return ControlFlow::Continue(());
+                }
+                let name = entry.parsed_name_in(&name, scratch);
+                if hints.is_some_and(|h| !h.wants(name)) {
+                    return ControlFlow::Continue(());
+                }
+                entry.add_parsed_exact(name, &replacement_to_space(value));
+                stop_when_all_extracted(entry, hints)
+            })
         });
     }
 
@@ -161,7 +163,9 @@ fn set_syntax_error(entry: &mut EntryLabels, pos: usize, msg: &str) {
 
 /// Loki turns U+FFFD, which is what invalid UTF-8 in a line decodes to, into spaces.
 fn replacement_to_space(v: Cow<'_, str>) -> Cow<'_, str> {
-    if v.contains('\u{FFFD}') {
+    // U+FFFD is EF BF BD in UTF-8: a byte search rules it out far faster than a `char`
+    // pattern, which searches for the whole sequence.
+    if memchr::memchr(0xEF, v.as_bytes()).is_some() && v.contains('\u{FFFD}') {
         Cow::Owned(v.replace('\u{FFFD}', " "))
     } else {
         v

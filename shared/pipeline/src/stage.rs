@@ -258,14 +258,13 @@ fn compile(stage: &Stage) -> Result<Compiled, PipelineError> {
 fn drop_labels(refs: &[LabelRef], entry: &mut EntryLabels) {
     for r in refs {
         let dropped = match r {
-            LabelRef::Name(n) => entry.remove(n).is_some(),
+            LabelRef::Name(n) => entry.discard(n),
             LabelRef::Matcher(m) => {
-                entry.get(&m.name).is_some_and(|v| m.matches_value(v))
-                    && entry.remove(&m.name).is_some()
+                entry.get(&m.name).is_some_and(|v| m.matches_value(v)) && entry.discard(&m.name)
             }
         };
         if dropped && r.name() == ERROR_LABEL {
-            entry.remove(ERROR_DETAILS_LABEL);
+            entry.discard(ERROR_DETAILS_LABEL);
         }
     }
 }

@@ -85,7 +85,7 @@ impl Unwrapper {
 
     /// Removes the unwrapped label, as Loki does for the output series.
     pub fn remove_unwrapped_label(&self, entry: &mut EntryLabels) {
-        entry.remove(&self.label);
+        entry.discard(&self.label);
     }
 
     /// The error texts are Go's (`strconv`, `time`, `humanize`): they become

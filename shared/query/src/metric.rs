@@ -30,8 +30,8 @@ use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::execute_stream_partitioned;
 use futures::StreamExt;
 use parquetry_eval::{
-    Collapsed, CollapsedSeries, EvalParams, IDENTITY_LABEL, RangeInput, SampleSeries, StepCells,
-    Value,
+    Collapsed, CollapsedSamples, CollapsedSeries, EvalParams, IDENTITY_LABEL, RangeInput,
+    SampleSeries, StepCells, Value,
 };
 use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp};
 use parquetry_model::Labels;
@@ -506,32 +506,10 @@ impl Acc {
     /// Appends a sample to series `slot`, counting what its vector grows by; with `cells`,
     /// adds it to the series' last sample instead when both lie in one cell.
     fn push(&mut self, slot: Slot, t: i64, v: f64, cells: Option<&StepCells>) {
-        let samples = match slot {
-            Slot::Series(i) => &mut self.series[i].samples,
-            Slot::Collapsed(i) => &mut self.collapsed.series[i].samples,
+        self.bytes += match slot {
+            Slot::Series(i) => push_sample(&mut self.series[i].samples, t, v, cells),
+            Slot::Collapsed(i) => push_sample(&mut self.collapsed.series[i].samples, t, v, cells),
         };
-        let t = match cells {
-            None => t,
-            Some(cells) => {
-                let Some(cell) = cells.cell(t) else {
-                    return;
-                };
-                if let Some(last) = samples.last_mut().filter(|last| last.0 == cell) {
-                    last.1 += v;
-                    return;
-                }
-                cell
-            }
-        };
-        let before = samples.capacity();
-        if before == 0 {
-            // A series' first sample gets room for itself alone, not the four a `Vec` starts
-            // with: a parser query with a unique id per line makes a series per line.
-            samples.reserve_exact(1);
-        }
-        samples.push((t, v));
-        let grown = samples.capacity() - before;
-        self.bytes += grown * size_of::<(i64, f64)>();
     }
 
     /// The slot of the collapsed series `id`; a new one goes into the group labelled by the
@@ -563,7 +541,7 @@ impl Acc {
         self.collapsed.series.push(CollapsedSeries {
             id,
             group,
-            samples: Vec::new(),
+            samples: CollapsedSamples::new(),
         });
         Slot::Collapsed(i)
     }
@@ -612,15 +590,14 @@ impl Acc {
 
     /// The group of stream `fp`'s series when they keep stream labels alone (`pairs`, the
     /// stream's): looked up once per stream, not hashed and compared per series.
-    fn stream_group<'a>(
-        &mut self,
-        fp: u64,
-        pairs: impl Iterator<Item = (&'a str, &'a str)> + Clone,
-    ) -> u32 {
+    fn stream_group<'a, I>(&mut self, fp: u64, pairs: impl FnOnce() -> I) -> u32
+    where
+        I: Iterator<Item = (&'a str, &'a str)> + Clone,
+    {
         if let Some(&g) = self.stream_groups.get(&fp) {
             return g;
         }
-        let g = self.group(pairs);
+        let g = self.group(pairs());
         self.stream_groups.insert(fp, g);
         g
     }
@@ -800,7 +777,7 @@ impl Fold {
                         if own().any(|(k, v)| projected(k, v, by)) {
                             acc.group(kept(pairs(), by))
                         } else {
-                            acc.stream_group(f, kept(stream.iter().map(pair), by))
+                            acc.stream_group(f, || kept(stream.iter().map(pair), by))
                         }
                     })
                 }
@@ -823,6 +800,70 @@ impl Fold {
         }
         Ok(())
     }
+}
+
+/// A series' samples: a whole series' `Vec` or a collapsed series' inline first sample.
+trait Samples {
+    fn capacity(&self) -> usize;
+    fn last_mut(&mut self) -> Option<&mut (i64, f64)>;
+    fn reserve_exact(&mut self, n: usize);
+    fn push(&mut self, sample: (i64, f64));
+}
+
+impl Samples for Vec<(i64, f64)> {
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn last_mut(&mut self) -> Option<&mut (i64, f64)> {
+        self.as_mut_slice().last_mut()
+    }
+    fn reserve_exact(&mut self, n: usize) {
+        self.reserve_exact(n);
+    }
+    fn push(&mut self, sample: (i64, f64)) {
+        self.push(sample);
+    }
+}
+
+impl Samples for CollapsedSamples {
+    fn capacity(&self) -> usize {
+        self.capacity()
+    }
+    fn last_mut(&mut self) -> Option<&mut (i64, f64)> {
+        self.as_mut_slice().last_mut()
+    }
+    fn reserve_exact(&mut self, n: usize) {
+        self.reserve_exact(n);
+    }
+    fn push(&mut self, sample: (i64, f64)) {
+        self.push(sample);
+    }
+}
+
+/// Appends a sample to `samples`; with `cells`, adds it to the last sample instead when both
+/// lie in one cell. Returns the bytes the samples' heap part grew by.
+fn push_sample(samples: &mut impl Samples, t: i64, v: f64, cells: Option<&StepCells>) -> usize {
+    let t = match cells {
+        None => t,
+        Some(cells) => {
+            let Some(cell) = cells.cell(t) else {
+                return 0;
+            };
+            if let Some(last) = samples.last_mut().filter(|last| last.0 == cell) {
+                last.1 += v;
+                return 0;
+            }
+            cell
+        }
+    };
+    let before = samples.capacity();
+    if before == 0 {
+        // A series' first sample gets room for itself alone, not the four a `Vec` starts
+        // with: a parser query with a unique id per line makes a series per line.
+        samples.reserve_exact(1);
+    }
+    samples.push((t, v));
+    (samples.capacity() - before) * size_of::<(i64, f64)>()
 }
 
 /// Which labels the series of one range aggregation keep.

@@ -342,7 +342,7 @@ fn read_metric(b: &RecordBatch, inputs: &mut [RangeInput]) -> Result<()> {
                 _ => series.push(CollapsedSeries {
                     id,
                     group,
-                    samples: vec![sample],
+                    samples: [sample].into_iter().collect(),
                 }),
             }
             continue;
@@ -461,8 +461,11 @@ mod tests {
             labels: Labels::from_pairs([("l", l)]),
             samples,
         };
-        let collapsed =
-            |group: u32, id: u128, samples: Vec<(i64, f64)>| CollapsedSeries { id, group, samples };
+        let collapsed = |group: u32, id: u128, samples: Vec<(i64, f64)>| CollapsedSeries {
+            id,
+            group,
+            samples: samples.into(),
+        };
         let mut inputs: Vec<RangeInput> = vec![
             vec![
                 s("a", vec![(1, 1.0), (2, f64::INFINITY)]),
