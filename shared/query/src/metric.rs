@@ -810,35 +810,27 @@ trait Samples {
     fn push(&mut self, sample: (i64, f64));
 }
 
-impl Samples for Vec<(i64, f64)> {
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn last_mut(&mut self) -> Option<&mut (i64, f64)> {
-        self.as_mut_slice().last_mut()
-    }
-    fn reserve_exact(&mut self, n: usize) {
-        self.reserve_exact(n);
-    }
-    fn push(&mut self, sample: (i64, f64)) {
-        self.push(sample);
-    }
+/// Both sample vectors have these as inherent methods of the same names.
+macro_rules! impl_samples {
+    ($($t:ty),*) => {$(
+        impl Samples for $t {
+            fn capacity(&self) -> usize {
+                self.capacity()
+            }
+            fn last_mut(&mut self) -> Option<&mut (i64, f64)> {
+                self.as_mut_slice().last_mut()
+            }
+            fn reserve_exact(&mut self, n: usize) {
+                self.reserve_exact(n);
+            }
+            fn push(&mut self, sample: (i64, f64)) {
+                self.push(sample);
+            }
+        }
+    )*};
 }
 
-impl Samples for CollapsedSamples {
-    fn capacity(&self) -> usize {
-        self.capacity()
-    }
-    fn last_mut(&mut self) -> Option<&mut (i64, f64)> {
-        self.as_mut_slice().last_mut()
-    }
-    fn reserve_exact(&mut self, n: usize) {
-        self.reserve_exact(n);
-    }
-    fn push(&mut self, sample: (i64, f64)) {
-        self.push(sample);
-    }
-}
+impl_samples!(Vec<(i64, f64)>, CollapsedSamples);
 
 /// Appends a sample to `samples`; with `cells`, adds it to the last sample instead when both
 /// lie in one cell. Returns the bytes the samples' heap part grew by.
