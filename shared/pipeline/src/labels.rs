@@ -58,6 +58,15 @@ fn text(buf: &str, (start, len): (u32, u32)) -> &str {
     buf.get(start..start + len as usize).unwrap_or_default()
 }
 
+/// How pair `p` orders against the name `name` whose [`name_prefix`] is `prefix`: by the
+/// prefixes, then, only when they tie, by the strings.
+#[inline]
+fn order(buf: &str, p: &Pair, prefix: u64, name: &str) -> std::cmp::Ordering {
+    p.prefix
+        .cmp(&prefix)
+        .then_with(|| text(buf, p.name).cmp(name))
+}
+
 /// One pair of a [`Set`]: its name's [`name_prefix`] and where name and value lie in the
 /// set's buffer.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +87,7 @@ struct Pair {
 struct Set {
     buf: String,
     pairs: Vec<Pair>,
-    /// [`name_bit`] of every name added since the last [`Set::assign`]: a superset of the
+    /// [`name_bit`] of every name added since the last [`Set::clear`]: a superset of the
     /// names present (removals leave their bit), so a clear bit proves absence.
     bits: u64,
 }
@@ -117,7 +126,7 @@ impl Set {
     fn find(&self, name: &str) -> Result<usize, usize> {
         let prefix = name_prefix(name);
         self.pairs
-            .binary_search_by(|p| p.prefix.cmp(&prefix).then_with(|| self.name(p).cmp(name)))
+            .binary_search_by(|p| order(&self.buf, p, prefix, name))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -170,21 +179,11 @@ impl Set {
             };
             self.pairs.push(pair);
         }
-        // Stream labels arrive sorted; structured metadata may not.
-        let order = |s: &Set, a: &Pair, b: &Pair| {
-            a.prefix
-                .cmp(&b.prefix)
-                .then_with(|| s.name(a).cmp(s.name(b)))
-        };
-        if !self
-            .pairs
-            .is_sorted_by(|a, b| order(self, a, b) != std::cmp::Ordering::Greater)
-        {
-            let mut pairs = std::mem::take(&mut self.pairs);
-            pairs.sort_by(|a, b| order(self, a, b));
-            self.pairs = pairs;
-        }
+        // Stream labels arrive sorted (a stable sort only checks that); structured metadata
+        // may not.
         let buf = &self.buf;
+        self.pairs
+            .sort_by(|a, b| order(buf, a, b.prefix, text(buf, b.name)));
         self.pairs
             .dedup_by(|later, earlier| text(buf, later.name) == text(buf, earlier.name));
     }
