@@ -76,20 +76,40 @@ struct Pair {
     value: (u32, u32),
 }
 
-/// One category's labels, sorted by name so lookups are binary searches.
+/// One category's labels.
 ///
 /// Names and values are bytes of one buffer rather than a `String` each: a parser adds a
 /// handful of pairs per line, and copying them into one buffer (cleared per entry) costs a
-/// fraction of filling two strings per pair, and inserting in name order moves 24-byte
-/// records. Replaced values and removed pairs leave their bytes behind until the next
-/// [`Set::assign`] or [`Set::clear`], which every entry starts with.
-#[derive(Debug, Clone, Default)]
+/// fraction of filling two strings per pair. Replaced values and removed pairs leave their
+/// bytes behind until the next [`Set::assign`] or [`Set::clear`], which every entry starts
+/// with.
+///
+/// A small set keeps its pairs in the order they came: a parser's new key (its name bit
+/// clear, the common case) is appended without a search, and a look-up scans a few 24-byte
+/// records comparing 8-byte prefixes. From [`Set::SCAN`] pairs on the set is sorted by name
+/// and looked up by binary search, so a JSON line of hundreds of keys does not scan
+/// quadratically. Nothing reads a set's order: every consumer builds [`Labels`] (which
+/// sort) or hashes the pairs order-free.
+#[derive(Debug, Clone)]
 struct Set {
     buf: String,
     pairs: Vec<Pair>,
     /// [`name_bit`] of every name added since the last [`Set::clear`]: a superset of the
     /// names present (removals leave their bit), so a clear bit proves absence.
     bits: u64,
+    /// The pairs are in name order (always so from [`Set::SCAN`] pairs on).
+    sorted: bool,
+}
+
+impl Default for Set {
+    fn default() -> Self {
+        Set {
+            buf: String::new(),
+            pairs: Vec::new(),
+            bits: 0,
+            sorted: true,
+        }
+    }
 }
 
 impl Set {
@@ -122,11 +142,22 @@ impl Set {
         self.bits & name_bit(name) != 0
     }
 
+    /// Pairs up to which a set is scanned rather than sorted (see [`Set`]).
+    const SCAN: usize = 16;
+
+    /// Where `name` is, or (in a sorted set) where it would go.
     #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
         let prefix = name_prefix(name);
+        if self.sorted {
+            return self
+                .pairs
+                .binary_search_by(|p| order(&self.buf, p, prefix, name));
+        }
         self.pairs
-            .binary_search_by(|p| order(&self.buf, p, prefix, name))
+            .iter()
+            .position(|p| p.prefix == prefix && text(&self.buf, p.name) == name)
+            .ok_or(self.pairs.len())
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -141,25 +172,45 @@ impl Set {
     }
 
     fn set(&mut self, name: &str, value: &str) {
-        // An absent name still needs its insertion point: the search runs either way.
-        self.bits |= name_bit(name);
-        match self.find(name) {
-            Ok(i) => {
-                let value = self.push(value);
-                self.pairs[i].value = value;
-            }
-            Err(i) => {
-                let pair = Pair {
-                    prefix: name_prefix(name),
-                    name: self.push(name),
-                    value: self.push(value),
-                };
-                self.pairs.insert(i, pair);
-            }
+        let bit = name_bit(name);
+        let found = if self.bits & bit != 0 {
+            self.find(name).ok()
+        } else {
+            None
+        };
+        self.bits |= bit;
+        if let Some(i) = found {
+            let value = self.push(value);
+            self.pairs[i].value = value;
+            return;
         }
+        let pair = Pair {
+            prefix: name_prefix(name),
+            name: self.push(name),
+            value: self.push(value),
+        };
+        if self.pairs.len() < Self::SCAN {
+            // Appending keeps a sorted set sorted only when the name goes last.
+            if self.sorted
+                && let Some(last) = self.pairs.last()
+            {
+                self.sorted = order(&self.buf, last, pair.prefix, name).is_lt();
+            }
+            self.pairs.push(pair);
+            return;
+        }
+        if !self.sorted {
+            let buf = &self.buf;
+            self.pairs
+                .sort_unstable_by(|a, b| order(buf, a, b.prefix, text(buf, b.name)));
+            self.sorted = true;
+        }
+        let at = self.find(name).unwrap_or_else(|at| at);
+        self.pairs.insert(at, pair);
     }
 
     /// Removes `name`; its value stays readable in the buffer until the set is cleared.
+    /// The others keep their order.
     fn remove(&mut self, name: &str) -> Option<Pair> {
         if !self.may_contain(name) {
             return None;
@@ -192,6 +243,7 @@ impl Set {
         self.buf.clear();
         self.pairs.clear();
         self.bits = 0;
+        self.sorted = true;
     }
 
     /// Keeps the pairs for which `keep` returns true; returns whether any went.
@@ -674,13 +726,32 @@ mod tests {
                 assert!(pa == pb || pa.cmp(&pb) == a.cmp(b), "{a:?} {b:?}");
             }
         }
+        let mut sorted = names;
+        sorted.sort_unstable();
+        // Filled in reverse: kept as it came while small, sorted once it grows past the scan
+        // limit, and every name found either way.
         let mut s = Set::default();
         for n in names.iter().rev() {
             s.set(n, "v");
         }
-        let mut sorted = names;
-        sorted.sort_unstable();
-        assert!(s.iter().map(|(n, _)| n).eq(sorted));
+        assert!(s.iter().map(|(n, _)| n).eq(names.iter().rev().copied()));
+        for n in names {
+            assert_eq!(s.get(n), Some("v"), "{n:?}");
+        }
+        let more: Vec<String> = (0..Set::SCAN).map(|i| format!("z{i:02}")).collect();
+        for n in more.iter().rev() {
+            s.set(n, "w");
+        }
+        let mut all: Vec<&str> = sorted
+            .iter()
+            .copied()
+            .chain(more.iter().map(String::as_str))
+            .collect();
+        all.sort_unstable();
+        assert!(s.iter().map(|(n, _)| n).eq(all.iter().copied()));
+        for n in &all {
+            assert!(s.contains(n), "{n:?}");
+        }
     }
 
     #[test]

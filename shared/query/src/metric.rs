@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, StringViewArray};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, TimestampNanosecondType, UInt64Type};
 use datafusion::execution::memory_pool::MemoryConsumer;
@@ -331,7 +331,9 @@ impl QueryEngine {
         }
         let df = ctx
             .read_table(Arc::new(
-                LogTable::new(objects).with_partitions(self.parallelism()),
+                LogTable::new(objects)
+                    .with_partitions(self.parallelism())
+                    .with_line_views(),
             ))?
             .filter(predicate)?
             .select_columns(&columns)?;
@@ -666,10 +668,9 @@ impl Fold {
             .ok_or_else(|| QueryError::Internal("unexpected stream column type".into()))?;
         let meta = Metadata::new(&column(COL_METADATA)?)?;
         let line = match schema.index_of(COL_LINE) {
-            Ok(i) => Some(cast(batch.column(i), &DataType::Utf8)?),
+            Ok(i) => Some(Lines::of(batch.column(i))?),
             Err(_) => None,
         };
-        let line = line.as_ref().map(|l| l.as_string::<i32>());
 
         // No pipeline and no unwrap: a row's labels are its stream's plus its metadata.
         let simple = self.pipeline.is_none() && self.unwrapper.is_none();
@@ -686,7 +687,7 @@ impl Fold {
             let Some(stream) = self.streams.get(&f) else {
                 continue;
             };
-            let text = line.map_or("", |l| l.value(row));
+            let text = line.as_ref().map_or("", |l| l.value(row));
             if !self.seen.first(f, t, text) {
                 continue;
             }
@@ -799,6 +800,30 @@ impl Fold {
             acc.push(slot, t, v, self.cells.as_ref());
         }
         Ok(())
+    }
+}
+
+/// A batch's `line` column: views into the scan's pages (see [`LogTable::with_line_views`]),
+/// or, from a scan that copied them, a plain string array.
+enum Lines {
+    Views(StringViewArray),
+    Plain(StringArray),
+}
+
+impl Lines {
+    fn of(col: &ArrayRef) -> Result<Lines> {
+        Ok(match col.data_type() {
+            DataType::Utf8View => Lines::Views(col.as_string_view().clone()),
+            _ => Lines::Plain(cast(col, &DataType::Utf8)?.as_string::<i32>().clone()),
+        })
+    }
+
+    #[inline]
+    fn value(&self, row: usize) -> &str {
+        match self {
+            Lines::Views(a) => a.value(row),
+            Lines::Plain(a) => a.value(row),
+        }
     }
 }
 
@@ -947,7 +972,7 @@ struct Metadata {
 }
 
 impl Metadata {
-    fn new(col: &arrow::array::ArrayRef) -> Result<Metadata> {
+    fn new(col: &ArrayRef) -> Result<Metadata> {
         let m = col
             .as_map_opt()
             .ok_or_else(|| QueryError::Internal("unexpected metadata column type".into()))?;

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::Session;
 use datafusion::common::DFSchema;
@@ -27,7 +27,7 @@ use datafusion::parquet::arrow::arrow_reader::RowSelection;
 use datafusion::physical_plan::ExecutionPlan;
 use object_store::ObjectMeta;
 use parquetry_store::DataObject;
-use parquetry_store::schema::log_schema;
+use parquetry_store::schema::{COL_LINE, log_schema};
 
 use crate::named::NamingReaderFactory;
 
@@ -71,6 +71,28 @@ impl LogTable {
     /// still keeps `n` cores busy, and `n = 1` runs it on one.
     pub fn with_partitions(mut self, n: usize) -> Self {
         self.partitions = Some(n.max(1));
+        self
+    }
+
+    /// Reads `line` as `Utf8View`: each batch's lines are views into the decompressed
+    /// pages rather than a copy of every line into one growing buffer. For a scan that only
+    /// reads its lines in place (a metric query's fold), the copy and the page faults of its
+    /// fresh memory were a fifth of the CPU of a parser query (docs/benchmarks.md,
+    /// "Lines read in place").
+    pub fn with_line_views(mut self) -> Self {
+        let fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| match f.name().as_str() {
+                COL_LINE => f.as_ref().clone().with_data_type(DataType::Utf8View),
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        self.schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            self.schema.metadata().clone(),
+        ));
         self
     }
 }
