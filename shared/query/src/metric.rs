@@ -18,6 +18,7 @@
 //! at most two samples per step instead of one per line, so a count over a day at `step=60`
 //! keeps thousands of samples, not millions, and fan-out leaves ship cells, not lines.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -455,6 +456,7 @@ type FastMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 struct Acc {
     index: FastMap<Labels, usize>,
     by_stream: FastMap<u64, usize>,
+    /// Pre-grouped series by stream and a hash of the grouped labels not the stream's.
     by_group: FastMap<(u64, u64), usize>,
     series: Vec<SampleSeries>,
     /// Collapsed series (see [`parquetry_eval::Collapsed`]): a group index and an identity
@@ -681,10 +683,26 @@ impl Fold {
         // The identity of the last stream's labels: rows come in runs of one stream, and a
         // collapsed series' identity is that plus its own pairs' (see [`identity`]).
         let mut stream_identity: Option<(u64, u128)> = None;
+        // A row's metadata under the names a metric series gives it (see [`metadata_pairs`]).
+        let mut own: Vec<(Cow<'_, str>, &str)> = Vec::new();
+        // The labels of the last row's stream: rows come in runs of one stream.
+        // With whether it has an `__error__` label, which may fail the query.
+        let mut last: Option<(u64, Option<(&Labels, bool)>)> = None;
         for row in 0..batch.num_rows() {
             let t = ts.value(row);
             let f = fp.value(row);
-            let Some(stream) = self.streams.get(&f) else {
+            let stream = match last {
+                Some((k, s)) if k == f => s,
+                _ => {
+                    let s = self
+                        .streams
+                        .get(&f)
+                        .map(|l| (l, l.get(ERROR_LABEL).is_some()));
+                    last = Some((f, s));
+                    s
+                }
+            };
+            let Some((stream, stream_errored)) = stream else {
                 continue;
             };
             let text = line.as_ref().map_or("", |l| l.value(row));
@@ -698,7 +716,27 @@ impl Fold {
                 };
                 let slot = match &self.group_by {
                     None if meta.is_empty(row) => acc.stream_slot(f, || stream.clone()),
-                    None => acc.row_slot(merged(stream, meta.pairs(row)), self.collapse.as_deref()),
+                    None => match self.collapse.as_deref() {
+                        // The row's labels are its stream's plus its metadata's: the identity
+                        // is the stream's plus the metadata's, and so is the group, without a
+                        // label set built per row (a trace id makes every row a series).
+                        Some(by)
+                            if !stream_errored
+                                && metadata_pairs(stream, meta.pairs(row), &mut own) =>
+                        {
+                            let sid = stream_id(&mut stream_identity, f, stream, &mut acc.scratch);
+                            let pairs = || own.iter().map(|(n, v)| (&**n, *v));
+                            let id = sid.wrapping_add(identity(pairs(), &mut acc.scratch));
+                            acc.identity_slot_in(id, |acc| {
+                                if pairs().any(|(k, v)| projected(k, v, by)) {
+                                    acc.group(kept(stream.iter().map(pair).chain(pairs()), by))
+                                } else {
+                                    acc.stream_group(f, || kept(stream.iter().map(pair), by))
+                                }
+                            })
+                        }
+                        collapse => acc.row_slot(merged(stream, meta.pairs(row)), collapse),
+                    },
                     Some(by) if !meta.any_key_in(row, by) => {
                         acc.stream_slot(f, || project(stream.iter().map(pair), by))
                     }
@@ -715,6 +753,7 @@ impl Fold {
                                     by,
                                 ));
                                 if let Slot::Series(i) = slot {
+                                    acc.bytes += 32;
                                     acc.by_group.insert((f, h), i);
                                 }
                                 slot
@@ -754,25 +793,38 @@ impl Fold {
             // the whole series, not its group.
             let fails = fails_query(|name| entry.get(name));
             let pairs = || entry.iter().map(|(_, n, v)| (n, v));
+            // The row's labels other than its stream's.
+            let own = || {
+                entry
+                    .iter()
+                    .filter(|(c, _, _)| *c != Category::Stream)
+                    .map(|(_, n, v)| (n, v))
+            };
             let slot = match (&self.group_by, &self.collapse) {
+                (Some(by), _) if !fails && entry.stream_unchanged() => {
+                    // The stream's labels are the row's: the series is known by the stream
+                    // and a hash of the other labels it keeps, as in the pipeline-free case,
+                    // so a row of a group seen before builds no label set.
+                    let h =
+                        parquetry_model::hash_pairs(own().filter(|(k, v)| projected(k, v, by)), 0);
+                    match acc.by_group.get(&(f, h)) {
+                        Some(&i) => Slot::Series(i),
+                        None => {
+                            let slot = acc.slot(project(pairs(), by));
+                            if let Slot::Series(i) = slot {
+                                // The map slot.
+                                acc.bytes += 32;
+                                acc.by_group.insert((f, h), i);
+                            }
+                            slot
+                        }
+                    }
+                }
                 (Some(by), _) if !fails => acc.slot(project(pairs(), by)),
                 (None, Some(by)) if !fails && entry.stream_unchanged() => {
                     // The stream's labels are the row's: their part of the identity is the
                     // stream's, and so is the group unless another label is kept.
-                    let own = || {
-                        entry
-                            .iter()
-                            .filter(|(c, _, _)| *c != Category::Stream)
-                            .map(|(_, n, v)| (n, v))
-                    };
-                    let sid = match stream_identity {
-                        Some((k, id)) if k == f => id,
-                        _ => {
-                            let id = identity(stream.iter().map(pair), &mut acc.scratch);
-                            stream_identity = Some((f, id));
-                            id
-                        }
-                    };
+                    let sid = stream_id(&mut stream_identity, f, stream, &mut acc.scratch);
                     let id = sid.wrapping_add(identity(own(), &mut acc.scratch));
                     acc.identity_slot_in(id, |acc| {
                         if own().any(|(k, v)| projected(k, v, by)) {
@@ -940,6 +992,54 @@ fn merged<'a>(stream: &'a Labels, extra: impl Iterator<Item = (&'a str, &'a str)
         }
     }
     l
+}
+
+/// The identity of stream `f`'s labels, computed once per run of the stream's rows.
+fn stream_id(
+    last: &mut Option<(u64, u128)>,
+    f: u64,
+    stream: &Labels,
+    scratch: &mut Vec<u8>,
+) -> u128 {
+    match *last {
+        Some((k, id)) if k == f => id,
+        _ => {
+            let id = identity(stream.iter().map(pair), scratch);
+            *last = Some((f, id));
+            id
+        }
+    }
+}
+
+/// The pairs [`merged`] adds to `stream` for a row's metadata `extra`, into `own`: renamed
+/// where they clash with a stream label, the first of a name kept. False when a name starts
+/// with `__`: such a row may fail the query, which the caller decides on the whole set (as
+/// for a stream with an `__error__` label, which the caller checks once per stream).
+fn metadata_pairs<'a>(
+    stream: &Labels,
+    extra: impl Iterator<Item = (&'a str, &'a str)>,
+    own: &mut Vec<(Cow<'a, str>, &'a str)>,
+) -> bool {
+    own.clear();
+    for (k, v) in extra {
+        if k.starts_with("__") {
+            return false;
+        }
+        // `metadata_name`, with one look-up of the stream for a name that is not its.
+        let name = if stream.get(k).is_none() {
+            Cow::Borrowed(k)
+        } else {
+            let renamed = format!("{k}_extracted");
+            if stream.get(&renamed).is_some() {
+                continue;
+            }
+            Cow::Owned(renamed)
+        };
+        if !own.iter().any(|(n, _)| *n == name) {
+            own.push((name, v));
+        }
+    }
+    true
 }
 
 /// Whether a sample whose labels `get` looks up carries an `__error__` that fails a metric
@@ -1313,5 +1413,61 @@ mod tests {
                 ("user", "u1"),
             ])
         );
+    }
+
+    #[test]
+    fn metadata_pairs_are_what_merging_adds() {
+        let stream = Labels::from_pairs([("app", "api"), ("trace_id", "stream")]);
+        let mut own = Vec::new();
+        let mut scratch = Vec::new();
+        for extra in [
+            vec![("trace_id", "meta"), ("user", "u1")],
+            // The first of a name stays, renamed or not; an empty value is a pair too.
+            vec![
+                ("user", "u1"),
+                ("user", "u2"),
+                ("trace_id", "a"),
+                ("trace_id", "b"),
+            ],
+            vec![
+                ("trace_id_extracted", "x"),
+                ("trace_id", "y"),
+                ("empty", ""),
+            ],
+            vec![("app", "again")],
+        ] {
+            assert!(metadata_pairs(&stream, extra.iter().copied(), &mut own));
+            let whole = merged(&stream, extra.iter().copied());
+            let split = identity(stream.iter().map(pair), &mut scratch)
+                .wrapping_add(identity(own.iter().map(|(n, v)| (&**n, *v)), &mut scratch));
+            assert_eq!(
+                split,
+                identity(whole.iter().map(pair), &mut scratch),
+                "{extra:?}"
+            );
+            let mut names: Vec<&str> = stream
+                .iter()
+                .map(|l| l.name.as_str())
+                .chain(own.iter().map(|(n, _)| &**n))
+                .collect();
+            names.sort_unstable();
+            assert!(
+                names
+                    .iter()
+                    .copied()
+                    .eq(whole.iter().map(|l| l.name.as_str()))
+            );
+        }
+        // Names that may carry a pipeline error are left to the whole set.
+        assert!(!metadata_pairs(
+            &stream,
+            [("__error__", "x")].into_iter(),
+            &mut own
+        ));
+        assert!(!metadata_pairs(
+            &stream,
+            [("a", "b"), ("__preserve_error__", "true")].into_iter(),
+            &mut own
+        ));
     }
 }
