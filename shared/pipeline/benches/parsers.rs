@@ -36,32 +36,54 @@ const MESSAGES: [&str; 3] = [
     "cache miss, loading from db",
 ];
 
-fn logfmt_line(r: &mut Rng, i: u64) -> String {
-    format!(
-        "ts={} level={} msg=\"{}\" path={} status={} duration={}ms user={} trace_id={:032x}",
-        1_796_174_255_679 + i,
-        LEVELS[r.below(4) as usize],
-        MESSAGES[r.below(3) as usize],
-        PATHS[r.below(4) as usize],
-        [200, 201, 404, 500][r.below(4) as usize],
-        r.below(2000),
-        r.below(100_000),
-        u128::from(r.below(u64::MAX)) << 64 | u128::from(r.below(u64::MAX)),
-    )
+/// One generated entry's fields.
+struct Fields {
+    ts: u64,
+    level: &'static str,
+    msg: &'static str,
+    path: &'static str,
+    status: u16,
+    ms: u64,
+    user: u64,
+    trace: u128,
 }
 
-fn json_line(r: &mut Rng, i: u64) -> String {
-    format!(
-        r#"{{"ts":{},"level":"{}","msg":"{}","path":"{}","status":{},"ms":{},"user":{},"trace_id":"{:032x}"}}"#,
-        1_796_174_255_679 + i,
-        LEVELS[r.below(4) as usize],
-        MESSAGES[r.below(3) as usize],
-        PATHS[r.below(4) as usize],
-        [200, 201, 404, 500][r.below(4) as usize],
-        r.below(2000),
-        r.below(100_000),
-        u128::from(r.below(u64::MAX)) << 64 | u128::from(r.below(u64::MAX)),
-    )
+impl Fields {
+    fn new(r: &mut Rng, i: u64) -> Fields {
+        Fields {
+            ts: 1_796_174_255_679 + i,
+            level: LEVELS[r.below(4) as usize],
+            msg: MESSAGES[r.below(3) as usize],
+            path: PATHS[r.below(4) as usize],
+            status: [200, 201, 404, 500][r.below(4) as usize],
+            ms: r.below(2000),
+            user: r.below(100_000),
+            trace: u128::from(r.below(u64::MAX)) << 64 | u128::from(r.below(u64::MAX)),
+        }
+    }
+
+    /// The entry as a JSON line, or as a logfmt line.
+    fn line(&self, json: bool) -> String {
+        let Fields {
+            ts,
+            level,
+            msg,
+            path,
+            status,
+            ms,
+            user,
+            trace,
+        } = self;
+        if json {
+            format!(
+                r#"{{"ts":{ts},"level":"{level}","msg":"{msg}","path":"{path}","status":{status},"ms":{ms},"user":{user},"trace_id":"{trace:032x}"}}"#
+            )
+        } else {
+            format!(
+                "ts={ts} level={level} msg=\"{msg}\" path={path} status={status} duration={ms}ms user={user} trace_id={trace:032x}"
+            )
+        }
+    }
 }
 
 /// The pipeline and unwrap of the metric query `q`'s range aggregation.
@@ -119,8 +141,8 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
     let mut r = Rng(42);
-    let logfmt: Vec<String> = (0..n).map(|i| logfmt_line(&mut r, i)).collect();
-    let json: Vec<String> = (0..n).map(|i| json_line(&mut r, i)).collect();
+    let logfmt: Vec<String> = (0..n).map(|i| Fields::new(&mut r, i).line(false)).collect();
+    let json: Vec<String> = (0..n).map(|i| Fields::new(&mut r, i).line(true)).collect();
     let traces: Vec<(&str, String)> = (0..1024)
         .map(|i| {
             (
