@@ -203,8 +203,27 @@ pub struct CollapsedSeries {
     pub id: u128,
     /// Index into [`Collapsed::groups`].
     pub group: u32,
+    /// The series' place in evaluation's input, set just before evaluation sorts them: the
+    /// sort is unstable (a stable one over a series per line took twice as long) and this
+    /// breaks its ties as a stable sort would. It fills the struct's padding.
+    pub(crate) seq: u32,
     /// As [`SampleSeries::samples`].
     pub samples: CollapsedSamples,
+}
+
+// A series per line: the tie-break must stay in the padding.
+const _: () = assert!(size_of::<CollapsedSeries>() == 48);
+
+impl CollapsedSeries {
+    /// The series `id` of group `group`.
+    pub fn new(id: u128, group: u32, samples: CollapsedSamples) -> Self {
+        CollapsedSeries {
+            id,
+            group,
+            seq: 0,
+            samples,
+        }
+    }
 }
 
 /// The samples of a collapsed series, the first of them held in place: a parser query with a

@@ -437,9 +437,12 @@ fn group_series(
     let materialize = grouping.is_some() || !per_group;
     if series.is_empty() && !materialize && !errored.contains(&true) {
         let mut series = collapsed;
-        for s in &mut series {
+        for (i, s) in series.iter_mut().enumerate() {
             s.group = canonical.get(s.group as usize).copied().unwrap_or(s.group);
             group_tag(s.group as usize, &groups, &mut group_tags, &mut tag);
+            // Below 2^32 series: each holds 48 bytes, and the memory pool bounds them far
+            // below 192 GiB.
+            s.seq = i as u32;
         }
         let tags = group_tags
             .into_iter()
@@ -448,10 +451,11 @@ fn group_series(
         let ranks = collapsed_ranks(&groups);
         let key = |s: &CollapsedSeries| {
             let (before, after) = ranks.get(s.group as usize).copied().unwrap_or_default();
-            (before, s.id, after)
+            (before, s.id, after, s.seq)
         };
-        // Stable: equal series stay in input order, and so do their samples when merged.
-        series.sort_by_key(key);
+        // As a stable sort by the rest of the key: equal series stay in input order, and so
+        // do their samples when merged.
+        series.sort_unstable_by_key(key);
         merge_runs(
             &mut series,
             |a, b| (a.group, a.id) == (b.group, b.id),
@@ -971,6 +975,43 @@ mod tests {
     }
 
     #[test]
+    fn equal_collapsed_series_merge_in_input_order() {
+        // Many series, a few identities, every sample at one instant with its input position
+        // as value: after sorting and merging, each identity's samples must still be in input
+        // order (what `first_over_time` and float sums of one instant see), as a stable sort
+        // keeps them. An unstable sort without the position as a tie-break reorders them.
+        let groups: Vec<Labels> = vec![Labels::from_pairs([("g", "a")])];
+        let series: Vec<CollapsedSeries> = (0..5_000u32)
+            .map(|i| {
+                let id = u128::from(i.wrapping_mul(2_654_435_761) % 7);
+                CollapsedSeries::new(id, 0, [(1_000, f64::from(i))].into_iter().collect())
+            })
+            .collect();
+        let ra = match parquetry_logql::parse_expr(r#"first_over_time({a="b"} | unwrap x [1m])"#) {
+            Ok(parquetry_logql::Expr::Sample(parquetry_logql::SampleExpr::RangeAggregation(
+                ra,
+            ))) => ra,
+            other => panic!("{other:?}"),
+        };
+        let input = RangeInput {
+            series: Vec::new(),
+            collapsed: Collapsed { groups, series },
+        };
+        let Sorted::Collapsed { series, .. } = group_series(&ra, input, true, |_| 0).0 else {
+            panic!("every series stays collapsed");
+        };
+        assert_eq!(series.len(), 7);
+        for s in &series {
+            assert!(s.samples.len() > 600);
+            assert!(
+                s.samples.is_sorted_by(|a, b| a.1 < b.1),
+                "{:?}",
+                &s.samples[..5]
+            );
+        }
+    }
+
+    #[test]
     fn collapsed_series_sort_and_merge_as_the_label_sets_they_stand_for() {
         let groups: Vec<Labels> = [
             vec![],
@@ -992,11 +1033,11 @@ mod tests {
             for (j, &id) in ids.iter().enumerate() {
                 // Every name twice, samples in reverse order of their entries.
                 for t in [2 * j as i64 + 1, 2 * j as i64] {
-                    series.push(CollapsedSeries {
+                    series.push(CollapsedSeries::new(
                         id,
-                        group: g as u32,
-                        samples: [(t, 1.0)].into_iter().collect(),
-                    });
+                        g as u32,
+                        [(t, 1.0)].into_iter().collect(),
+                    ));
                 }
             }
         }

@@ -851,11 +851,11 @@ fn collapsed_noisy(by: &[&str], mixed: bool) -> RangeInput {
         let group = (g + i % 2) as u32;
         let (a, b) = s.samples.split_at(s.samples.len() / 3);
         for samples in [a, b] {
-            series.push(CollapsedSeries {
+            series.push(CollapsedSeries::new(
                 id,
                 group,
-                samples: samples.iter().copied().collect(),
-            });
+                samples.iter().copied().collect(),
+            ));
         }
     }
     input

@@ -542,11 +542,9 @@ impl Acc {
             self.bytes += 32;
             self.by_identity.insert(id, i);
         }
-        self.collapsed.series.push(CollapsedSeries {
-            id,
-            group,
-            samples: CollapsedSamples::new(),
-        });
+        self.collapsed
+            .series
+            .push(CollapsedSeries::new(id, group, CollapsedSamples::new()));
         Slot::Collapsed(i)
     }
 

@@ -339,11 +339,11 @@ fn read_metric(b: &RecordBatch, inputs: &mut [RangeInput]) -> Result<()> {
             let series = &mut range.collapsed.series;
             match series.last_mut() {
                 Some(last) if (last.id, last.group) == (id, group) => last.samples.push(sample),
-                _ => series.push(CollapsedSeries {
+                _ => series.push(CollapsedSeries::new(
                     id,
                     group,
-                    samples: [sample].into_iter().collect(),
-                }),
+                    [sample].into_iter().collect(),
+                )),
             }
             continue;
         }
@@ -461,10 +461,8 @@ mod tests {
             labels: Labels::from_pairs([("l", l)]),
             samples,
         };
-        let collapsed = |group: u32, id: u128, samples: Vec<(i64, f64)>| CollapsedSeries {
-            id,
-            group,
-            samples: samples.into(),
+        let collapsed = |group: u32, id: u128, samples: Vec<(i64, f64)>| {
+            CollapsedSeries::new(id, group, samples.into())
         };
         let mut inputs: Vec<RangeInput> = vec![
             vec![
