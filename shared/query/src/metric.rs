@@ -626,6 +626,22 @@ impl Acc {
         slot
     }
 
+    /// The pre-grouped series of stream `fp` whose grouped labels that are not the stream's
+    /// hash to `h` (64 bits, as stream fingerprints are): rows of one group find it without
+    /// building `labels`, which only a new key needs.
+    fn group_slot(&mut self, fp: u64, h: u64, labels: impl FnOnce() -> Labels) -> Slot {
+        if let Some(&i) = self.by_group.get(&(fp, h)) {
+            return Slot::Series(i);
+        }
+        let slot = self.slot(labels());
+        if let Slot::Series(i) = slot {
+            // The map slot.
+            self.bytes += 32;
+            self.by_group.insert((fp, h), i);
+        }
+        slot
+    }
+
     /// Appends `other`'s samples: a series' samples stay in scan order, unsorted, since
     /// evaluation sorts each series once after grouping anyway ([`SampleSeries::samples`]).
     /// Collapsed series are appended without looking their identity up: evaluation merges
@@ -683,8 +699,8 @@ impl Fold {
         let mut stream_identity: Option<(u64, u128)> = None;
         // A row's metadata under the names a metric series gives it (see [`metadata_pairs`]).
         let mut own: Vec<(Cow<'_, str>, &str)> = Vec::new();
-        // The labels of the last row's stream: rows come in runs of one stream.
-        // With whether it has an `__error__` label, which may fail the query.
+        // The last row's stream (rows come in runs of one stream): its labels, and whether
+        // they hold an `__error__`, which may fail the query.
         let mut last: Option<(u64, Option<(&Labels, bool)>)> = None;
         for row in 0..batch.num_rows() {
             let t = ts.value(row);
@@ -741,22 +757,11 @@ impl Fold {
                     Some(by) => {
                         // Rows of one stream differ only in their metadata values: key the
                         // series by (stream, hash of the grouped metadata) so the common case
-                        // allocates nothing. 64-bit hashes, as stream fingerprints are.
+                        // allocates nothing.
                         let h = meta.hash_keys_in(row, by);
-                        match acc.by_group.get(&(f, h)) {
-                            Some(&slot) => Slot::Series(slot),
-                            None => {
-                                let slot = acc.slot(project(
-                                    stream.iter().map(pair).chain(meta.pairs(row)),
-                                    by,
-                                ));
-                                if let Slot::Series(i) = slot {
-                                    acc.bytes += 32;
-                                    acc.by_group.insert((f, h), i);
-                                }
-                                slot
-                            }
-                        }
+                        acc.group_slot(f, h, || {
+                            project(stream.iter().map(pair).chain(meta.pairs(row)), by)
+                        })
                     }
                 };
                 acc.push(slot, t, v, self.cells.as_ref());
@@ -805,18 +810,7 @@ impl Fold {
                     // so a row of a group seen before builds no label set.
                     let h =
                         parquetry_model::hash_pairs(own().filter(|(k, v)| projected(k, v, by)), 0);
-                    match acc.by_group.get(&(f, h)) {
-                        Some(&i) => Slot::Series(i),
-                        None => {
-                            let slot = acc.slot(project(pairs(), by));
-                            if let Slot::Series(i) = slot {
-                                // The map slot.
-                                acc.bytes += 32;
-                                acc.by_group.insert((f, h), i);
-                            }
-                            slot
-                        }
-                    }
+                    acc.group_slot(f, h, || project(pairs(), by))
                 }
                 (Some(by), _) if !fails => acc.slot(project(pairs(), by)),
                 (None, Some(by)) if !fails && entry.stream_unchanged() => {
