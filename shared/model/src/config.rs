@@ -283,7 +283,7 @@ pub struct QueryRangeConfig {
     /// Memory one time block of a metric range query should hold. A range query whose samples
     /// grow with the lines it reads — a range function over every value (`avg_over_time`,
     /// `quantile_over_time`, … with `unwrap`: ~16 bytes a line), or an aggregation above a
-    /// range function that may make a series per line (~200 bytes a line) — and whose
+    /// range function that may make a series per line (~100 bytes a line) — and whose
     /// selected lines would hold more than this is evaluated in consecutive blocks of steps,
     /// each holding about this much, so its memory follows one block rather than the whole
     /// range. Answers are the same to the last bit. 0: never.

@@ -48,6 +48,7 @@ use crate::dedup::{Seen, overlapping_streams};
 use crate::limits::OutputBudget;
 use crate::logs::{account_selection, counted_session, scan_metrics, ts_lit};
 use crate::pushdown::{Pushdown, compile_pipeline};
+use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::table::LogTable;
 use crate::trace::{self, Stage, StageTimings};
@@ -142,9 +143,12 @@ impl QueryEngine {
         }
         let blocks = self.time_blocks(q).await?;
         let value = if let [_] = blocks.spans.as_slice() {
-            self.evaluated(q, &mut stats).await?
+            self.evaluated(q, None, &mut stats).await?
         } else {
             stats.cost.time_blocks = blocks.spans.len() as u64;
+            for w in &blocks.whole.warnings {
+                stats.warn(w.clone());
+            }
             let mut joined = crate::blocks::Joined::default();
             for &(start, end) in &blocks.spans {
                 let block = MetricQuery {
@@ -152,7 +156,10 @@ impl QueryEngine {
                     end,
                     ..q.clone()
                 };
-                joined.append(self.evaluated(&block, &mut stats).await?, q.max_series)?;
+                let value = self
+                    .evaluated(&block, Some(&blocks.selections), &mut stats)
+                    .await?;
+                joined.append(value, q.max_series)?;
             }
             // What the range holds is counted once; what was read (objects, bytes, GETs,
             // lines through the pipeline) is the blocks' sum, lookbacks read twice included.
@@ -166,11 +173,17 @@ impl QueryEngine {
         Ok(MetricResult { value, stats })
     }
 
-    /// `q` scanned (by leaves when it fans out) and evaluated in one piece.
-    async fn evaluated(&self, q: &MetricQuery, stats: &mut QueryStats) -> Result<Value> {
-        let inputs = match crate::fanout::plan_metric(self, q).await? {
+    /// `q` scanned (by leaves when it fans out) and evaluated in one piece; `selected`, what
+    /// each range aggregation selects over a range holding `q`'s (see `Blocks::selections`).
+    async fn evaluated(
+        &self,
+        q: &MetricQuery,
+        selected: Option<&[Selection]>,
+        stats: &mut QueryStats,
+    ) -> Result<Value> {
+        let inputs = match crate::fanout::plan_metric(self, q, selected).await? {
             Some(plan) => crate::fanout::run_metric(self, q, plan, stats).await?,
-            None => self.metric_inputs(q, stats).await?,
+            None => self.metric_inputs(q, selected, stats).await?,
         };
         let params = eval_params(q);
         let expr = q.expr.clone();
@@ -189,12 +202,28 @@ impl QueryEngine {
         &self,
         q: &MetricQuery,
         stats: &mut QueryStats,
-    ) -> Result<Vec<((i64, i64), crate::select::Selection)>> {
+    ) -> Result<Vec<((i64, i64), Selection)>> {
+        self.select_windows_in(q, None, stats).await
+    }
+
+    /// [`QueryEngine::select_windows`], each window's part of `selected[i]` when given.
+    pub(crate) async fn select_windows_in(
+        &self,
+        q: &MetricQuery,
+        selected: Option<&[Selection]>,
+        stats: &mut QueryStats,
+    ) -> Result<Vec<((i64, i64), Selection)>> {
         let mut out = Vec::new();
-        for ra in q.expr.range_aggregations() {
+        for (i, ra) in q.expr.range_aggregations().into_iter().enumerate() {
             let (start, end) = q.window_range(ra);
-            let selector = std::slice::from_ref(&ra.range.log.selector);
-            let selection = self.select(&q.tenant, selector, start, end, stats).await?;
+            let selection = match selected.and_then(|s| s.get(i)) {
+                Some(s) => s.within(start, end),
+                None => {
+                    let selector = std::slice::from_ref(&ra.range.log.selector);
+                    let select = self.select(&q.tenant, selector, start, end, stats);
+                    trace::stage(Stage::Plan, select).await?
+                }
+            };
             out.push(((start, end), selection));
         }
         Ok(out)
@@ -205,21 +234,30 @@ impl QueryEngine {
     pub(crate) async fn metric_inputs(
         &self,
         q: &MetricQuery,
+        selected: Option<&[Selection]>,
         stats: &mut QueryStats,
     ) -> Result<Vec<RangeInput>> {
+        let windows = self.select_windows_in(q, selected, stats).await?;
         let ranges = q.expr.range_aggregations();
         let hints = pregroup_hints(&q.expr);
         let collapse = collapse_hints(&q.expr);
         let groupings = SampleGrouping::of(&q.expr);
         let mut inputs = Vec::with_capacity(ranges.len());
-        for (((ra, hint), collapse), grouping) in
-            ranges.iter().zip(&hints).zip(&collapse).zip(&groupings)
+        for ((((ra, hint), collapse), grouping), window) in ranges
+            .iter()
+            .zip(&hints)
+            .zip(&collapse)
+            .zip(&groupings)
+            .zip(windows)
         {
             let shape = SeriesShape {
                 group_by: hint.as_deref(),
                 collapse: collapse.as_deref(),
             };
-            inputs.push(self.range_samples(q, ra, shape, grouping, stats).await?);
+            inputs.push(
+                self.range_samples(q, ra, window, shape, grouping, stats)
+                    .await?,
+            );
         }
         Ok(inputs)
     }
@@ -229,23 +267,12 @@ impl QueryEngine {
         &self,
         q: &MetricQuery,
         ra: &RangeAggregation,
+        ((start, end), selection): ((i64, i64), Selection),
         shape: SeriesShape<'_>,
         grouping: &SampleGrouping,
         stats: &mut QueryStats,
     ) -> Result<RangeInput> {
-        let (start, end) = q.window_range(ra);
         let log = &ra.range.log;
-        let selection = trace::stage(
-            Stage::Plan,
-            self.select(
-                &q.tenant,
-                std::slice::from_ref(&log.selector),
-                start,
-                end,
-                stats,
-            ),
-        )
-        .await?;
         account_selection(&selection, start, end, stats);
         if selection.objects.is_empty() {
             return Ok(RangeInput::default());

@@ -36,6 +36,33 @@ impl Selection {
             .collect()
     }
 
+    /// What selecting `[start, end)` would have chosen, from a selection of a range holding
+    /// it: the objects and streams overlapping it. The delete requests stay as they are (a
+    /// request names a time range of its own, so one that reaches no entry here hides none).
+    pub(crate) fn within(&self, start: i64, end: i64) -> Selection {
+        let objects = self
+            .objects
+            .iter()
+            .filter(|o| o.object.overlaps(start, end))
+            .filter_map(|o| {
+                let streams: Vec<StreamInfo> = o
+                    .streams
+                    .iter()
+                    .filter(|s| in_range(s, start, end))
+                    .cloned()
+                    .collect();
+                (!streams.is_empty()).then(|| SelectedObject {
+                    object: o.object.clone(),
+                    streams,
+                })
+            })
+            .collect();
+        Selection {
+            objects,
+            deletes: self.deletes.clone(),
+        }
+    }
+
     /// Distinct selected streams, first occurrence wins.
     pub fn streams(&self) -> Vec<&StreamInfo> {
         let mut seen = HashSet::new();
@@ -96,7 +123,7 @@ impl QueryEngine {
             let streams: Vec<StreamInfo> = catalog
                 .streams
                 .iter()
-                .filter(|s| s.min_ts < end && s.max_ts >= start)
+                .filter(|s| in_range(s, start, end))
                 .filter(|s| {
                     self.only_streams
                         .as_ref()
@@ -123,4 +150,9 @@ impl QueryEngine {
         }
         Ok(out)
     }
+}
+
+/// Whether stream `s` of an object has an entry that may lie in `[start, end)`.
+fn in_range(s: &StreamInfo, start: i64, end: i64) -> bool {
+    s.min_ts < end && s.max_ts >= start
 }

@@ -27,6 +27,7 @@ use parquetry_eval::RangeInput;
 
 use crate::logs::{Direction, KeyedEntry, LogQuery};
 use crate::metric::MetricQuery;
+use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::{QueryEngine, QueryError, Result};
 
@@ -137,14 +138,18 @@ pub(crate) async fn plan_log(engine: &QueryEngine, q: &LogQuery) -> Result<Optio
 }
 
 /// The leaves of a metric query, or `None` when it runs whole.
-pub(crate) async fn plan_metric(engine: &QueryEngine, q: &MetricQuery) -> Result<Option<Plan>> {
+pub(crate) async fn plan_metric(
+    engine: &QueryEngine,
+    q: &MetricQuery,
+    selected: Option<&[Selection]>,
+) -> Result<Option<Plan>> {
     if !engine.fanout.enabled() || engine.only_streams.is_some() {
         return Ok(None);
     }
     let mut scratch = QueryStats::default();
     let mut bytes = HashMap::new();
     // The same windows `range_samples` selects.
-    for ((start, end), selection) in engine.select_windows(q, &mut scratch).await? {
+    for ((start, end), selection) in engine.select_windows_in(q, selected, &mut scratch).await? {
         plan::add_stream_bytes(&selection, start, end, &mut bytes);
     }
     Ok(Plan::split(&engine.fanout, bytes))

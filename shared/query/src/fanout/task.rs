@@ -161,7 +161,7 @@ impl LeafTask {
                 let (inputs, stats) = leaf
                     .checking_damage(&q.tenant, &q.selectors(), start, end, || async {
                         let mut stats = crate::stats::QueryStats::default();
-                        let inputs = leaf.metric_inputs(&q, &mut stats).await?;
+                        let inputs = leaf.metric_inputs(&q, None, &mut stats).await?;
                         Ok((inputs, stats))
                     })
                     .await?;
