@@ -87,6 +87,15 @@ pub enum EvalError {
         groups: usize,
     },
 
+    /// Series folded in the scan ([`crate::Direct`]) reached a range aggregation whose
+    /// aggregation above does not take them, or one of another operation. A bug in the
+    /// caller, but still reported rather than answered wrong.
+    #[error("series folded for {folded} reached an evaluation that cannot take them")]
+    UnfoldedDirect {
+        /// The operation they were folded for.
+        folded: String,
+    },
+
     /// A tree the parser should have rejected (for example a literal operand of `and`).
     #[error("unsupported expression: {0}")]
     Unsupported(String),

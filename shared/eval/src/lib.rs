@@ -50,6 +50,7 @@
 
 mod binop;
 mod error;
+mod exact;
 mod intern;
 mod node;
 mod range;
@@ -62,7 +63,9 @@ use parquetry_logql::{SampleExpr, VectorOp};
 use parquetry_model::Labels;
 
 pub use error::EvalError;
-pub use range::StepCells;
+pub use exact::ExactSum;
+pub use range::{SinglePoints, StepCells};
+pub use vector::{Direct, DirectCell};
 
 use intern::Interner;
 use range::Grid;
@@ -119,10 +122,13 @@ impl From<Vec<SampleSeries>> for RangeInput {
 impl RangeInput {
     /// Every series with a label set of its own (collapsed ones as [`Collapsed::labels`]
     /// names them): what a transport that knows only label sets carries. Evaluating the
-    /// result gives the same answer, to the last bit.
+    /// result gives the same answer, to the last bit. Series folded into
+    /// [`Collapsed::direct`] are no longer series: an input with them is not for transports.
     pub fn into_series(self) -> Vec<SampleSeries> {
         let mut series = self.series;
-        let Collapsed { groups, series: c } = self.collapsed;
+        let Collapsed {
+            groups, series: c, ..
+        } = self.collapsed;
         series.extend(c.into_iter().map(|s| SampleSeries {
             labels: collapsed_labels(groups.get(s.group as usize), s.id),
             samples: s.samples.into_vec(),
@@ -162,6 +168,10 @@ pub struct Collapsed {
     pub groups: Vec<Labels>,
     /// The series, in any order; two with one group and identity are one series.
     pub series: Vec<CollapsedSeries>,
+    /// Series of these groups the scan folded into the aggregation above instead of keeping
+    /// them (see [`Direct`]); only a `sum`, `avg`, `count`, `min` or `max` right above the
+    /// range aggregation takes them.
+    pub direct: Option<Direct>,
 }
 
 impl Collapsed {
@@ -188,6 +198,11 @@ impl Collapsed {
                 }
             })
             .collect();
+        if let Some(d) = other.direct {
+            self.direct
+                .get_or_insert_with(|| d.like())
+                .append(d, &mapped);
+        }
         self.series.reserve(other.series.len());
         self.series.extend(other.series.into_iter().map(|mut s| {
             s.group = mapped.get(s.group as usize).copied().unwrap_or(u32::MAX);

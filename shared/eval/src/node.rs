@@ -43,12 +43,18 @@ pub(crate) fn compile(
     Ok(match expr {
         SampleExpr::RangeAggregation(ra) => {
             let input = inputs.next().unwrap_or_default();
+            if let Some(d) = &input.collapsed.direct {
+                // Only the aggregation the scan folded them for can take them.
+                return Err(EvalError::UnfoldedDirect {
+                    folded: d.op_name(),
+                });
+            }
             Node::Range(evaluate_range(ra, input, grid, interner))
         }
         SampleExpr::Literal(v) | SampleExpr::Vector(v) => Node::Constant(*v),
         SampleExpr::VectorAggregation(va) if let Some(ra) = FoldedAgg::folds(va) => {
             let input = inputs.next().unwrap_or_default();
-            Node::Folded(FoldedAgg::new(va, ra, input, grid, interner))
+            Node::Folded(FoldedAgg::new(va, ra, input, grid, interner)?)
         }
         SampleExpr::VectorAggregation(va) => {
             let child = compile(&va.expr, inputs, grid, interner)?;

@@ -70,6 +70,15 @@ impl Grid {
         if x <= self.start {
             return 0;
         }
+        // The common case without 128-bit division (a scan folding a series per line asks
+        // this for every line).
+        if let Some(k) = x
+            .checked_sub(self.start)
+            .and_then(|d| d.checked_add(self.step - 1))
+            .map(|d| d / self.step)
+        {
+            return usize::try_from(k).map_or(self.steps, |k| k.min(self.steps));
+        }
         let d = i128::from(x) - i128::from(self.start);
         let step = i128::from(self.step);
         let k = (d + step - 1) / step;
@@ -138,6 +147,56 @@ impl StepCells {
             return Some(end);
         }
         Some(end.min(self.grid.t(first_begin) - self.range - self.offset))
+    }
+}
+
+/// One range aggregation's points for a series of one sample: what a scan folding such
+/// series straight into the aggregation above ([`crate::Direct`]) adds for each, computed by
+/// the same code as for every series.
+#[derive(Debug, Clone, Copy)]
+pub struct SinglePoints {
+    window: Window,
+    grid: Grid,
+    offset: i64,
+}
+
+impl SinglePoints {
+    /// The points of `ra` on the grid of `params`.
+    pub fn new(
+        ra: &RangeAggregation,
+        params: &crate::EvalParams,
+    ) -> Result<SinglePoints, crate::EvalError> {
+        Ok(SinglePoints {
+            window: Window::of(ra),
+            grid: Grid::of(params)?,
+            offset: ra.range.offset,
+        })
+    }
+
+    /// `(step, value)` of the series whose one sample is `(t, v)`, into `out` (cleared).
+    pub fn points(&self, t: i64, v: f64, out: &mut Vec<(u32, f64)>) {
+        out.clear();
+        self.window.points(&[(t, v)], &self.grid, self.offset, out);
+    }
+
+    /// The same points as [`SinglePoints::points`] without listing them: the steps whose
+    /// windows hold `t`, and the one value all those windows give. `None` for `rate_counter`,
+    /// whose value depends on where its window ends.
+    pub fn span(&self, t: i64, v: f64) -> Option<(std::ops::Range<usize>, f64)> {
+        if self.window.op == RangeOp::RateCounter {
+            return None;
+        }
+        // Window k holds t iff t_k - offset >= t and t_k - offset - range < t.
+        let u = t.saturating_add(self.offset);
+        let first = self.grid.first_step_at_or_after(u);
+        let past = self
+            .grid
+            .first_step_at_or_after(u.saturating_add(self.window.range));
+        if first >= past {
+            return Some((first..first, 0.0));
+        }
+        let end = self.grid.t(first) - self.offset;
+        Some((first..past, self.window.value(&[(t, v)], 0, 1, None, end)))
     }
 }
 
@@ -240,12 +299,7 @@ where
 {
     let mut tag = tags.tag;
     let (sorted, groups) = group_series(ra, input, tags.per_group, |labels| tag(labels, interner));
-    let window = Window {
-        op: ra.op,
-        param: ra.param.unwrap_or(f64::NAN),
-        range: ra.range.range,
-        range_secs: go_seconds(ra.range.range),
-    };
+    let window = Window::of(ra);
     let mut first_error: Option<(usize, Id)> = None;
     let mut points = Vec::new();
     let mut visit = |name: Name, samples: &[(i64, f64)], errored: bool, tag: Id| {
@@ -401,10 +455,13 @@ fn group_series(
     let grouping = ra.grouping.as_ref().filter(|_| ra.op.allows_grouping());
     let RangeInput {
         series,
-        collapsed: Collapsed {
-            groups,
-            series: collapsed,
-        },
+        collapsed:
+            Collapsed {
+                groups,
+                series: collapsed,
+                // Taken by the folded aggregation before (and refused by plain range nodes).
+                direct: _,
+            },
     } = input;
     // Equal groups listed twice are one group, so that equal names compare equal.
     let mut first: FastMap<&Labels, u32> = FastMap::default();
@@ -678,6 +735,7 @@ fn go_seconds(ns: i64) -> f64 {
 }
 
 /// One range function with its parameters.
+#[derive(Debug, Clone, Copy)]
 struct Window {
     op: RangeOp,
     param: f64,
@@ -686,14 +744,23 @@ struct Window {
 }
 
 impl Window {
+    fn of(ra: &RangeAggregation) -> Window {
+        Window {
+            op: ra.op,
+            param: ra.param.unwrap_or(f64::NAN),
+            range: ra.range.range,
+            range_secs: go_seconds(ra.range.range),
+        }
+    }
+
     /// Appends `(step, value)` for every step whose window over `samples` is non-empty.
     fn points(&self, samples: &[(i64, f64)], grid: &Grid, offset: i64, out: &mut Vec<(u32, f64)>) {
         let n = samples.len();
         if n == 0 {
             return;
         }
-        let prefix = self
-            .needs_sum()
+        // A window of one sample sums nothing: no prefix sums (and no allocation) for it.
+        let prefix = (n > 1 && self.needs_sum())
             .then(|| exact_prefix_sums(samples))
             .flatten();
         let (mut lo, mut hi) = (0usize, 0usize);
@@ -995,7 +1062,11 @@ mod tests {
         };
         let input = RangeInput {
             series: Vec::new(),
-            collapsed: Collapsed { groups, series },
+            collapsed: Collapsed {
+                groups,
+                series,
+                direct: None,
+            },
         };
         let Sorted::Collapsed { series, .. } = group_series(&ra, input, true, |_| 0).0 else {
             panic!("every series stays collapsed");
@@ -1067,6 +1138,7 @@ mod tests {
                 collapsed: Collapsed {
                     groups: groups.clone(),
                     series: series.clone(),
+                    direct: None,
                 },
             };
             let (out, groups) = group_series(&ra, input, true, |_| 0);

@@ -821,7 +821,7 @@ fn aggregations_folded_with_their_range_aggregation_match_the_step_by_step_answe
 /// whole when `mixed`, each group listed twice, and some series split in two entries.
 fn collapsed_noisy(by: &[&str], mixed: bool) -> RangeInput {
     let mut input = RangeInput::default();
-    let Collapsed { groups, series } = &mut input.collapsed;
+    let Collapsed { groups, series, .. } = &mut input.collapsed;
     for (i, s) in noisy().into_iter().enumerate() {
         let mut labels = s.labels.clone();
         labels.set("Zone", "Z");
@@ -1389,4 +1389,142 @@ fn ten_million_samples() {
         eprintln!("{query}: {} series in {:?}", m.len(), started.elapsed());
         assert!(!m.is_empty());
     }
+}
+
+/// Series of one sample each, collapsed onto `app`; with `fold`, half of them folded into
+/// the cells of the aggregation above (as two scan partitions fold them, then appended)
+/// instead of kept.
+fn single_sample_series(query: &SampleExpr, params: &EvalParams, fold: bool) -> RangeInput {
+    let (SampleExpr::VectorAggregation(va), Some(ra)) =
+        (query, query.range_aggregations().first().copied())
+    else {
+        panic!("an aggregation over a range aggregation");
+    };
+    let groups = vec![
+        Labels::from_pairs([("app", "a")]),
+        Labels::from_pairs([("app", "b")]),
+    ];
+    let mut input = RangeInput::default();
+    input.collapsed.groups = groups.clone();
+    // The second partition lists its groups the other way round.
+    let mut other = RangeInput::default();
+    other.collapsed.groups = groups.into_iter().rev().collect();
+    let points = crate::SinglePoints::new(ra, params).unwrap();
+    let mut direct = [
+        crate::Direct::new(va.op, params).unwrap(),
+        crate::Direct::new(va.op, params).unwrap(),
+    ];
+    let mut out = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for i in 0..400u32 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Some on a window's edge, to the nanosecond.
+        let nanos = if i % 5 == 0 { 0 } else { (x % 997) as i64 };
+        let t = T0 + (x % 300) as i64 * S + nanos;
+        // Values with fractions of every size, so sums in another order would differ.
+        let v = (x % 100_000) as f64 / 7.0 * if i % 3 == 0 { 1e-3 } else { 1.0 };
+        let group = i % 2;
+        if fold && i % 4 >= 2 {
+            let part = (i % 8 >= 4) as usize;
+            let group = if part == 1 { 1 - group } else { group };
+            // Both ways of adding a series' points.
+            match points.span(t, v).filter(|_| i % 3 != 0) {
+                Some((steps, v)) => direct[part].add_span(group, steps, v),
+                None => {
+                    points.points(t, v, &mut out);
+                    direct[part].add(group, &out)
+                }
+            };
+        } else {
+            let id = u128::from(x) << 64 | u128::from(i);
+            let series = CollapsedSeries::new(id, group, [(t, v)].into_iter().collect());
+            input.collapsed.series.push(series);
+        }
+    }
+    if fold {
+        let [mine, theirs] = direct;
+        input.collapsed.direct = Some(mine);
+        other.collapsed.direct = Some(theirs);
+        input.append(other);
+    }
+    input
+}
+
+#[test]
+fn folded_series_answer_as_kept_ones_do() {
+    let params = range_params(0, 300, 15);
+    for op in ["sum", "avg", "count", "min", "max"] {
+        for inner in [
+            r#"avg_over_time({zone="z"} | unwrap v [30s])"#,
+            r#"max_over_time({zone="z"} | unwrap v [20s] offset 5s)"#,
+            r#"sum_over_time({zone="z"} | unwrap v [45s])"#,
+            r#"rate({zone="z"}[20s])"#,
+        ] {
+            let query = q(&format!("{op} by (app) ({inner})"));
+            let kept = single_sample_series(&query, &params, false);
+            let folded = single_sample_series(&query, &params, true);
+            assert!(
+                folded
+                    .collapsed
+                    .direct
+                    .as_ref()
+                    .is_some_and(|d| !d.is_empty())
+            );
+            let a = evaluate(&query, &params, vec![kept]);
+            let b = evaluate(&query, &params, vec![folded.clone()]);
+            let (Ok(Value::Matrix(a)), Ok(Value::Matrix(b))) = (a, b) else {
+                panic!("{op} {inner}: not two matrices");
+            };
+            assert_eq!(a.len(), 2, "{op} {inner}");
+            assert_eq!(bits(&a), bits(&b), "{op} {inner}");
+            // Only the aggregation they were folded for takes them.
+            let other = if op == "sum" { "max" } else { "sum" };
+            let wrong = q(&format!("{other} by (app) ({inner})"));
+            assert!(matches!(
+                evaluate(&wrong, &params, vec![folded.clone()]),
+                Err(EvalError::UnfoldedDirect { .. })
+            ));
+            assert!(matches!(
+                evaluate(&q(inner), &params, vec![folded]),
+                Err(EvalError::UnfoldedDirect { .. })
+            ));
+        }
+    }
+}
+
+#[test]
+fn a_single_samples_span_lists_its_points() {
+    let params = range_params(0, 300, 15);
+    for inner in [
+        "avg_over_time({a=\"b\"} | unwrap v [30s])",
+        "max_over_time({a=\"b\"} | unwrap v [20s] offset 5s)",
+        "min_over_time({a=\"b\"} | unwrap v [45s] offset -10s)",
+        "sum_over_time({a=\"b\"} | unwrap v [15s])",
+        "stddev_over_time({a=\"b\"} | unwrap v [1m])",
+        "quantile_over_time(0.9, {a=\"b\"} | unwrap v [1m])",
+        "quantile_over_time(1.5, {a=\"b\"} | unwrap v [1m])",
+        "last_over_time({a=\"b\"} | unwrap v [1m])",
+        "rate({a=\"b\"}[20s])",
+        "bytes_rate({a=\"b\"}[7s])",
+        "count_over_time({a=\"b\"}[1m])",
+    ] {
+        let query = q(inner);
+        let ra = query.range_aggregations()[0];
+        let points = crate::SinglePoints::new(ra, &params).unwrap();
+        let mut out = Vec::new();
+        for i in -100..400i64 {
+            // Every offset from the grid, and the edges to the nanosecond.
+            let t = T0 + i * S + [0, 1, -1, 500_000_000][(i % 4).unsigned_abs() as usize];
+            let v = i as f64 * 1.25;
+            points.points(t, v, &mut out);
+            let (steps, value) = points.span(t, v).unwrap();
+            let listed: Vec<(u32, f64)> = steps.map(|k| (k as u32, value)).collect();
+            assert_eq!(listed, out, "{inner} at {t}");
+        }
+    }
+    let counter = q("rate_counter({a=\"b\"} | unwrap v [1m])");
+    let points = crate::SinglePoints::new(counter.range_aggregations()[0], &params).unwrap();
+    assert!(points.span(T0, 1.0).is_none());
 }

@@ -8,9 +8,11 @@ use parquetry_logql::{
 };
 use parquetry_model::{Labels, hash_pairs};
 
+use crate::error::EvalError;
+use crate::exact::ExactSum;
 use crate::intern::{Id, Interner};
 use crate::range::{Grid, Tags, keeps, reduce_labels, walk_range};
-use crate::{FastMap, IDENTITY_LABEL, RangeInput};
+use crate::{EvalParams, FastMap, IDENTITY_LABEL, RangeInput};
 
 /// One vector aggregation with its label cache: the group of an input series is computed once
 /// per query, not once per step.
@@ -24,8 +26,13 @@ pub(crate) struct VectorAgg {
 /// Running state of one group within one step.
 struct Acc {
     group: Id,
+    /// `max`/`min`'s extreme; `stddev`/`stdvar`'s running sum of squared deviations.
     value: f64,
+    /// `stddev`/`stdvar`'s running mean.
     mean: f64,
+    /// `sum`'s and `avg`'s sum, exact so that it does not depend on the order of the series
+    /// (see [`ExactSum`]).
+    sum: ExactSum,
     count: usize,
     members: Vec<(Id, f64)>,
 }
@@ -33,6 +40,10 @@ struct Acc {
 impl Acc {
     /// A group's state after its first sample in a step.
     fn first(op: VectorOp, group: Id, v: f64, members: Vec<(Id, f64)>) -> Acc {
+        let mut sum = ExactSum::default();
+        if matches!(op, VectorOp::Sum | VectorOp::Avg) {
+            sum.add(v);
+        }
         Acc {
             group,
             value: if matches!(op, VectorOp::Stddev | VectorOp::Stdvar) {
@@ -41,29 +52,33 @@ impl Acc {
                 v
             },
             mean: v,
+            sum,
             count: 1,
             members,
+        }
+    }
+
+    /// A group's state from the cell of series folded in the scan ([`Direct`]).
+    fn of_cell(group: Id, cell: &DirectCell) -> Acc {
+        Acc {
+            group,
+            value: cell.extreme,
+            mean: 0.0,
+            sum: cell.sum.clone(),
+            count: cell.count as usize,
+            members: Vec::new(),
         }
     }
 
     /// Folds in the group's next sample of the step (not for the ranking operations).
     fn add(&mut self, op: VectorOp, v: f64) {
         match op {
-            VectorOp::Sum => self.value += v,
+            VectorOp::Sum => self.sum.add(v),
             VectorOp::Avg => {
                 self.count += 1;
-                self.mean += (v - self.mean) / self.count as f64;
+                self.sum.add(v);
             }
-            VectorOp::Max => {
-                if self.value < v || self.value.is_nan() {
-                    self.value = v;
-                }
-            }
-            VectorOp::Min => {
-                if self.value > v || self.value.is_nan() {
-                    self.value = v;
-                }
-            }
+            VectorOp::Max | VectorOp::Min => self.value = extreme(op, self.value, v),
             VectorOp::Count => self.count += 1,
             VectorOp::Stddev | VectorOp::Stdvar => {
                 self.count += 1;
@@ -79,17 +94,38 @@ impl Acc {
         }
     }
 
+    /// Folds in a cell of series folded in the scan (an op [`Direct::serves`]).
+    fn absorb(&mut self, op: VectorOp, cell: &DirectCell) {
+        self.count += cell.count as usize;
+        match op {
+            VectorOp::Sum | VectorOp::Avg => self.sum.merge(&cell.sum),
+            VectorOp::Max | VectorOp::Min => self.value = extreme(op, self.value, cell.extreme),
+            _ => {}
+        }
+    }
+
     /// The group's value for the step.
     fn value(&self, op: VectorOp) -> f64 {
         let n = self.count as f64;
         match op {
-            VectorOp::Avg => self.mean,
+            VectorOp::Sum => self.sum.value(),
+            VectorOp::Avg => self.sum.value() / n,
             VectorOp::Count => n,
             VectorOp::Stddev => (self.value / n).sqrt(),
             VectorOp::Stdvar => self.value / n,
             _ => self.value,
         }
     }
+}
+
+/// `max`/`min` of the extreme so far and `v`: a NaN gives way to any number, so the result
+/// does not depend on the order (NaN only when every value was).
+fn extreme(op: VectorOp, cur: f64, v: f64) -> f64 {
+    let better = match op {
+        VectorOp::Max => cur < v,
+        _ => cur > v,
+    };
+    if better || cur.is_nan() { v } else { cur }
 }
 
 impl VectorAgg {
@@ -233,15 +269,39 @@ impl FoldedAgg {
         }
     }
 
+    /// Walks `input`'s series (see [`walk_range`]), then adds the cells of series the scan
+    /// folded itself ([`Collapsed::direct`](crate::Collapsed::direct)).
     pub(crate) fn new(
         va: &VectorAggregation,
         ra: &RangeAggregation,
-        input: RangeInput,
+        mut input: RangeInput,
         grid: &Grid,
         interner: &mut Interner,
-    ) -> FoldedAgg {
+    ) -> Result<FoldedAgg, EvalError> {
         let op = va.op;
         let grouping = va.grouping.clone().unwrap_or_default();
+        let direct = input.collapsed.direct.take();
+        let direct_groups: Vec<(Labels, Vec<DirectCell>)> = match direct {
+            None => Vec::new(),
+            Some(d) if d.op != op || d.steps != grid.steps => {
+                return Err(EvalError::UnfoldedDirect {
+                    folded: d.op_name(),
+                });
+            }
+            Some(d) => d
+                .cells
+                .into_iter()
+                .enumerate()
+                .filter(|(_, cells)| !cells.is_empty())
+                .map(|(g, cells)| {
+                    let labels = input.collapsed.groups.get(g).cloned();
+                    labels.map(|l| (l, cells)).ok_or(EvalError::UnknownGroup {
+                        group: g as u32,
+                        groups: input.collapsed.groups.len(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let mut steps: Vec<Vec<Acc>> = (0..grid.steps).map(|_| Vec::new()).collect();
         let mut slot: FastMap<(u32, Id), u32> = FastMap::default();
         let mut groups: FastMap<u64, Id> = FastMap::default();
@@ -267,11 +327,31 @@ impl FoldedAgg {
                 }
             }
         });
-        FoldedAgg {
+        // Cells are exact sums, counts and extremes: adding them after the series gives the
+        // value any order would.
+        for (labels, cells) in direct_groups {
+            let g = group_id(&labels, &grouping, &mut groups, interner);
+            for (k, cell) in cells.iter().enumerate() {
+                if cell.count == 0 {
+                    continue;
+                }
+                let Some(accs) = steps.get_mut(k) else {
+                    continue;
+                };
+                match slot.entry((k as u32, g)) {
+                    Entry::Occupied(i) => accs[*i.get() as usize].absorb(op, cell),
+                    Entry::Vacant(e) => {
+                        e.insert(accs.len() as u32);
+                        accs.push(Acc::of_cell(g, cell));
+                    }
+                }
+            }
+        }
+        Ok(FoldedAgg {
             op,
             steps,
             first_error,
-        }
+        })
     }
 
     /// The aggregation's vector at step `k`.
@@ -309,4 +389,174 @@ fn group_id(
     let id = interner.intern(reduce_labels(labels, grouping));
     seen.entry(h).or_insert(id);
     id
+}
+
+/// One group's share, at one step, of the series a scan folded straight into the aggregation
+/// above their range aggregation ([`Direct`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DirectCell {
+    sum: ExactSum,
+    count: u64,
+    extreme: f64,
+}
+
+impl DirectCell {
+    fn add(&mut self, op: VectorOp, v: f64) {
+        match op {
+            VectorOp::Sum | VectorOp::Avg => self.sum.add(v),
+            VectorOp::Max | VectorOp::Min if self.count > 0 => {
+                self.extreme = extreme(op, self.extreme, v);
+            }
+            VectorOp::Max | VectorOp::Min => self.extreme = v,
+            _ => {}
+        }
+        self.count += 1;
+    }
+
+    fn merge(&mut self, op: VectorOp, other: &DirectCell) {
+        if other.count == 0 {
+            return;
+        }
+        match op {
+            VectorOp::Sum | VectorOp::Avg => self.sum.merge(&other.sum),
+            VectorOp::Max | VectorOp::Min if self.count > 0 => {
+                self.extreme = extreme(op, self.extreme, other.extreme);
+            }
+            VectorOp::Max | VectorOp::Min => self.extreme = other.extreme,
+            _ => {}
+        }
+        self.count += other.count;
+    }
+}
+
+/// Series a scan folded into the `sum`, `avg`, `count`, `min` or `max` right above their range
+/// aggregation instead of keeping them: per group of [`Collapsed::groups`](crate::Collapsed),
+/// one cell per step. A scan may fold a series whose points it knows all of and whose
+/// aggregation it can compute alone, e.g. a series of one line that no other line of its
+/// label set comes within a range of (a parser query with a unique id per line): what it keeps
+/// is then the size of the answer, not one series per line. The cells hold exact sums, so the
+/// answer is the one the series kept would give, whichever the scan folded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Direct {
+    op: VectorOp,
+    steps: usize,
+    /// By group index; a group with no folded series has none.
+    cells: Vec<Vec<DirectCell>>,
+}
+
+impl Direct {
+    /// Whether series may be folded for the aggregation `op` (its value follows from exact
+    /// sums, counts and extremes of the values).
+    pub fn serves(op: VectorOp) -> bool {
+        matches!(
+            op,
+            VectorOp::Sum | VectorOp::Avg | VectorOp::Count | VectorOp::Min | VectorOp::Max
+        )
+    }
+
+    /// No series folded yet for `op` on the grid of `params`.
+    pub fn new(op: VectorOp, params: &EvalParams) -> Result<Direct, EvalError> {
+        if !Self::serves(op) {
+            return Err(EvalError::UnfoldedDirect {
+                folded: format!("{op:?}"),
+            });
+        }
+        Ok(Direct {
+            op,
+            steps: Grid::of(params)?.steps,
+            cells: Vec::new(),
+        })
+    }
+
+    /// An empty fold like this one.
+    pub(crate) fn like(&self) -> Direct {
+        Direct {
+            op: self.op,
+            steps: self.steps,
+            cells: Vec::new(),
+        }
+    }
+
+    /// Folds a series of `group` whose range aggregation gave `points` (`(step, value)`, as
+    /// [`crate::SinglePoints`] gives them). Returns the bytes newly allocated.
+    pub fn add(&mut self, group: u32, points: &[(u32, f64)]) -> usize {
+        let (op, steps) = (self.op, self.steps);
+        let Some(cells) = self.cells_of(group) else {
+            return 0;
+        };
+        let mut grown = 0;
+        if cells.is_empty() && !points.is_empty() {
+            cells.resize(steps, DirectCell::default());
+            grown = steps * size_of::<DirectCell>();
+        }
+        for &(k, v) in points {
+            if let Some(c) = cells.get_mut(k as usize) {
+                c.add(op, v);
+            }
+        }
+        grown
+    }
+
+    /// [`Direct::add`] for a series whose points are `v` at each of `steps` (as
+    /// [`crate::SinglePoints::span`] gives them).
+    pub fn add_span(&mut self, group: u32, steps: std::ops::Range<usize>, v: f64) -> usize {
+        if steps.is_empty() {
+            return 0;
+        }
+        let (op, n) = (self.op, self.steps);
+        let Some(cells) = self.cells_of(group) else {
+            return 0;
+        };
+        let mut grown = 0;
+        if cells.is_empty() {
+            cells.resize(n, DirectCell::default());
+            grown = n * size_of::<DirectCell>();
+        }
+        let end = steps.end.min(cells.len());
+        for c in cells.get_mut(steps.start..end).unwrap_or_default() {
+            c.add(op, v);
+        }
+        grown
+    }
+
+    fn cells_of(&mut self, group: u32) -> Option<&mut Vec<DirectCell>> {
+        let g = group as usize;
+        if self.cells.len() <= g {
+            self.cells.resize_with(g + 1, Vec::new);
+        }
+        self.cells.get_mut(g)
+    }
+
+    /// Folds in `other`, whose group `g` is group `mapped[g]` here.
+    pub(crate) fn append(&mut self, other: Direct, mapped: &[u32]) {
+        let op = self.op;
+        for (g, cells) in other.cells.into_iter().enumerate() {
+            let Some(&to) = mapped.get(g) else {
+                continue;
+            };
+            if cells.is_empty() {
+                continue;
+            }
+            let Some(mine) = self.cells_of(to) else {
+                continue;
+            };
+            if mine.is_empty() {
+                *mine = cells;
+            } else {
+                for (a, b) in mine.iter_mut().zip(&cells) {
+                    a.merge(op, b);
+                }
+            }
+        }
+    }
+
+    /// The aggregation folded for, for messages.
+    pub(crate) fn op_name(&self) -> String {
+        format!("{:?}", self.op).to_lowercase()
+    }
+
+    /// Nothing folded.
+    pub fn is_empty(&self) -> bool {
+        self.cells.iter().all(Vec::is_empty)
+    }
 }

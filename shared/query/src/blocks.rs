@@ -22,7 +22,7 @@ use parquetry_model::Labels;
 use parquetry_store::StreamInfo;
 
 use crate::logs::account_selection;
-use crate::metric::{MetricQuery, collapse_hints, pregroup_hints};
+use crate::metric::{IDENTITY_PROBE, MetricQuery, collapse_hints, direct_hints, pregroup_hints};
 use crate::select::Selection;
 use crate::stats::QueryStats;
 use crate::{QueryEngine, QueryError, Result};
@@ -74,6 +74,30 @@ fn rows_within(s: &StreamInfo, start: i64, end: i64) -> f64 {
         .saturating_sub(s.min_ts.max(start))
         .max(0);
     s.entries as f64 * (covered as f64 + 1.0) / (span as f64 + 1.0)
+}
+
+/// What a scan that folds series of one line into the aggregation above ([`DirectPlan`]
+/// (crate::metric)) holds: each partition's first [`IDENTITY_PROBE`] series, and the series
+/// of the rows within a range of a stream's run ends (about four ranges of each stream's
+/// span in an object: its two ends, and a cut between partitions), weighed no lighter than
+/// a sample, which every row of a series that repeats keeps.
+fn folding_bytes<'a>(
+    streams: impl Iterator<Item = &'a StreamInfo>,
+    range: i64,
+    start: i64,
+    end: i64,
+    partitions: usize,
+) -> f64 {
+    let probe = (partitions as u64 * u64::from(IDENTITY_PROBE) * SERIES_BYTES) as f64;
+    let rows: f64 = streams
+        .map(|s| {
+            let span = s.max_ts.saturating_sub(s.min_ts).max(1) as f64;
+            let kept = (4.0 * range as f64 / span).min(1.0);
+            let weight = (SERIES_BYTES as f64 * kept).max(SAMPLE_BYTES as f64);
+            rows_within(s, start, end) * weight
+        })
+        .sum();
+    probe + rows
 }
 
 /// `a / b` rounded up, for `a >= 0` (`i64::div_ceil` is not stable); `b` below 1 counts as 1.
@@ -138,19 +162,22 @@ impl QueryEngine {
         // blocks' own for the whole query.
         let windows = self.select_windows(q, &mut scratch).await?;
         let ranges = q.expr.range_aggregations();
-        for ((ra, weight), ((start, end), selection)) in ranges.iter().zip(weights).zip(&windows) {
+        let direct = direct_hints(&q.expr);
+        for (((ra, weight), direct), ((start, end), selection)) in
+            ranges.iter().zip(weights).zip(direct).zip(&windows)
+        {
             let (start, end) = (*start, *end);
             account_selection(selection, start, end, &mut scratch);
             if weight == 0 {
                 continue;
             }
             lookback = lookback.max(ra.range.range);
-            let rows: f64 = selection
-                .objects
-                .iter()
-                .flat_map(|o| &o.streams)
-                .map(|s| rows_within(s, start, end))
-                .sum();
+            let streams = selection.objects.iter().flat_map(|o| &o.streams);
+            if direct.is_some() && weight == SERIES_BYTES {
+                held += folding_bytes(streams, ra.range.range, start, end, self.parallelism());
+                continue;
+            }
+            let rows: f64 = streams.map(|s| rows_within(s, start, end)).sum();
             held += rows * weight as f64;
         }
         let n = (held / self.time_block_memory as f64).ceil() as i64;

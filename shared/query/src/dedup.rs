@@ -26,14 +26,22 @@ use crate::{QueryEngine, Result};
 pub(crate) type Overlaps = HashMap<u64, Vec<(i64, i64)>>;
 
 pub(crate) fn overlapping_streams(sel: &Selection) -> Overlaps {
+    let spans = sel.objects.iter().flat_map(|o| &o.streams);
+    overlaps_by_stream(spans.map(|s| (s.fingerprint, s.min_ts, s.max_ts)), 0)
+}
+
+/// Per stream, the times where two or more of its spans `(fp, oldest, newest)`, each widened
+/// by `widen` on both sides, overlap.
+pub(crate) fn overlaps_by_stream(
+    spans: impl Iterator<Item = (u64, i64, i64)>,
+    widen: i64,
+) -> Overlaps {
     let mut ranges: HashMap<u64, Vec<(i64, i64)>> = HashMap::new();
-    for o in &sel.objects {
-        for s in &o.streams {
-            ranges
-                .entry(s.fingerprint)
-                .or_default()
-                .push((s.min_ts, s.max_ts));
-        }
+    for (fp, lo, hi) in spans {
+        ranges
+            .entry(fp)
+            .or_default()
+            .push((lo.saturating_sub(widen), hi.saturating_add(widen)));
     }
     ranges
         .into_iter()

@@ -31,10 +31,12 @@ use datafusion::logical_expr::{Expr, and, col, lit};
 use datafusion::physical_plan::execute_stream_partitioned;
 use futures::StreamExt;
 use parquetry_eval::{
-    Collapsed, CollapsedSamples, CollapsedSeries, EvalParams, IDENTITY_LABEL, RangeInput,
-    SampleSeries, StepCells, Value,
+    Collapsed, CollapsedSamples, CollapsedSeries, Direct, EvalParams, IDENTITY_LABEL, RangeInput,
+    SampleSeries, SinglePoints, StepCells, Value,
 };
-use parquetry_logql::{RangeAggregation, RangeOp, SampleExpr, VectorAggregation, VectorOp};
+use parquetry_logql::{
+    RangeAggregation, RangeOp, SampleExpr, Stage as LogStage, VectorAggregation, VectorOp,
+};
 use parquetry_model::Labels;
 use parquetry_pipeline::{
     Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints,
@@ -44,7 +46,7 @@ use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP}
 use tracing::Instrument;
 
 use crate::cost::IoCounters;
-use crate::dedup::{Seen, overlapping_streams};
+use crate::dedup::{Overlaps, Seen, overlapping_streams, overlaps_by_stream};
 use crate::limits::OutputBudget;
 use crate::logs::{account_selection, counted_session, scan_metrics, ts_lit};
 use crate::pushdown::{Pushdown, compile_pipeline};
@@ -241,18 +243,25 @@ impl QueryEngine {
         let ranges = q.expr.range_aggregations();
         let hints = pregroup_hints(&q.expr);
         let collapse = collapse_hints(&q.expr);
+        // A leaf's series travel to its root, which cannot take folded ones.
+        let direct = match self.only_streams {
+            None => direct_hints(&q.expr),
+            Some(_) => vec![None; ranges.len()],
+        };
         let groupings = SampleGrouping::of(&q.expr);
         let mut inputs = Vec::with_capacity(ranges.len());
-        for ((((ra, hint), collapse), grouping), window) in ranges
+        for (((((ra, hint), collapse), direct), grouping), window) in ranges
             .iter()
             .zip(&hints)
             .zip(&collapse)
+            .zip(direct)
             .zip(&groupings)
             .zip(windows)
         {
             let shape = SeriesShape {
                 group_by: hint.as_deref(),
                 collapse: collapse.as_deref(),
+                direct,
             };
             inputs.push(
                 self.range_samples(q, ra, window, shape, grouping, stats)
@@ -312,6 +321,12 @@ impl QueryEngine {
         } else {
             None
         };
+        let direct = match shape.direct {
+            Some(op) if shape.group_by.is_none() && shape.collapse.is_some() => {
+                DirectPlan::new(op, ra, &eval_params(q), &stages, &selection)?
+            }
+            _ => None,
+        };
         let seen = Seen::new(overlapping_streams(&selection));
         let need_line = pipeline.is_some() || value == SampleValue::LineBytes || !seen.is_empty();
 
@@ -334,6 +349,7 @@ impl QueryEngine {
             seen,
             budget: OutputBudget::new(q.max_response_bytes),
             cells,
+            direct,
         });
 
         let counters = Arc::new(IoCounters::default());
@@ -401,6 +417,8 @@ impl QueryEngine {
                             t.add(Stage::Pipeline, folding.elapsed());
                         }
                     }
+                    fold.finish(&mut acc);
+                    reservation.try_resize(acc.bytes)?;
                     Ok::<_, QueryError>((i, acc, rows, reservation))
                 }
                 .instrument(scan_span.clone()),
@@ -472,6 +490,8 @@ struct Fold {
     budget: Arc<OutputBudget>,
     /// Set when the range function only sums its window: rows fold into step cells.
     cells: Option<StepCells>,
+    /// Set when collapsed series of one line may fold into the aggregation above.
+    direct: Option<DirectPlan>,
 }
 
 /// Maps looked up once per row: foldhash (randomly seeded per process), not SipHash.
@@ -504,12 +524,17 @@ struct Acc {
     stream_groups: FastMap<u64, u32>,
     /// Where [`identity`] spells each pair it hashes.
     scratch: Vec<u8>,
+    /// The rows of the stream run being read, held back until it is known whether another
+    /// row of their series comes within a range (see [`DirectPlan`]).
+    run: Option<Run>,
+    /// Where a folded row's points are computed.
+    points: Vec<(u32, f64)>,
     /// About what the series hold on the heap (sample capacity and labels), for the pool.
     bytes: usize,
 }
 
 /// Collapsed-series lookups an [`Acc`] makes before it decides whether its identity map pays.
-const IDENTITY_PROBE: u32 = 1 << 16;
+pub(crate) const IDENTITY_PROBE: u32 = 1 << 16;
 
 /// Where a row's sample goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -669,6 +694,80 @@ impl Acc {
         slot
     }
 
+    /// Whether rows may still be folded: not once the probe found that series repeat (then
+    /// every row is kept, and holding rows back would only cost).
+    fn may_fold(&self) -> bool {
+        self.unmapped || self.identity_probe.0 < IDENTITY_PROBE
+    }
+
+    /// Takes a row of a collapsed series under a [`DirectPlan`]: held back in its stream's
+    /// run until the rows within a range of it are known, then settled ([`Acc::settle`]).
+    fn hold(&mut self, plan: &DirectPlan, fp: u64, row: Pending, cells: Option<&StepCells>) {
+        // Rows of one stream in one object come in time order; a step back is another
+        // object's run of the stream.
+        if self
+            .run
+            .as_ref()
+            .is_none_or(|r| r.fp != fp || row.t < r.last)
+        {
+            self.end_run(plan, cells);
+            self.run = Some(Run::new(fp, row.t, plan.zones(fp)));
+        }
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        run.last = row.t;
+        // Rows a range or more older than this one meet no later row of their series here.
+        while let Some(q) = run.queue.front().copied()
+            && row.t.saturating_sub(q.t) >= plan.range
+        {
+            run.queue.pop_front();
+            self.bytes = self.bytes.saturating_sub(PENDING_BYTES);
+            let alone = run.release(q.id);
+            let fold = q.foldable && alone && run.inside(q.t, plan.range, false);
+            self.settle(plan, q, fold, cells);
+        }
+        // A dense stream holds many rows within a range: they count against the pool as the
+        // series they would otherwise be did.
+        self.bytes += PENDING_BYTES;
+        run.admit(row);
+        self.run = Some(run);
+    }
+
+    /// Settles every row of the run being read: its end is known.
+    fn end_run(&mut self, plan: &DirectPlan, cells: Option<&StepCells>) {
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        while let Some(q) = run.queue.pop_front() {
+            self.bytes = self.bytes.saturating_sub(PENDING_BYTES);
+            let alone = run.release(q.id);
+            let fold = q.foldable && alone && run.inside(q.t, plan.range, true);
+            self.settle(plan, q, fold, cells);
+        }
+    }
+
+    /// A held row: folded into its group's cells when `fold` and the probe found that series
+    /// almost never repeat, else kept as a collapsed series like any other.
+    fn settle(&mut self, plan: &DirectPlan, q: Pending, fold: bool, cells: Option<&StepCells>) {
+        if fold && self.unmapped {
+            let direct = self
+                .collapsed
+                .direct
+                .get_or_insert_with(|| plan.empty.clone());
+            self.bytes += match plan.points.span(q.t, q.v) {
+                Some((steps, v)) => direct.add_span(q.group, steps, v),
+                None => {
+                    plan.points.points(q.t, q.v, &mut self.points);
+                    direct.add(q.group, &self.points)
+                }
+            };
+            return;
+        }
+        let slot = self.identity_slot_in(q.id, |_| q.group);
+        self.push(slot, q.t, q.v, cells);
+    }
+
     /// Appends `other`'s samples: a series' samples stay in scan order, unsorted, since
     /// evaluation sorts each series once after grouping anyway ([`SampleSeries::samples`]).
     /// Collapsed series are appended without looking their identity up: evaluation merges
@@ -693,6 +792,13 @@ impl Acc {
 }
 
 impl Fold {
+    /// What a partition does after its last batch: the rows it still holds are settled.
+    fn finish(&self, acc: &mut Acc) {
+        if let Some(plan) = &self.direct {
+            acc.end_run(plan, self.cells.as_ref());
+        }
+    }
+
     fn batch(&self, batch: &RecordBatch, acc: &mut Acc) -> Result<()> {
         let schema = batch.schema();
         let column = |name: &str| {
@@ -845,13 +951,29 @@ impl Fold {
                     // stream's, and so is the group unless another label is kept.
                     let sid = stream_id(&mut stream_identity, f, stream, &mut acc.scratch);
                     let id = sid.wrapping_add(identity(own(), &mut acc.scratch));
-                    acc.identity_slot_in(id, |acc| {
+                    let group = |acc: &mut Acc| {
                         if own().any(|(k, v)| projected(k, v, by)) {
                             acc.group(kept(pairs(), by))
                         } else {
                             acc.stream_group(f, || kept(stream.iter().map(pair), by))
                         }
-                    })
+                    };
+                    if let Some(plan) = self.direct.as_ref().filter(|_| acc.may_fold()) {
+                        let group = group(acc);
+                        // A pair named like another stream's label could make this row's
+                        // label set another stream's row's: such rows are never folded.
+                        let foldable = !own().any(|(k, _)| plan.stream_name(k));
+                        let row = Pending {
+                            id,
+                            group,
+                            t,
+                            v,
+                            foldable,
+                        };
+                        acc.hold(plan, f, row, self.cells.as_ref());
+                        continue;
+                    }
+                    acc.identity_slot_in(id, group)
                 }
                 (None, Some(by)) if !fails => {
                     // The identity of the whole set without building it: most such rows
@@ -961,6 +1083,208 @@ struct SeriesShape<'a> {
     group_by: Option<&'a [String]>,
     /// Collapsed onto these (see [`collapse_hints`]) unless pre-grouped.
     collapse: Option<&'a [String]>,
+    /// The aggregation above, when collapsed series may fold into it (see
+    /// [`direct_hints`]).
+    direct: Option<VectorOp>,
+}
+
+/// How a scan folds collapsed series straight into the aggregation above ([`Direct`]).
+///
+/// A parser query with a unique id per line makes a series per line, which the scan would
+/// hold until evaluation. A series whose rows are all more than a range apart gives each
+/// step the value of the one row in its window, exactly what a series of that row alone
+/// gives: such a row can be folded into its group's cells as it is read (its points from
+/// [`SinglePoints`], the same code evaluation runs), and nothing of it is held. The scan
+/// knows a row is alone within a range when
+/// - no row of the same label set lies within a range of it in the stream's run it reads
+///   (rows of one stream in one object come in time order: the run holds the rows of the
+///   last range back in a queue, [`Run`]);
+/// - it lies a range or more inside the run's ends: the stream's other rows in the same
+///   object, read by other partitions, lie beyond them;
+/// - it lies outside the stream's spans in other objects, widened by a range
+///   ([`DirectPlan::zones`]);
+/// - its label set cannot be another stream's row's: no pipeline stage changes stream labels
+///   and none of its own labels is named like a selected stream's label.
+///
+/// Every other row is kept as a series, as before. The cells' sums are exact
+/// ([`parquetry_eval::ExactSum`]), so the answer does not depend on which rows were folded (on
+/// the partitions, time blocks or leaves): it is, to the bit, the one of every series kept.
+/// The first [`IDENTITY_PROBE`] settled rows of a partition are kept whatever they are, as
+/// the identity map needs them to decide whether series repeat; folding starts once it found
+/// they almost never do.
+struct DirectPlan {
+    points: SinglePoints,
+    /// The range aggregation's range, ns.
+    range: i64,
+    /// Per stream, the times where its spans in two or more selected objects, each widened
+    /// by a range, overlap: a row there may have a row of its series in another object.
+    shared: Overlaps,
+    /// Label names of the selected streams.
+    stream_names: Vec<String>,
+    /// Bit `n` set when a name in `stream_names` is `n` bytes long (or 64 or more).
+    name_lengths: u64,
+    /// Bit `b` set (of 256) when a name in `stream_names` starts with byte `b`.
+    first_bytes: [u64; 4],
+    /// An empty fold, cloned into each partition's first.
+    empty: Direct,
+}
+
+impl DirectPlan {
+    /// The plan for range aggregation `ra` under aggregation `op` over `selection`, or none
+    /// when its pipeline may change stream labels.
+    fn new(
+        op: VectorOp,
+        ra: &RangeAggregation,
+        params: &EvalParams,
+        stages: &[LogStage],
+        selection: &Selection,
+    ) -> Result<Option<DirectPlan>> {
+        let relabels = stages.iter().any(|s| {
+            matches!(
+                s,
+                LogStage::LabelFormat(_) | LogStage::Drop(_) | LogStage::Keep(_)
+            )
+        });
+        if relabels || ra.range.range <= 0 {
+            return Ok(None);
+        }
+        let bad = |e: parquetry_eval::EvalError| QueryError::BadRequest(e.to_string());
+        let range = ra.range.range;
+        let streams = || selection.objects.iter().flat_map(|o| &o.streams);
+        let names: std::collections::BTreeSet<&String> =
+            streams().flat_map(|st| st.labels.keys()).collect();
+        let spans = streams().map(|st| (st.fingerprint, st.min_ts, st.max_ts));
+        let shared = overlaps_by_stream(spans, range);
+        Ok(Some(DirectPlan::with_names(
+            SinglePoints::new(ra, params).map_err(bad)?,
+            range,
+            shared,
+            names.into_iter().cloned().collect(),
+            Direct::new(op, params).map_err(bad)?,
+        )))
+    }
+
+    fn with_names(
+        points: SinglePoints,
+        range: i64,
+        shared: Overlaps,
+        stream_names: Vec<String>,
+        empty: Direct,
+    ) -> DirectPlan {
+        let mut name_lengths = 0u64;
+        let mut first_bytes = [0u64; 4];
+        for n in &stream_names {
+            name_lengths |= 1 << n.len().min(63);
+            let b = n.as_bytes().first().copied().unwrap_or(0);
+            first_bytes[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+        DirectPlan {
+            points,
+            range,
+            shared,
+            stream_names,
+            name_lengths,
+            first_bytes,
+            empty,
+        }
+    }
+
+    fn zones(&self, fp: u64) -> Vec<(i64, i64)> {
+        self.shared.get(&fp).cloned().unwrap_or_default()
+    }
+
+    /// Whether `name` is a selected stream's label name: asked for every pair of every row,
+    /// so most names are turned away by their length and first byte alone.
+    fn stream_name(&self, name: &str) -> bool {
+        let len = name.len();
+        let first = name.as_bytes().first().copied().unwrap_or(0);
+        if self.name_lengths & (1 << len.min(63)) == 0
+            || self.first_bytes[usize::from(first >> 6)] & (1 << (first & 63)) == 0
+        {
+            return false;
+        }
+        self.stream_names.iter().any(|n| n == name)
+    }
+}
+
+/// What a held row costs: its queue entry and its identity's map entry.
+const PENDING_BYTES: usize = size_of::<Pending>() + 32;
+
+/// A row of a collapsed series held back in its [`Run`].
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    id: u128,
+    group: u32,
+    t: i64,
+    v: f64,
+    /// False when its label set might be another stream's row's.
+    foldable: bool,
+}
+
+/// The rows of one stream's run (consecutive rows of one stream in time order) within a
+/// range of the last, and how many of each series they hold.
+struct Run {
+    fp: u64,
+    /// Times of the run's first and last rows.
+    first: i64,
+    last: i64,
+    /// As [`DirectPlan::shared`], for this stream.
+    zones: Vec<(i64, i64)>,
+    queue: std::collections::VecDeque<Pending>,
+    /// Per identity in the queue: its rows there, and whether two of its rows ever met
+    /// within a range while it had any there (then each of those rows has a neighbour).
+    held: FastMap<u128, (u32, bool)>,
+}
+
+impl Run {
+    fn new(fp: u64, t: i64, zones: Vec<(i64, i64)>) -> Run {
+        Run {
+            fp,
+            first: t,
+            last: t,
+            zones,
+            queue: Default::default(),
+            held: FastMap::default(),
+        }
+    }
+
+    /// Queues `row`; every queued row lies within a range before it, so a queued row of its
+    /// series is its neighbour.
+    fn admit(&mut self, row: Pending) {
+        self.held
+            .entry(row.id)
+            .and_modify(|(n, met)| {
+                *n += 1;
+                *met = true;
+            })
+            .or_insert((1, false));
+        self.queue.push_back(row);
+    }
+
+    /// Takes one row of series `id` off the books; true when no row of its series came
+    /// within a range of it.
+    fn release(&mut self, id: u128) -> bool {
+        let Some((n, met)) = self.held.get_mut(&id) else {
+            return false;
+        };
+        let alone = !*met;
+        *n -= 1;
+        if *n == 0 {
+            self.held.remove(&id);
+        }
+        alone
+    }
+
+    /// Whether a row at `t` lies a range inside the run's start and, once the run has
+    /// `ended`, its end (before, a later row of the run came a range after it), and outside
+    /// the stream's shared zones.
+    fn inside(&self, t: i64, range: i64, ended: bool) -> bool {
+        let from_start = t.saturating_sub(self.first) >= range;
+        let from_end = !ended || self.last.saturating_sub(t) >= range;
+        let i = self.zones.partition_point(|z| z.1 < t);
+        let shared = self.zones.get(i).is_some_and(|z| z.0 <= t);
+        from_start && from_end && !shared
+    }
 }
 
 /// A collapsed series' identity: 128 bits of its whole label set, so equal sets meet in one
@@ -1209,6 +1533,22 @@ pub(crate) fn collapse_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
     })
 }
 
+/// For each range aggregation whose series collapse (see [`collapse_hints`]), the aggregation
+/// directly above it when series may fold into it ([`Direct::serves`]; see [`DirectPlan`]).
+pub(crate) fn direct_hints(expr: &SampleExpr) -> Vec<Option<VectorOp>> {
+    let collapse = collapse_hints(expr);
+    let pregroup = pregroup_hints(expr);
+    per_range_aggregation(expr, |ra, parent| {
+        parent
+            .filter(|v| Direct::serves(v.op) && ra.op != RangeOp::AbsentOverTime)
+            .map(|v| v.op)
+    })
+    .into_iter()
+    .zip(collapse.iter().zip(&pregroup))
+    .map(|(op, (c, p))| op.filter(|_| c.is_some() && p.is_none()))
+    .collect()
+}
+
 /// For each range aggregation, the `by` labels of a `sum` directly above it when summing
 /// per-series results equals aggregating per group.
 pub(crate) fn pregroup_hints(expr: &SampleExpr) -> Vec<Option<Vec<String>>> {
@@ -1417,6 +1757,148 @@ mod tests {
         assert!(!shared.unmapped);
         assert_eq!(shared.collapsed.series.len(), (probe / 2) as usize);
         assert_eq!(shared.identity_slot_in(3, group), Slot::Collapsed(3));
+    }
+
+    /// Rows of collapsed series, each `(stream, t, id, value, foldable)`, with some of them
+    /// repeating an identity within a range, some beyond it; one stream split over two
+    /// partitions; one stream in two objects whose spans overlap.
+    #[test]
+    fn folded_series_answer_as_kept_ones_do() {
+        const S: i64 = 1_000_000_000;
+        let t0 = 1_700_000_000 * S;
+        let params = EvalParams {
+            start: t0,
+            end: t0 + 600 * S,
+            step: 15 * S,
+            instant: false,
+            max_series: 0,
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Partitions of rows in scan order: (stream, t, id, value, foldable).
+        type Row = (u64, i64, u128, f64, bool);
+        let mut parts: Vec<Vec<Row>> = vec![Vec::new(); 4];
+        // Series of one stream only (a label set holds its stream's labels): `(t, id,
+        // segment)` of each stream's rows.
+        let mut made: HashMap<u64, Vec<(i64, u128, usize)>> = HashMap::new();
+        for (segment, (stream, part, from, to)) in [
+            (1u64, 0usize, 0, 600),
+            (2, 0, 0, 300),
+            (2, 1, 300, 600),
+            // Stream 3 in two objects: 0–400 s and 250–600 s, read by other partitions.
+            (3, 2, 0, 400),
+            (3, 3, 250, 600),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut t = t0 - 30 * S + from * S;
+            while t < t0 - 30 * S + to * S {
+                t += (next() % 3_000_000_000) as i64;
+                let r = next();
+                let made = made.entry(stream).or_default();
+                let id = match r % 10 {
+                    // Another row of a recent series (often within a range).
+                    0 => made.iter().rev().nth((r % 7) as usize).map(|m| m.1),
+                    // Another row of an old one.
+                    1 => made.get((r % 50) as usize).map(|m| m.1),
+                    // A row of the same stream within a range, read by another partition.
+                    2 | 3 => made
+                        .iter()
+                        .find(|m| m.2 != segment && (m.0 - t).abs() < 20 * S)
+                        .map(|m| m.1),
+                    _ => None,
+                }
+                .unwrap_or(u128::from(r) << 32 | made.len() as u128);
+                made.push((t, id, segment));
+                let v = (r % 100_000) as f64 / 7.0;
+                parts[part].push((stream, t, id, v, r % 19 != 0));
+            }
+        }
+        let shared = overlaps_by_stream(
+            [
+                (3, t0 - 30 * S, t0 + 370 * S),
+                (3, t0 + 220 * S, t0 + 570 * S),
+            ]
+            .into_iter(),
+            30 * S,
+        );
+        assert_eq!(shared[&3], [(t0 + 190 * S, t0 + 400 * S)]);
+        for op in ["sum", "avg", "count", "min", "max"] {
+            let query = format!(
+                "{op} by (g) (avg_over_time({{a=\"b\"}} | logfmt | unwrap d [30s] offset 5s))"
+            );
+            let parquetry_logql::Expr::Sample(expr) = parquetry_logql::parse_expr(&query).unwrap()
+            else {
+                panic!("not a metric query")
+            };
+            let ra = expr.range_aggregations()[0].clone();
+            let plan = DirectPlan::with_names(
+                SinglePoints::new(&ra, &params).unwrap(),
+                30 * S,
+                shared.clone(),
+                vec!["pod".into(), "service_name".into()],
+                Direct::new(direct_hints(&expr)[0].unwrap(), &params).unwrap(),
+            );
+            for (name, stream) in [("pod", true), ("service_name", true), ("path", false)] {
+                assert_eq!(plan.stream_name(name), stream, "{name}");
+            }
+            assert!(!plan.stream_name("service_nam") && !plan.stream_name(""));
+            let answer = |fold: bool| {
+                let mut total = Acc::default();
+                for rows in &parts {
+                    let mut acc = Acc::default();
+                    for g in ["a", "b"] {
+                        acc.group(std::iter::once(("g", g)));
+                    }
+                    acc.unmapped = true;
+                    for &(fp, t, id, v, foldable) in rows {
+                        let group = (id % 2) as u32;
+                        if fold {
+                            let row = Pending {
+                                id,
+                                group,
+                                t,
+                                v,
+                                foldable,
+                            };
+                            acc.hold(&plan, fp, row, None);
+                        } else {
+                            let slot = acc.identity_slot_in(id, |_| group);
+                            acc.push(slot, t, v, None);
+                        }
+                    }
+                    acc.end_run(&plan, None);
+                    total.merge(acc);
+                }
+                let kept = total.collapsed.series.len();
+                let input = RangeInput {
+                    series: Vec::new(),
+                    collapsed: total.collapsed,
+                };
+                let Value::Matrix(m) =
+                    parquetry_eval::evaluate(&expr, &params, vec![input]).unwrap()
+                else {
+                    panic!("a matrix")
+                };
+                let bits: Vec<Vec<(i64, u64)>> = m
+                    .iter()
+                    .map(|s| s.points.iter().map(|p| (p.0, p.1.to_bits())).collect())
+                    .collect();
+                (bits, kept)
+            };
+            let (want, all) = answer(false);
+            let (got, kept) = answer(true);
+            assert_eq!(want.len(), 2);
+            assert_eq!(got, want, "{op}");
+            // Many rows folded, not all.
+            assert!(kept > 0 && kept * 4 < all * 3, "{op}: {kept} of {all} kept");
+        }
     }
 
     #[test]

@@ -228,6 +228,10 @@ fn metric_batch(inputs: &[RangeInput]) -> Result<RecordBatch> {
                 id_lo.push(None);
             }
         }
+        if range.collapsed.direct.is_some() {
+            // A leaf never folds series (its root merges them by identity).
+            return Err(bad("a leaf's series were folded into its aggregation"));
+        }
         let groups: Vec<String> = range.collapsed.groups.iter().map(labels_json).collect();
         for s in &range.collapsed.series {
             let text = groups
@@ -484,6 +488,7 @@ mod tests {
                 collapsed(1, 1 << 64, vec![(7, 4.0)]),
                 collapsed(0, 7, vec![(8, 5.0)]),
             ],
+            direct: None,
         };
         let p = Partial {
             stats: QueryStats::default(),
