@@ -561,3 +561,72 @@ async fn per_line_series_under_an_aggregation_answer_within_the_response_limit()
     small.stop().await;
     big.stop().await;
 }
+
+/// Series of one line folded into the aggregation as the scan reads them (enough lines that
+/// each partition's identity probe gives up on merging): the answer is, to the bit, the one
+/// the same query gives with every series kept (a no-op `label_replace` in between keeps
+/// every label, so nothing is collapsed or folded), on compacted objects and on hot ones that
+/// overlap them, with some ids repeating within a range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_folded_as_they_are_read_answer_as_kept_ones_do() {
+    let s = TestServer::start(
+        "query_range: {parallelism: 2}\nlimits_config: {ingestion_rate_mb: 1000, ingestion_burst_size_mb: 1000}",
+    )
+    .await;
+    let end = now_ns() - 60 * NS_PER_S;
+    let start = end - 7_200 * NS_PER_S;
+    let n = 170_000usize;
+    let all: Vec<Entry> = (0..n)
+        .map(|i| {
+            // One line in 50 repeats its stream's previous id (0.25 s before it): rare enough
+            // for the scan to stop merging series by identity.
+            let id = if i % 50 == 49 { i - 6 } else { i };
+            Entry {
+                stream: i % 6,
+                ts: start + i as i64 * 42_000_000,
+                line: format!(
+                    "id={id:08} path=/p{} duration={}ms",
+                    i % 3,
+                    (i * 37) % 1000 + i % 7
+                ),
+            }
+        })
+        .collect();
+    for chunk in all[..150_000].chunks(10_000) {
+        push(&s, chunk).await;
+    }
+    s.compact().await;
+    // Hot objects: the rest, and a few lines again inside the compacted span (a stream in two
+    // objects whose spans overlap).
+    for chunk in all[150_000..].chunks(10_000) {
+        push(&s, chunk).await;
+    }
+    let again: Vec<Entry> = all[70_000..70_060]
+        .iter()
+        .map(|e| Entry {
+            ts: e.ts + 1,
+            ..e.clone()
+        })
+        .collect();
+    push(&s, &again).await;
+
+    let inner =
+        r#"avg_over_time({env="scale"} | logfmt | unwrap duration(duration) | __error__="" [1m])"#;
+    let folded = |v: &Value| v["data"]["stats"]["parquetry"]["foldedLines"].as_u64();
+    for op in ["avg by (path)", "max"] {
+        let (code, got) = metric_range(&s, format!("{op} ({inner})"), start, end).await;
+        assert_eq!(code, 200, "{op}: {got}");
+        let kept = format!(r#"{op} (label_replace({inner}, "kept", "all", "", ""))"#);
+        let (code, want) = metric_range(&s, kept, start, end).await;
+        assert_eq!(code, 200, "{op}: {want}");
+        assert!(
+            folded(&got).is_some_and(|f| f > 10_000),
+            "{op}: {}",
+            got["data"]["stats"]["parquetry"]
+        );
+        assert_eq!(folded(&want), Some(0), "{op}");
+        assert!(!got["data"]["result"].as_array().unwrap().is_empty());
+        assert_eq!(got["data"]["result"], want["data"]["result"], "{op}");
+    }
+    s.stop().await;
+}

@@ -164,7 +164,7 @@ pub fn push_stats(out: &mut String, s: &QueryStats) {
 fn cost_json(s: &QueryStats) -> String {
     let c = &s.cost;
     format!(
-        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"leaves":{},"timeBlocks":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
+        r#"{{"objectsOpened":{},"rowGroupsOpened":{},"getRequests":{},"bytesFetched":{},"partitions":{},"leaves":{},"timeBlocks":{},"foldedLines":{},"lambdaGbSeconds":{},"estimatedCostUsd":{}}}"#,
         c.objects_opened,
         c.row_groups_opened,
         c.get_requests,
@@ -172,6 +172,7 @@ fn cost_json(s: &QueryStats) -> String {
         c.partitions,
         c.leaves,
         c.time_blocks,
+        c.folded_lines,
         format_float(c.lambda_gb_seconds),
         format_float(c.estimated_cost_usd),
     )

@@ -59,6 +59,10 @@ pub struct CostStats {
     /// Consecutive time blocks a metric range query was evaluated in (`blocks`); 0 when it
     /// ran whole.
     pub time_blocks: u64,
+    /// Lines a metric scan folded straight into the aggregation above their range
+    /// aggregation instead of keeping them as series (series of one line; see
+    /// `metric::DirectPlan`).
+    pub folded_lines: u64,
     /// Wall time × the function's memory in GB: the root's, plus each leaf's when leaves are
     /// Lambda invocations of their own.
     pub lambda_gb_seconds: f64,
@@ -76,6 +80,7 @@ impl CostStats {
         self.partitions += other.partitions;
         self.leaves += other.leaves;
         self.time_blocks += other.time_blocks;
+        self.folded_lines += other.folded_lines;
         self.lambda_gb_seconds += other.lambda_gb_seconds;
     }
 

@@ -335,7 +335,7 @@ impl QueryEngine {
             .into_iter()
             .map(|s| (s.fingerprint, s.labels()))
             .collect();
-        let fold = Arc::new(Fold {
+        let mut fold = Fold {
             streams,
             pipeline,
             unwrapper,
@@ -350,7 +350,7 @@ impl QueryEngine {
             budget: OutputBudget::new(q.max_response_bytes),
             cells,
             direct,
-        });
+        };
 
         let counters = Arc::new(IoCounters::default());
         let ctx = counted_session(self, &counters)?;
@@ -390,6 +390,11 @@ impl QueryEngine {
             .create_physical_plan()
             .instrument(scan_span.clone())
             .await?;
+        if !in_storage_order(plan.as_ref()) {
+            // Folding rows needs each partition's rows in the objects' order.
+            fold.direct = None;
+        }
+        let fold = Arc::new(fold);
         let parts = execute_stream_partitioned(plan.clone(), ctx.task_ctx())?;
         counters.add_partitions(parts.len() as u64);
         let pool = self.runtime().memory_pool.clone();
@@ -451,6 +456,7 @@ impl QueryEngine {
         for (_, acc, rows, reservation) in done {
             held.push(reservation);
             stats.post_filter_lines += rows;
+            stats.cost.folded_lines += acc.folded;
             total.merge(acc);
         }
         drop(held);
@@ -529,6 +535,8 @@ struct Acc {
     run: Option<Run>,
     /// Where a folded row's points are computed.
     points: Vec<(u32, f64)>,
+    /// Rows folded into [`Collapsed::direct`].
+    folded: u64,
     /// About what the series hold on the heap (sample capacity and labels), for the pool.
     bytes: usize,
 }
@@ -755,6 +763,7 @@ impl Acc {
                 .collapsed
                 .direct
                 .get_or_insert_with(|| plan.empty.clone());
+            self.folded += 1;
             self.bytes += match plan.points.span(q.t, q.v) {
                 Some((steps, v)) => direct.add_span(q.group, steps, v),
                 None => {
@@ -1209,6 +1218,20 @@ impl DirectPlan {
 
 /// What a held row costs: its queue entry and its identity's map entry.
 const PENDING_BYTES: usize = size_of::<Pending>() + 32;
+
+/// Whether every partition of `plan` yields the rows of its byte ranges of the objects in
+/// their stored order: only scans, filters, projections and batch coalescing, no operator
+/// that spreads batches over partitions (a round-robin repartition when there are fewer
+/// byte ranges than cores) or merges them.
+fn in_storage_order(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> bool {
+    matches!(
+        plan.name(),
+        "DataSourceExec" | "FilterExec" | "ProjectionExec" | "CoalesceBatchesExec"
+    ) && plan
+        .children()
+        .into_iter()
+        .all(|c| in_storage_order(c.as_ref()))
+}
 
 /// A row of a collapsed series held back in its [`Run`].
 #[derive(Debug, Clone, Copy)]

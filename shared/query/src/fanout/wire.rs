@@ -387,6 +387,7 @@ fn stats_json(s: &QueryStats) -> Value {
         "partitions": c.partitions,
         "leaves": c.leaves,
         "time_blocks": c.time_blocks,
+        "folded_lines": c.folded_lines,
         "lambda_gb_seconds": c.lambda_gb_seconds,
         "warnings": s.warnings,
     })
@@ -413,6 +414,7 @@ fn stats_from_json(v: &Value) -> QueryStats {
             partitions: n("partitions"),
             leaves: n("leaves"),
             time_blocks: n("time_blocks"),
+            folded_lines: n("folded_lines"),
             lambda_gb_seconds: f("lambda_gb_seconds"),
             estimated_cost_usd: 0.0,
         },
