@@ -480,15 +480,11 @@ impl Direct {
     /// Folds a series of `group` whose range aggregation gave `points` (`(step, value)`, as
     /// [`crate::SinglePoints`] gives them). Returns the bytes newly allocated.
     pub fn add(&mut self, group: u32, points: &[(u32, f64)]) -> usize {
-        let (op, steps) = (self.op, self.steps);
-        let Some(cells) = self.cells_of(group) else {
+        if points.is_empty() {
             return 0;
-        };
-        let mut grown = 0;
-        if cells.is_empty() && !points.is_empty() {
-            cells.resize(steps, DirectCell::default());
-            grown = steps * size_of::<DirectCell>();
         }
+        let op = self.op;
+        let (cells, grown) = self.cells_of(group);
         for &(k, v) in points {
             if let Some(c) = cells.get_mut(k as usize) {
                 c.add(op, v);
@@ -503,15 +499,8 @@ impl Direct {
         if steps.is_empty() {
             return 0;
         }
-        let (op, n) = (self.op, self.steps);
-        let Some(cells) = self.cells_of(group) else {
-            return 0;
-        };
-        let mut grown = 0;
-        if cells.is_empty() {
-            cells.resize(n, DirectCell::default());
-            grown = n * size_of::<DirectCell>();
-        }
+        let op = self.op;
+        let (cells, grown) = self.cells_of(group);
         let end = steps.end.min(cells.len());
         for c in cells.get_mut(steps.start..end).unwrap_or_default() {
             c.add(op, v);
@@ -519,12 +508,21 @@ impl Direct {
         grown
     }
 
-    fn cells_of(&mut self, group: u32) -> Option<&mut Vec<DirectCell>> {
+    /// The cells of `group`, a step's worth allocated on its first series, and the bytes that
+    /// allocated.
+    fn cells_of(&mut self, group: u32) -> (&mut [DirectCell], usize) {
         let g = group as usize;
         if self.cells.len() <= g {
             self.cells.resize_with(g + 1, Vec::new);
         }
-        self.cells.get_mut(g)
+        let steps = self.steps;
+        let cells = &mut self.cells[g];
+        let mut grown = 0;
+        if cells.is_empty() {
+            cells.resize(steps, DirectCell::default());
+            grown = steps * size_of::<DirectCell>();
+        }
+        (cells, grown)
     }
 
     /// Folds in `other`, whose group `g` is group `mapped[g]` here.
@@ -537,9 +535,11 @@ impl Direct {
             if cells.is_empty() {
                 continue;
             }
-            let Some(mine) = self.cells_of(to) else {
-                continue;
-            };
+            let to = to as usize;
+            if self.cells.len() <= to {
+                self.cells.resize_with(to + 1, Vec::new);
+            }
+            let mine = &mut self.cells[to];
             if mine.is_empty() {
                 *mine = cells;
             } else {

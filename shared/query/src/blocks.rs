@@ -244,6 +244,27 @@ mod tests {
     }
 
     #[test]
+    fn folding_scans_weigh_their_probe_and_the_rows_near_span_ends() {
+        const MIN: i64 = 60_000_000_000;
+        let stream = |span_minutes: i64| StreamInfo {
+            fingerprint: 1,
+            labels: Default::default(),
+            entries: 1_000_000,
+            bytes: 0,
+            min_ts: 0,
+            max_ts: span_minutes * MIN,
+        };
+        let probe = 2.0 * f64::from(IDENTITY_PROBE) * SERIES_BYTES as f64;
+        let weigh = |s: &StreamInfo| folding_bytes(std::iter::once(s), 5 * MIN, 0, i64::MAX, 2);
+        // Twelve hours at a 5m range: rows near the ends are under 3 %, so every row
+        // weighs what a sample would.
+        assert_eq!(weigh(&stream(720)), probe + 1e6 * SAMPLE_BYTES as f64);
+        // A span of four ranges or less: every row may be kept as a series.
+        assert_eq!(weigh(&stream(20)), probe + 1e6 * SERIES_BYTES as f64);
+        assert!(weigh(&stream(100)) < weigh(&stream(40)));
+    }
+
+    #[test]
     fn only_queries_holding_something_per_line_are_split() {
         let grows = |q: &str| bytes_per_line(&expr(q)).iter().any(|w| *w > 0);
         assert_eq!(

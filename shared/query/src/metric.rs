@@ -321,11 +321,10 @@ impl QueryEngine {
         } else {
             None
         };
+        // `direct_hints` only names collapsed, not pre-grouped, series.
         let direct = match shape.direct {
-            Some(op) if shape.group_by.is_none() && shape.collapse.is_some() => {
-                DirectPlan::new(op, ra, &eval_params(q), &stages, &selection)?
-            }
-            _ => None,
+            Some(op) => DirectPlan::new(op, ra, &eval_params(q), &stages, &selection)?,
+            None => None,
         };
         let seen = Seen::new(overlapping_streams(&selection));
         let need_line = pipeline.is_some() || value == SampleValue::LineBytes || !seen.is_empty();
