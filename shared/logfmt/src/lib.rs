@@ -56,37 +56,85 @@ impl<'a> Iterator for Decoder<'a> {
     }
 }
 
-impl<'a> Decoder<'a> {
-    fn skip_ws(&mut self) {
-        let b = self.s.as_bytes();
-        while self.pos < b.len() && b[self.pos] <= b' ' {
-            self.pos += 1;
+/// Bytes that end a key: whitespace (any byte up to space), `=` and `"`.
+const KEY_END: [bool; 256] = byte_class(true);
+/// Bytes that end an unquoted value: whitespace and `"` (which makes the pair malformed).
+const VALUE_END: [bool; 256] = byte_class(false);
+
+const fn byte_class(key: bool) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i <= b' ' as usize || i == b'"' as usize || (key && i == b'=' as usize);
+        i += 1;
+    }
+    t
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `x` below `n` (at most 128). Only bytes above a flagged
+/// one can be flagged wrongly (by a borrow), so the lowest flag is always right.
+#[inline]
+fn bytes_below(x: u64, n: u8) -> u64 {
+    x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS
+}
+
+/// The high bit of each byte of `x` equal to `b`, with the same guarantee.
+#[inline]
+fn bytes_equal(x: u64, b: u8) -> u64 {
+    bytes_below(x ^ (ONES * u64::from(b)), 1)
+}
+
+/// The first position at or after `from` of a byte of `class` ([`KEY_END`] or
+/// [`VALUE_END`]), or the end: eight bytes at a time, as keys and values run to tens of
+/// bytes and the byte-by-byte loop was a tenth of `| logfmt`.
+#[inline]
+fn find_end(b: &[u8], from: usize, class: &[bool; 256]) -> usize {
+    let key = class[usize::from(b'=')];
+    let mut at = from;
+    while let Some(chunk) = b.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        let mut hits = bytes_below(x, b' ' + 1) | bytes_equal(x, b'"');
+        if key {
+            hits |= bytes_equal(x, b'=');
         }
+        if hits != 0 {
+            return at + (hits.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    b.get(at..)
+        .and_then(|rest| rest.iter().position(|&c| class[usize::from(c)]))
+        .map_or(b.len(), |n| at + n)
+}
+
+impl<'a> Decoder<'a> {
+    /// The position of the first byte at or after `from` that `stop` accepts, or the end.
+    #[inline]
+    fn scan_to(&self, from: usize, stop: impl Fn(u8) -> bool) -> usize {
+        let b = self.s.as_bytes();
+        b.get(from..)
+            .and_then(|rest| rest.iter().position(|&c| stop(c)))
+            .map_or(b.len(), |n| from + n)
     }
 
     /// Skips to the next whitespace, past the malformed pair.
     fn recover(&mut self) {
-        let b = self.s.as_bytes();
-        while self.pos < b.len() && b[self.pos] > b' ' {
-            self.pos += 1;
-        }
+        self.pos = self.scan_to(self.pos, |c| c <= b' ');
     }
 
     fn next_item(&mut self) -> Option<Item<'a>> {
-        self.skip_ws();
+        self.pos = self.scan_to(self.pos, |c| c > b' ');
         let b = self.s.as_bytes();
-        if self.pos >= b.len() {
-            return None;
-        }
         let start = self.pos;
-        while self.pos < b.len() && b[self.pos] > b' ' && b[self.pos] != b'=' && b[self.pos] != b'"'
-        {
-            self.pos += 1;
-        }
-        let key = &self.s[start..self.pos];
+        let first = *b.get(start)?;
+        self.pos = find_end(b, start, &KEY_END);
+        let key = self.s.get(start..self.pos)?;
         if key.is_empty() {
             let pos = self.pos;
-            let msg = if b[pos] == b'=' {
+            let msg = if first == b'=' {
                 "unexpected '='"
             } else {
                 "unexpected '\"'"
@@ -112,20 +160,18 @@ impl<'a> Decoder<'a> {
                     Some(b'"') => self.quoted(key),
                     Some(_) => {
                         let vstart = self.pos;
-                        while self.pos < b.len() && b[self.pos] > b' ' {
-                            if b[self.pos] == b'"' {
-                                let pos = self.pos;
-                                self.recover();
-                                return Some(Item::Malformed {
-                                    pos,
-                                    msg: "unexpected '\"'",
-                                });
-                            }
-                            self.pos += 1;
+                        self.pos = find_end(b, vstart, &VALUE_END);
+                        if b.get(self.pos) == Some(&b'"') {
+                            let pos = self.pos;
+                            self.recover();
+                            return Some(Item::Malformed {
+                                pos,
+                                msg: "unexpected '\"'",
+                            });
                         }
                         Some(Item::Pair(
                             key,
-                            Some(Cow::Borrowed(&self.s[vstart..self.pos])),
+                            Some(Cow::Borrowed(self.s.get(vstart..self.pos)?)),
                         ))
                     }
                 }
@@ -140,32 +186,32 @@ impl<'a> Decoder<'a> {
         self.pos += 1;
         let vstart = self.pos;
         let mut escaped = false;
-        while self.pos < b.len() {
-            match b[self.pos] {
-                b'\\' => {
-                    escaped = true;
-                    self.pos += 2;
-                }
-                b'"' => {
-                    let raw = &self.s[vstart..self.pos];
-                    self.pos += 1;
-                    let v = if escaped {
-                        match unescape(raw) {
-                            Some(v) => Cow::Owned(v),
-                            None => {
-                                return Some(Item::Malformed {
-                                    pos: vstart,
-                                    msg: "invalid quoted value",
-                                });
-                            }
-                        }
-                    } else {
-                        Cow::Borrowed(raw)
-                    };
-                    return Some(Item::Pair(key, Some(v)));
-                }
-                _ => self.pos += 1,
+        while let Some(n) = b
+            .get(self.pos..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            self.pos += n;
+            if b[self.pos] == b'\\' {
+                escaped = true;
+                self.pos += 2;
+                continue;
             }
+            let raw = self.s.get(vstart..self.pos)?;
+            self.pos += 1;
+            let v = if escaped {
+                match unescape(raw) {
+                    Some(v) => Cow::Owned(v),
+                    None => {
+                        return Some(Item::Malformed {
+                            pos: vstart,
+                            msg: "invalid quoted value",
+                        });
+                    }
+                }
+            } else {
+                Cow::Borrowed(raw)
+            };
+            return Some(Item::Pair(key, Some(v)));
         }
         self.pos = b.len();
         Some(Item::Malformed {
@@ -201,4 +247,43 @@ pub fn unescape(raw: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eight bytes at a time finds what a byte-by-byte search does, wherever the end lies
+    /// in a chunk and whatever bytes (ASCII, UTF-8, control) come before and after it.
+    #[test]
+    fn chunked_search_finds_the_first_end_byte() {
+        let alphabet = [
+            b'a', b' ', b'=', b'"', b'\t', 0, 0x7f, 0x80, 0xc3, 0xa9, 0xff, b'!', b'#',
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..200_000 {
+            let len = (next() % 24) as usize;
+            // Mostly plain bytes, so ends fall anywhere in a chunk.
+            let line: Vec<u8> = (0..len)
+                .map(|_| match next() % 8 {
+                    0 => alphabet[(next() % alphabet.len() as u64) as usize],
+                    _ => b'a' + (next() % 26) as u8,
+                })
+                .collect();
+            let from = (next() % (len as u64 + 1)) as usize;
+            for class in [&KEY_END, &VALUE_END] {
+                let want = line[from..]
+                    .iter()
+                    .position(|&c| class[usize::from(c)])
+                    .map_or(line.len(), |n| from + n);
+                assert_eq!(find_end(&line, from, class), want, "{line:?} {from}");
+            }
+        }
+    }
 }

@@ -121,6 +121,9 @@ pub fn parse_go(s: &str) -> Result<Nanos, DurationError> {
     if body.is_empty() {
         return Err(invalid());
     }
+    if let Some(v) = whole_units(body) {
+        return Ok(if neg { -v } else { v });
+    }
     let mut total: f64 = 0.0;
     let mut rest = body;
     while !rest.is_empty() {
@@ -159,6 +162,29 @@ pub fn parse_go(s: &str) -> Result<Nanos, DurationError> {
     }
     let v = total.round() as i64;
     Ok(if neg { -v } else { v })
+}
+
+/// `body` of [`parse_go`] when it is one whole number and a unit (`250ms`, the common
+/// case of a logged duration), read as an integer: the general path's floating point gives
+/// the same value for any total up to 2^53 ns, so only those are answered here.
+fn whole_units(body: &str) -> Option<Nanos> {
+    let b = body.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let (number, unit) = body.split_at(digits);
+    let mult: i64 = match unit {
+        "ns" => 1,
+        "us" | "µs" | "μs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        _ => return None,
+    };
+    let n: i64 = number.parse().ok()?;
+    n.checked_mul(mult).filter(|v| *v <= 1 << 53)
 }
 
 /// Prometheus first, then Go, as LogQL `offset` and duration filters do.
@@ -306,6 +332,35 @@ mod tests {
             parse_prometheus("5minutes").unwrap_err().to_string(),
             r#"unknown unit "minutes" in duration "5minutes""#
         );
+    }
+
+    #[test]
+    fn whole_numbers_read_as_integers_agree_with_the_general_path() {
+        // `N.0unit` takes the floating-point path.
+        for unit in ["ns", "us", "µs", "ms", "s", "m", "h"] {
+            let mult = parse_go(&format!("1{unit}")).unwrap();
+            let edge = (1i64 << 53) / mult;
+            for n in [
+                0,
+                1,
+                7,
+                250,
+                999_999,
+                123_456_789_012_345,
+                edge - 1,
+                edge,
+                edge + 1,
+            ] {
+                for sign in ["", "-", "+"] {
+                    let whole = parse_go(&format!("{sign}{n}{unit}"));
+                    let general = parse_go(&format!("{sign}{n}.0{unit}"));
+                    assert_eq!(whole.ok(), general.ok(), "{sign}{n}{unit}");
+                }
+            }
+        }
+        assert!(parse_go("12").is_err());
+        assert!(parse_go("12x").is_err());
+        assert!(parse_go("1234567890123456789012h").is_err());
     }
 
     #[test]

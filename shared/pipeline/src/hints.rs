@@ -186,6 +186,11 @@ impl ParserHints {
         self.no_labels || self.all_extracted(entry)
     }
 
+    /// Every label is wanted and none stops a parser: the same as no hints.
+    pub(crate) fn wants_everything(&self) -> bool {
+        self.required.is_empty() && !self.no_labels
+    }
+
     /// Whether a parser should extract `name`.
     pub(crate) fn wants(&self, name: &str) -> bool {
         self.required.is_empty() || self.required.iter().any(|r| r == name)

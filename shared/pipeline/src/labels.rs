@@ -148,7 +148,12 @@ impl Set {
     /// Where `name` is, or (in a sorted set) where it would go.
     #[inline]
     fn find(&self, name: &str) -> Result<usize, usize> {
-        let prefix = name_prefix(name);
+        self.find_prefixed(name_prefix(name), name)
+    }
+
+    /// [`Set::find`] with the name's [`name_prefix`] already known.
+    #[inline]
+    fn find_prefixed(&self, prefix: u64, name: &str) -> Result<usize, usize> {
         if self.sorted {
             return self
                 .pairs
@@ -184,8 +189,14 @@ impl Set {
             self.pairs[i].value = value;
             return;
         }
+        self.insert_absent(name, name_prefix(name), value);
+    }
+
+    /// Adds a pair whose name the set does not have (its bit already set).
+    #[inline]
+    fn insert_absent(&mut self, name: &str, prefix: u64, value: &str) {
         let pair = Pair {
-            prefix: name_prefix(name),
+            prefix,
             name: self.push(name),
             value: self.push(value),
         };
@@ -274,6 +285,136 @@ pub fn metadata_name<'a>(stream: &Labels, name: &'a str) -> std::borrow::Cow<'a,
     }
 }
 
+/// The label a parser makes of one key: its name after sanitising and clash renaming, or
+/// none (the key sanitises to nothing, or the hints do not want it), with what adding it
+/// needs to know.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyName {
+    key: String,
+    /// Empty when the key gives no label.
+    name: String,
+    bit: u64,
+    prefix: u64,
+    /// The name is structured metadata, which adding it as a parsed label moves.
+    in_metadata: bool,
+}
+
+/// `a == b` for the short strings keys mostly are, without a call to `memcmp`.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let rest_eq = |a: &[u8], b: &[u8]| a.iter().zip(b).all(|(x, y)| x == y);
+    match (a.split_first_chunk::<8>(), b.split_first_chunk::<8>()) {
+        (Some((x, a)), Some((y, b))) => x == y && rest_eq(a, b),
+        _ => rest_eq(a, b),
+    }
+}
+
+/// The names a parser stage gave each position's key in the lines it read last.
+///
+/// A key's label name depends on the key, the hints and the entry's clash rules, which read
+/// only the stream (its original and current names) and the structured metadata names.
+/// Lines of one stream nearly always share their keys and metadata names, so under an
+/// unchanged stream key and the same metadata names a key equal to the one last seen at its
+/// position takes the name found then: one string comparison instead of sanitising, three
+/// clash look-ups and hashing the name (a quarter of `| logfmt`'s cost per pair).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyNames {
+    owner: usize,
+    stream_key: Option<u64>,
+    /// The metadata names the names were found under, concatenated, and their lengths.
+    metadata: String,
+    metadata_lengths: Vec<usize>,
+    keys: Vec<KeyName>,
+    /// Where a key is named when it is not kept.
+    spare: KeyName,
+    /// Whether this line may use and keep names.
+    usable: bool,
+}
+
+impl KeyNames {
+    /// Positions remembered: a line of hundreds of keys names the rest afresh.
+    const KEYS: usize = 64;
+
+    fn begin(&mut self, owner: usize, entry: &EntryLabels) {
+        let stream_key = entry.stream_key.filter(|_| !entry.stream_changed);
+        self.usable = stream_key.is_some();
+        if !self.usable
+            || (self.owner == owner
+                && self.stream_key == stream_key
+                && self.metadata_is(&entry.metadata))
+        {
+            return;
+        }
+        self.owner = owner;
+        self.stream_key = stream_key;
+        self.keys.clear();
+        self.metadata.clear();
+        self.metadata_lengths.clear();
+        for (name, _) in entry.metadata.iter() {
+            self.metadata.push_str(name);
+            self.metadata_lengths.push(name.len());
+        }
+    }
+
+    fn metadata_is(&self, set: &Set) -> bool {
+        if set.pairs.len() != self.metadata_lengths.len() {
+            return false;
+        }
+        let mut at = 0;
+        set.pairs
+            .iter()
+            .zip(&self.metadata_lengths)
+            .all(|(p, &len)| {
+                let same = self.metadata.get(at..at + len) == Some(set.name(p));
+                at += len;
+                same
+            })
+    }
+
+    /// The rest of the line is named afresh: a stage moved a metadata label.
+    pub(crate) fn forget_line(&mut self) {
+        self.usable = false;
+    }
+
+    /// The label of the key at position `at` of the line: the one found for the same key
+    /// there before, or `label(entry, key)` (the name before [`KeyName`]'s bookkeeping).
+    pub(crate) fn name(
+        &mut self,
+        entry: &EntryLabels,
+        at: usize,
+        key: &str,
+        label: impl FnOnce(&EntryLabels, &str) -> Option<String>,
+    ) -> Option<&KeyName> {
+        let keep = self.usable && at <= self.keys.len() && at < Self::KEYS;
+        if keep && self.keys.get(at).is_some_and(|k| same_key(&k.key, key)) {
+            return self.keys.get(at).filter(|k| !k.name.is_empty());
+        }
+        let name = label(entry, key).unwrap_or_default();
+        let named = KeyName {
+            key: if keep { key.to_string() } else { String::new() },
+            bit: name_bit(&name),
+            prefix: name_prefix(&name),
+            in_metadata: entry.metadata.contains(&name),
+            name,
+        };
+        let slot = if !keep {
+            self.spare = named;
+            &self.spare
+        } else if at < self.keys.len() {
+            self.keys[at] = named;
+            &self.keys[at]
+        } else {
+            self.keys.push(named);
+            &self.keys[at]
+        };
+        Some(slot).filter(|k| !k.name.is_empty())
+    }
+}
+
 /// Labels of one entry by origin, as Loki categorises them: stream labels, structured
 /// metadata and parsed (extracted) labels, including `__error__`/`__error_details__`.
 ///
@@ -302,8 +443,9 @@ pub struct EntryLabels {
     stream_key: Option<u64>,
     /// Set when a stage changed the stream labels since the last reset.
     stream_changed: bool,
-    /// Where [`EntryLabels::with_scratch`] spells renamed keys, kept across entries.
-    scratch: String,
+    /// The names a parser gave the keys of earlier lines (see [`KeyNames`]); boxed, as it
+    /// is taken out and put back for every line.
+    key_names: Option<Box<KeyNames>>,
 }
 
 impl EntryLabels {
@@ -422,6 +564,11 @@ impl EntryLabels {
             .map(|(n, v)| (Category::StructuredMetadata, n, v));
         let p = self.parsed.iter().map(|(n, v)| (Category::Parsed, n, v));
         s.chain(m).chain(p)
+    }
+
+    /// The labels other than the stream's: structured metadata, then parsed ones.
+    pub fn own_labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.metadata.iter().chain(self.parsed.iter())
     }
 
     /// A label's value, whatever its category.
@@ -581,26 +728,33 @@ impl EntryLabels {
         }
     }
 
-    /// [`EntryLabels::parsed_name`] spelled in `scratch` (see [`EntryLabels::with_scratch`])
-    /// when renamed: a parser renames a key on every line that has it (a trace id that is
-    /// also metadata), and a fresh string each time costs more than the rest of the pair.
-    pub(crate) fn parsed_name_in<'a>(&self, name: &'a str, scratch: &'a mut String) -> &'a str {
-        if self.clashes(name) {
-            scratch.clear();
-            scratch.push_str(name);
-            scratch.push_str("_extracted");
-            scratch
-        } else {
-            name
-        }
+    /// Runs `f` with the key names of parser stage `owner` (any number that tells stages
+    /// apart, e.g. its address), forgotten first unless they were named under this entry's
+    /// stream and structured metadata names.
+    pub(crate) fn with_key_names<R>(
+        &mut self,
+        owner: usize,
+        f: impl FnOnce(&mut Self, &mut KeyNames) -> R,
+    ) -> R {
+        let mut names = self.key_names.take().unwrap_or_default();
+        names.begin(owner, self);
+        let r = f(self, &mut names);
+        self.key_names = Some(names);
+        r
     }
 
-    /// Runs `f` with a string buffer that outlives the entry, for names a stage spells.
-    pub(crate) fn with_scratch<R>(&mut self, f: impl FnOnce(&mut Self, &mut String) -> R) -> R {
-        let mut scratch = std::mem::take(&mut self.scratch);
-        let r = f(self, &mut scratch);
-        self.scratch = scratch;
-        r
+    /// Adds parsed label `named` (from [`KeyNames::name`]) as [`EntryLabels::add_parsed_exact`]
+    /// does. True when that moved a structured metadata label, which changes how later keys
+    /// of the line are named (see [`KeyNames::forget_line`]).
+    pub(crate) fn add_parsed_named(&mut self, named: &KeyName, value: &str) -> bool {
+        let (name, bit, prefix) = (named.name.as_str(), named.bit, named.prefix);
+        if self.parsed.bits & bit != 0 && self.parsed.find_prefixed(prefix, name).is_ok() {
+            return false;
+        }
+        let moved = named.in_metadata && self.metadata.remove(name).is_some();
+        self.parsed.bits |= bit;
+        self.parsed.insert_absent(name, prefix, value);
+        moved
     }
 
     /// The stream set, for a change: later entries of the stream cannot reuse it as is.

@@ -48,21 +48,40 @@ impl Logfmt {
 
     /// `| logfmt`: every pair becomes a label; the first value of a name wins.
     fn process_all(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
-        entry.with_scratch(|entry, scratch| {
+        let hints = hints.filter(|h| !h.wants_everything());
+        // U+FFFD is EF BF BD in UTF-8: a line without the byte EF has none in its plain
+        // values, and only unescaped ones need looking at.
+        let may_replace = memchr::memchr(0xEF, line.as_bytes()).is_some();
+        let owner = std::ptr::from_ref(self) as usize;
+        entry.with_key_names(owner, |entry, names| {
+            let mut at = 0;
             self.each_pair(line, entry, |entry, key, value| {
                 let value = value.unwrap_or(Cow::Borrowed(""));
+                at += 1;
                 if value.is_empty() && !self.keep_empty {
                     return ControlFlow::Continue(());
                 }
-                let name = sanitize_key(key);
-                if name.is_empty() {
+                let label = |entry: &EntryLabels, key: &str| {
+                    let name = sanitize_key(key);
+                    if name.is_empty() {
+                        return None;
+                    }
+                    let name = entry.parsed_name(&name);
+                    hints
+                        .is_none_or(|h| h.wants(&name))
+                        .then(|| name.into_owned())
+                };
+                let Some(named) = names.name(entry, at - 1, key, label) else {
                     return ControlFlow::Continue(());
+                };
+                let value = if may_replace || matches!(value, Cow::Owned(_)) {
+                    replacement_to_space(value)
+                } else {
+                    value
+                };
+                if entry.add_parsed_named(named, &value) {
+                    names.forget_line();
                 }
-                let name = entry.parsed_name_in(&name, scratch);
-                if hints.is_some_and(|h| !h.wants(name)) {
-                    return ControlFlow::Continue(());
-                }
-                entry.add_parsed_exact(name, &replacement_to_space(value));
                 stop_when_all_extracted(entry, hints)
             })
         });
@@ -240,6 +259,78 @@ mod tests {
         assert_eq!(e.get("lat"), Some("5ms"));
         assert_eq!(e.get("a"), Some("1"));
         assert_eq!(e.get("other"), None);
+    }
+
+    fn categorized(e: &EntryLabels) -> Vec<String> {
+        let mut all: Vec<String> = e.iter().map(|(c, n, v)| format!("{c:?} {n}={v}")).collect();
+        all.sort();
+        all
+    }
+
+    /// An entry reset per line of a stream names keys as they were named on its earlier
+    /// lines; that must be what naming each key afresh gives, whatever the metadata names,
+    /// a stage's change to the stream or a metadata label a key moves mid-line.
+    #[test]
+    fn remembered_key_names_are_what_naming_afresh_gives() {
+        let a = Labels::from_pairs([("env", "test"), ("level", "x")]);
+        let b = Labels::from_pairs([("app", "y")]);
+        let lines = [
+            r#"level=info env=prod msg="a" trace_id=1 x_extracted=2"#,
+            r#"level=info env=prod msg="b" trace_id=2 x_extracted=3"#,
+            "level=warn app=z 1x=4 level=again x=5",
+            r#"a.b=1 a_b=2 env= env=late msg="\ufffd" q=ok"#,
+            "a=1 trace_id_extracted=5 trace_id=6",
+            "trace_id=9 trace_id_extracted=10 level=info",
+            "trace_id=9 trace_id_extracted=10 level=info",
+            "bare level_extracted=1 level=2 app=3",
+        ];
+        let metas: [&[(&str, &str)]; 4] = [
+            &[],
+            &[("trace_id", "t")],
+            &[("trace_id", "t"), ("trace_id_extracted", "m")],
+            &[("x", "m"), ("level", "l")],
+        ];
+        let by_level = ParserHints::for_range(
+            &[],
+            None,
+            &crate::hints::SampleGrouping {
+                groups: vec!["level_extracted".into(), "x".into()],
+                ..Default::default()
+            },
+        );
+        let p = Logfmt::new(&LogfmtParser::default());
+        // Lines of one shape in a row, and one line under each metadata in a row.
+        let by_shape = metas
+            .iter()
+            .flat_map(|m| lines.iter().map(move |l| (*m, *l)));
+        let by_line = lines
+            .iter()
+            .flat_map(|l| metas.iter().map(move |m| (*m, *l)));
+        let entries: Vec<_> = by_shape.chain(by_line).collect();
+        for hints in [None, Some(&by_level)] {
+            let mut kept = EntryLabels::default();
+            for _ in 0..2 {
+                for (key, stream) in [(1, &a), (2, &b)] {
+                    for (i, &(meta, line)) in entries.iter().enumerate() {
+                        kept.reset_keyed(key, stream, meta);
+                        let mut fresh = EntryLabels::new(stream, meta);
+                        // A stage before the parser changes the stream of every other line.
+                        let change = i % 2 == 1;
+                        for e in [&mut kept, &mut fresh].into_iter().filter(|_| change) {
+                            e.remove("env");
+                            e.set(crate::Category::Stream, "msg", "s");
+                        }
+                        p.process(line, &mut kept, hints);
+                        p.process(line, &mut fresh, hints);
+                        assert_eq!(
+                            categorized(&kept),
+                            categorized(&fresh),
+                            "{line} {meta:?} {change}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     fn extractions(pairs: &[(&str, &str)]) -> LogfmtParser {

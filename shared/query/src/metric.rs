@@ -39,8 +39,8 @@ use parquetry_logql::{
 };
 use parquetry_model::Labels;
 use parquetry_pipeline::{
-    Category, ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints,
-    Pipeline, SampleGrouping, Unwrapper, sample_stages,
+    ERROR_DETAILS_LABEL, ERROR_LABEL, EntryLabels, PRESERVE_ERROR_LABEL, ParserHints, Pipeline,
+    SampleGrouping, Unwrapper, sample_stages,
 };
 use parquetry_store::schema::{COL_LINE, COL_METADATA, COL_STREAM, COL_TIMESTAMP};
 use tracing::Instrument;
@@ -531,7 +531,8 @@ struct Acc {
     scratch: Vec<u8>,
     /// The rows of the stream run being read, held back until it is known whether another
     /// row of their series comes within a range (see [`DirectPlan`]).
-    run: Option<Run>,
+    /// Boxed: it is taken out and put back for every held row.
+    run: Option<Box<Run>>,
     /// Where a folded row's points are computed.
     points: Vec<(u32, f64)>,
     /// Rows folded into [`Collapsed::direct`].
@@ -718,7 +719,7 @@ impl Acc {
             .is_none_or(|r| r.fp != fp || row.t < r.last)
         {
             self.end_run(plan, cells);
-            self.run = Some(Run::new(fp, row.t, plan.zones(fp)));
+            self.run = Some(Box::new(Run::new(fp, row.t, plan.zones(fp))));
         }
         let Some(mut run) = self.run.take() else {
             return;
@@ -938,12 +939,7 @@ impl Fold {
             let fails = fails_query(|name| entry.get(name));
             let pairs = || entry.iter().map(|(_, n, v)| (n, v));
             // The row's labels other than its stream's.
-            let own = || {
-                entry
-                    .iter()
-                    .filter(|(c, _, _)| *c != Category::Stream)
-                    .map(|(_, n, v)| (n, v))
-            };
+            let own = || entry.own_labels();
             let slot = match (&self.group_by, &self.collapse) {
                 (Some(by), _) if !fails && entry.stream_unchanged() => {
                     // The stream's labels are the row's: the series is known by the stream
@@ -958,19 +954,27 @@ impl Fold {
                     // The stream's labels are the row's: their part of the identity is the
                     // stream's, and so is the group unless another label is kept.
                     let sid = stream_id(&mut stream_identity, f, stream, &mut acc.scratch);
-                    let id = sid.wrapping_add(identity(own(), &mut acc.scratch));
+                    let plan = self.direct.as_ref().filter(|_| acc.may_fold());
+                    // One pass over the row's own labels: its identity, whether its group
+                    // keeps one of them, and (when folding) whether one is named like
+                    // another stream's label, which could make this row's label set another
+                    // stream's row's: such rows are never folded.
+                    let (mut keeps, mut like_stream) = (false, false);
+                    let own_labels = own().inspect(|&(k, v)| {
+                        keeps |= projected(k, v, by);
+                        like_stream |= plan.is_some_and(|p| p.stream_name(k));
+                    });
+                    let id = sid.wrapping_add(identity(own_labels, &mut acc.scratch));
                     let group = |acc: &mut Acc| {
-                        if own().any(|(k, v)| projected(k, v, by)) {
+                        if keeps {
                             acc.group(kept(pairs(), by))
                         } else {
                             acc.stream_group(f, || kept(stream.iter().map(pair), by))
                         }
                     };
-                    if let Some(plan) = self.direct.as_ref().filter(|_| acc.may_fold()) {
+                    if let Some(plan) = plan {
                         let group = group(acc);
-                        // A pair named like another stream's label could make this row's
-                        // label set another stream's row's: such rows are never folded.
-                        let foldable = !own().any(|(k, _)| plan.stream_name(k));
+                        let foldable = !like_stream;
                         let row = Pending {
                             id,
                             group,
@@ -1727,8 +1731,8 @@ mod tests {
         // The pipeline path hashes the pairs of an entry it never turns into a label set, in
         // the entry's order: the same identity as the set's.
         let mut parsed = EntryLabels::of_stream(&Labels::from_pairs([("svc", "api")]));
-        parsed.set(Category::Parsed, "pod", "p");
-        parsed.set(Category::Parsed, "id", "1");
+        parsed.set(parquetry_pipeline::Category::Parsed, "pod", "p");
+        parsed.set(parquetry_pipeline::Category::Parsed, "id", "1");
         let entry_order: Vec<(&str, &str)> = parsed.iter().map(|(_, n, v)| (n, v)).collect();
         assert!(!entry_order.is_sorted());
         assert_eq!(identity(entry_order.into_iter(), scratch), id(&a, scratch));
