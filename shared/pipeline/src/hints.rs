@@ -186,9 +186,10 @@ impl ParserHints {
         self.no_labels || self.all_extracted(entry)
     }
 
-    /// Every label is wanted and none stops a parser: the same as no hints.
+    /// Every label is wanted, none stops a parser and errors are not preserved: the same
+    /// as no hints.
     pub(crate) fn wants_everything(&self) -> bool {
-        self.required.is_empty() && !self.no_labels
+        self.required.is_empty() && !self.no_labels && !self.preserve_error
     }
 
     /// Whether a parser should extract `name`.

@@ -325,9 +325,8 @@ fn same_key(a: &str, b: &str) -> bool {
 pub(crate) struct KeyNames {
     owner: usize,
     stream_key: Option<u64>,
-    /// The metadata names the names were found under, concatenated, and their lengths.
-    metadata: String,
-    metadata_lengths: Vec<usize>,
+    /// The metadata names the names were found under.
+    metadata: Vec<String>,
     keys: Vec<KeyName>,
     /// Where a key is named when it is not kept.
     spare: KeyName,
@@ -352,27 +351,12 @@ impl KeyNames {
         self.owner = owner;
         self.stream_key = stream_key;
         self.keys.clear();
-        self.metadata.clear();
-        self.metadata_lengths.clear();
-        for (name, _) in entry.metadata.iter() {
-            self.metadata.push_str(name);
-            self.metadata_lengths.push(name.len());
-        }
+        self.metadata = entry.metadata.iter().map(|(n, _)| n.to_string()).collect();
     }
 
     fn metadata_is(&self, set: &Set) -> bool {
-        if set.pairs.len() != self.metadata_lengths.len() {
-            return false;
-        }
-        let mut at = 0;
-        set.pairs
-            .iter()
-            .zip(&self.metadata_lengths)
-            .all(|(p, &len)| {
-                let same = self.metadata.get(at..at + len) == Some(set.name(p));
-                at += len;
-                same
-            })
+        set.pairs.len() == self.metadata.len()
+            && set.iter().zip(&self.metadata).all(|((n, _), m)| n == m)
     }
 
     /// The rest of the line is named afresh: a stage moved a metadata label.
@@ -700,11 +684,28 @@ impl EntryLabels {
     /// Adds a parsed label whose name the caller already checked for clashes, unless a
     /// parser already extracted that name for this entry.
     pub(crate) fn add_parsed_exact(&mut self, name: &str, value: &str) {
-        if self.parsed.contains(name) {
-            return;
+        self.add_parsed_first(name, name_bit(name), name_prefix(name), true, value);
+    }
+
+    /// [`EntryLabels::add_parsed_exact`] for a name whose [`name_bit`] and [`name_prefix`]
+    /// the caller knows, and which is not structured metadata unless `maybe_metadata`. True
+    /// when adding it moved a metadata label.
+    #[inline]
+    fn add_parsed_first(
+        &mut self,
+        name: &str,
+        bit: u64,
+        prefix: u64,
+        maybe_metadata: bool,
+        value: &str,
+    ) -> bool {
+        if self.parsed.bits & bit != 0 && self.parsed.find_prefixed(prefix, name).is_ok() {
+            return false;
         }
-        self.metadata.remove(name);
-        self.parsed.set(name, value);
+        let moved = maybe_metadata && self.metadata.remove(name).is_some();
+        self.parsed.bits |= bit;
+        self.parsed.insert_absent(name, prefix, value);
+        moved
     }
 
     /// Sets a parsed label, replacing an earlier value: the extraction parsers
@@ -747,14 +748,13 @@ impl EntryLabels {
     /// does. True when that moved a structured metadata label, which changes how later keys
     /// of the line are named (see [`KeyNames::forget_line`]).
     pub(crate) fn add_parsed_named(&mut self, named: &KeyName, value: &str) -> bool {
-        let (name, bit, prefix) = (named.name.as_str(), named.bit, named.prefix);
-        if self.parsed.bits & bit != 0 && self.parsed.find_prefixed(prefix, name).is_ok() {
-            return false;
-        }
-        let moved = named.in_metadata && self.metadata.remove(name).is_some();
-        self.parsed.bits |= bit;
-        self.parsed.insert_absent(name, prefix, value);
-        moved
+        self.add_parsed_first(
+            &named.name,
+            named.bit,
+            named.prefix,
+            named.in_metadata,
+            value,
+        )
     }
 
     /// The stream set, for a change: later entries of the stream cannot reuse it as is.

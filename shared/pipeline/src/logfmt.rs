@@ -48,7 +48,6 @@ impl Logfmt {
 
     /// `| logfmt`: every pair becomes a label; the first value of a name wins.
     fn process_all(&self, line: &str, entry: &mut EntryLabels, hints: Option<&ParserHints>) {
-        let hints = hints.filter(|h| !h.wants_everything());
         // U+FFFD is EF BF BD in UTF-8: a line without the byte EF has none in its plain
         // values, and only unescaped ones need looking at.
         let may_replace = memchr::memchr(0xEF, line.as_bytes()).is_some();

@@ -70,7 +70,9 @@ impl Pipeline {
 
     /// Limits the parsers to what a metric query needs, as Loki does (see [`ParserHints`]).
     pub fn with_hints(mut self, hints: ParserHints) -> Pipeline {
-        self.hints = Some(hints);
+        // Hints that want every label and stop nothing are no hints: parsers then skip
+        // consulting them per key.
+        self.hints = Some(hints).filter(|h| !h.wants_everything());
         self
     }
 

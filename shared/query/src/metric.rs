@@ -973,14 +973,12 @@ impl Fold {
                         }
                     };
                     if let Some(plan) = plan {
-                        let group = group(acc);
-                        let foldable = !like_stream;
                         let row = Pending {
                             id,
-                            group,
+                            group: group(acc),
                             t,
                             v,
-                            foldable,
+                            foldable: !like_stream,
                         };
                         acc.hold(plan, f, row, self.cells.as_ref());
                         continue;
